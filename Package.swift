@@ -1,0 +1,46 @@
+// swift-tools-version:6.0
+// stockd — a stock-reservation server for live shopping.
+// One module per layer; arrows in README.md "Architecture". Nothing imports upward.
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .unsafeFlags(["-warnings-as-errors"], .when(configuration: .debug)),
+]
+
+let package = Package(
+    name: "stockd",
+    products: [
+        .library(name: "StockProtocol", targets: ["StockProtocol"]),
+        .library(name: "StockCore", targets: ["StockCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
+    ],
+    targets: [
+        // Debian's libuv1-dev through pkg-config. Used by the server layer.
+        .systemLibrary(
+            name: "CLibUV",
+            pkgConfig: "libuv",
+            providers: [.apt(["libuv1-dev"])]
+        ),
+        // Wire protocol: frames <-> typed values. Standard library only.
+        .target(name: "StockProtocol", swiftSettings: strict),
+        // Counters, tokens, timing wheel. No I/O; the clock is a parameter.
+        .target(
+            name: "StockCore",
+            dependencies: ["StockProtocol", .product(name: "Atomics", package: "swift-atomics")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "StockCoreTests",
+            dependencies: ["StockCore"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "StockProtocolTests",
+            dependencies: ["StockProtocol"],
+            swiftSettings: strict
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

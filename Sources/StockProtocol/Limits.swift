@@ -1,0 +1,39 @@
+/// Protocol-level limits (`protocol/PROTOCOL.md`, "Limits").
+///
+/// These are the hard bounds of protocol version 1: a decoder rejects
+/// anything beyond them whatever the server is configured to. A server may
+/// announce tighter values in its HELLO answer (`max_frame`, `max_ttl_ms`).
+public enum Limits {
+    /// The protocol version this codec speaks.
+    public static let protocolVersion: UInt16 = 1
+    /// Bytes in a frame header, length prefix included.
+    public static let headerSize = 12
+    /// Bytes of the length prefix.
+    public static let lengthPrefixSize = 4
+    /// Default maximum frame size in bytes (prefix included); servers may configure it.
+    public static let defaultMaxFrame = 64 * 1024
+    /// The largest maximum frame a server may configure (16 MiB).
+    public static let maxFrameCeiling = 16 * 1024 * 1024
+    /// The smallest maximum frame a server may configure: must fit a full STOCK_LIST page entry and HELLO.
+    public static let maxFrameFloor = 1024
+    /// Maximum bytes in a SKU (UTF-8, no control characters, not empty).
+    public static let maxSKULength = 64
+    /// Maximum bytes of a customer id, an idempotency key, an order reference and a client name.
+    public static let maxShortBytes = 64
+    /// Maximum bytes of a HELLO credential.
+    public static let maxCredentialLength = 255
+    /// Maximum lines in one RESERVE_BUNDLE.
+    public static let maxBundleLines = 16
+    /// Maximum units in one reservation line or confirm.
+    public static let maxQuantity: UInt32 = 1_000_000
+    /// Maximum TTL any server accepts: one hour, in milliseconds.
+    public static let maxTTLCeilingMs: UInt32 = 3_600_000
+    /// Maximum entries in one STOCK_LIST page; 0 in a request asks for `defaultListPage`.
+    public static let maxListPage: UInt16 = 1000
+    /// Entries in a STOCK_LIST page when the request says 0.
+    public static let defaultListPage: UInt16 = 100
+    /// STOCK_LIST cursor meaning "no more entries".
+    public static let listEnd: UInt32 = 0xFFFF_FFFF
+    /// Maximum absolute value of a STOCK_ADJUST delta, and maximum on-hand of a SKU (2^40).
+    public static let maxStock: UInt64 = 1 << 40
+}

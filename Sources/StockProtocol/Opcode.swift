@@ -1,0 +1,49 @@
+/// Operation codes of the stockd wire protocol (`protocol/PROTOCOL.md`, "Opcodes").
+///
+/// A response carries the opcode of the request it answers, with the
+/// `FrameHeader.responseFlag` set. Ranges are reserved for later features so
+/// that old clients can recognise and reject them cleanly:
+/// `0x01–0x0F` session, `0x10–0x1F` reservations, `0x20–0x2F` stock,
+/// `0x30–0x3F` observability, `0x40–0x4F` event feed (`SUBSCRIBE`),
+/// `0x50–0x7F` future operations, `0x80–0xFF` never assigned.
+public enum Opcode: UInt8, Sendable, CaseIterable {
+    case hello = 0x01
+    case ping = 0x02
+    case reserve = 0x10
+    case reserveBundle = 0x11
+    case confirm = 0x12
+    case release = 0x13
+    case extend = 0x14
+    case stockSet = 0x20
+    case stockAdjust = 0x21
+    case stockGet = 0x22
+    case stockList = 0x23
+    case stats = 0x30
+
+    /// The spec's upper-case name, as used in logs, STATS keys and vectors.
+    public var name: String {
+        switch self {
+        case .hello: "HELLO"
+        case .ping: "PING"
+        case .reserve: "RESERVE"
+        case .reserveBundle: "RESERVE_BUNDLE"
+        case .confirm: "CONFIRM"
+        case .release: "RELEASE"
+        case .extend: "EXTEND"
+        case .stockSet: "STOCK_SET"
+        case .stockAdjust: "STOCK_ADJUST"
+        case .stockGet: "STOCK_GET"
+        case .stockList: "STOCK_LIST"
+        case .stats: "STATS"
+        }
+    }
+
+    /// Whether the operation changes state (and so, once durability lands,
+    /// is acknowledged only after its record is durable).
+    public var isMutation: Bool {
+        switch self {
+        case .reserve, .reserveBundle, .confirm, .release, .extend, .stockSet, .stockAdjust: true
+        case .hello, .ping, .stockGet, .stockList, .stats: false
+        }
+    }
+}

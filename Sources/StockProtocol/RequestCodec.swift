@@ -1,0 +1,243 @@
+/// Encodes and decodes request payloads (`protocol/PROTOCOL.md`, "Requests").
+///
+/// Decoding checks structure first — every field present, no trailing
+/// bytes, else `.malformed` — then values in field order, so one input has
+/// exactly one defined error whatever else is wrong with it.
+public enum RequestCodec {
+    /// Decodes a request frame. Throws the status the server answers with.
+    public static func decode(header: FrameHeader, payload: UnsafeRawBufferPointer) throws(Status) -> Request {
+        guard let op = Opcode(rawValue: header.opcode) else { throw .unknownOpcode }
+        guard header.isWellFormedRequest else { throw .malformed }
+        var r = ByteReader(payload)
+        switch op {
+        case .hello: return .hello(try decodeHello(&r))
+        case .ping: try r.finish(); return .ping
+        case .reserve: return .reserve(try decodeReserve(&r))
+        case .reserveBundle: return .reserveBundle(try decodeBundle(&r))
+        case .confirm: return .confirm(try decodeConfirm(&r))
+        case .release:
+            let t = try r.readToken()
+            try r.finish()
+            return .release(t)
+        case .extend:
+            let t = try r.readToken()
+            let ttl = try r.readU32()
+            try r.finish()
+            try checkTTL(ttl)
+            return .extend(Extend(token: t, ttlMs: ttl))
+        case .stockSet: return .stockSet(try decodeStockSet(&r))
+        case .stockAdjust: return .stockAdjust(try decodeStockAdjust(&r))
+        case .stockGet:
+            let sku = try r.readBytes(Int(try r.readU8()))
+            try r.finish()
+            return .stockGet(try sku8(sku))
+        case .stockList:
+            let cursor = try r.readU32()
+            let limit = try r.readU16()
+            try r.finish()
+            guard limit <= Limits.maxListPage else { throw .invalidArgument }
+            return .stockList(StockList(cursor: cursor, limit: limit))
+        case .stats: try r.finish(); return .stats
+        }
+    }
+
+    // MARK: field checks (after structure)
+
+    static func sku8(_ b: UnsafeRawBufferPointer) throws(Status) -> SKU {
+        guard b.count > 0, b.count <= Limits.maxSKULength, ShortBytes.isValidText(b) else { throw .invalidSKU }
+        return SKU(b)
+    }
+
+    static func short8(_ b: UnsafeRawBufferPointer) throws(Status) -> ShortBytes {
+        guard b.count <= Limits.maxShortBytes else { throw .invalidArgument }
+        return ShortBytes(b)
+    }
+
+    static func text8(_ b: UnsafeRawBufferPointer) throws(Status) -> ShortBytes {
+        guard b.count <= Limits.maxShortBytes, ShortBytes.isValidText(b) else { throw .invalidArgument }
+        return ShortBytes(b)
+    }
+
+    static func checkQuantity(_ q: UInt32) throws(Status) {
+        guard q > 0, q <= Limits.maxQuantity else { throw .quantityInvalid }
+    }
+
+    static func checkTTL(_ ttl: UInt32) throws(Status) {
+        guard ttl <= Limits.maxTTLCeilingMs else { throw .ttlTooLong }
+    }
+
+    static func checkStock(_ v: UInt64) throws(Status) {
+        guard v <= Limits.maxStock else { throw .quantityInvalid }
+    }
+
+    // MARK: per-opcode decoders
+
+    static func decodeHello(_ r: inout ByteReader) throws(Status) -> Hello {
+        let version = try r.readU16()
+        let name = try r.readBytes(Int(try r.readU8()))
+        let credential = try r.readBytes(Int(try r.readU8()))
+        try r.finish()
+        guard name.count <= Limits.maxShortBytes, ShortBytes.isValidText(name) else { throw .invalidArgument }
+        return Hello(version: version, clientName: Array(name), credential: Array(credential))
+    }
+
+    static func decodeReserve(_ r: inout ByteReader) throws(Status) -> Reserve {
+        let quantity = try r.readU32()
+        let ttl = try r.readU32()
+        let sku = try r.readBytes(Int(try r.readU8()))
+        let customer = try r.readBytes(Int(try r.readU8()))
+        let key = try r.readBytes(Int(try r.readU8()))
+        try r.finish()
+        try checkQuantity(quantity)
+        try checkTTL(ttl)
+        return Reserve(sku: try sku8(sku), quantity: quantity, ttlMs: ttl,
+                       customer: try short8(customer), idempotencyKey: try short8(key))
+    }
+
+    static func decodeBundle(_ r: inout ByteReader) throws(Status) -> ReserveBundle {
+        let ttl = try r.readU32()
+        let customer = try r.readBytes(Int(try r.readU8()))
+        let key = try r.readBytes(Int(try r.readU8()))
+        let n = Int(try r.readU8())
+        // Structure first: walk every line before judging any value.
+        let linesStart = r.offset
+        for _ in 0..<n {
+            _ = try r.readU32()
+            _ = try r.readBytes(Int(try r.readU8()))
+        }
+        try r.finish()
+        try checkTTL(ttl)
+        let customerBytes = try short8(customer)
+        let keyBytes = try short8(key)
+        guard n >= 1, n <= Limits.maxBundleLines else { throw .invalidArgument }
+        var lines = [BundleLine]()
+        lines.reserveCapacity(n)
+        var again = r
+        again.rewind(to: linesStart)
+        for _ in 0..<n {
+            let q = try again.readU32()
+            let sku = try again.readBytes(Int(try again.readU8()))
+            try checkQuantity(q)
+            let s = try sku8(sku)
+            // A SKU may appear once: two lines on one SKU would make a partial
+            // failure ambiguous and double-count the customer limit.
+            guard !lines.contains(where: { $0.sku == s }) else { throw .invalidArgument }
+            lines.append(BundleLine(sku: s, quantity: q))
+        }
+        return ReserveBundle(lines: lines, ttlMs: ttl, customer: customerBytes, idempotencyKey: keyBytes)
+    }
+
+    static func decodeConfirm(_ r: inout ByteReader) throws(Status) -> Confirm {
+        let token = try r.readToken()
+        let quantity = try r.readU32()
+        let order = try r.readBytes(Int(try r.readU8()))
+        try r.finish()
+        guard quantity <= Limits.maxQuantity else { throw .quantityInvalid }
+        return Confirm(token: token, quantity: quantity, orderReference: try text8(order))
+    }
+
+    static func decodeStockSet(_ r: inout ByteReader) throws(Status) -> StockSet {
+        let flags = try r.readU8()
+        let onHand = try r.readU64()
+        let expected = try r.readU64()
+        let threshold = try r.readU32()
+        let limit = try r.readU32()
+        let sku = try r.readBytes(Int(try r.readU8()))
+        try r.finish()
+        guard flags & ~StockSet.knownFlags == 0 else { throw .invalidArgument }
+        // Fields whose flag is clear must be zero: one value, one encoding.
+        guard flags & StockSet.flagExpected != 0 || expected == 0,
+              flags & StockSet.flagThreshold != 0 || threshold == 0,
+              flags & StockSet.flagLimit != 0 || limit == 0 else { throw .invalidArgument }
+        try checkStock(onHand)
+        try checkStock(expected)
+        return StockSet(
+            sku: try sku8(sku), onHand: onHand,
+            expectedOnHand: flags & StockSet.flagExpected != 0 ? expected : nil,
+            lowStockThreshold: flags & StockSet.flagThreshold != 0 ? threshold : nil,
+            perCustomerLimit: flags & StockSet.flagLimit != 0 ? limit : nil)
+    }
+
+    static func decodeStockAdjust(_ r: inout ByteReader) throws(Status) -> StockAdjust {
+        let delta = try r.readI64()
+        let reasonByte = try r.readU8()
+        let sku = try r.readBytes(Int(try r.readU8()))
+        try r.finish()
+        guard delta != 0, delta.magnitude <= Limits.maxStock else { throw .quantityInvalid }
+        guard let reason = AdjustReason(rawValue: reasonByte) else { throw .invalidArgument }
+        return StockAdjust(sku: try sku8(sku), delta: delta, reason: reason)
+    }
+
+    // MARK: encoding
+
+    /// Appends the frame of `request` with `requestID` to `w`.
+    public static func encode(_ request: Request, requestID: UInt32, into w: inout ByteWriter) {
+        let start = w.beginFrame(opcode: request.opcode.rawValue, requestID: requestID, response: false)
+        encodePayload(request, into: &w)
+        w.endFrame(start)
+    }
+
+    static func encodePayload(_ request: Request, into w: inout ByteWriter) {
+        switch request {
+        case .hello(let h):
+            w.writeU16(h.version)
+            w.writeArray8(h.clientName)
+            w.writeArray8(h.credential)
+        case .ping, .stats:
+            break
+        case .reserve(let q):
+            w.writeU32(q.quantity)
+            w.writeU32(q.ttlMs)
+            w.writeShort(q.sku)
+            w.writeShort(q.customer)
+            w.writeShort(q.idempotencyKey)
+        case .reserveBundle(let b):
+            w.writeU32(b.ttlMs)
+            w.writeShort(b.customer)
+            w.writeShort(b.idempotencyKey)
+            precondition(b.lines.count <= 255, "a bundle holds at most 255 lines on the wire")
+            w.writeU8(UInt8(b.lines.count))
+            for line in b.lines {
+                w.writeU32(line.quantity)
+                w.writeShort(line.sku)
+            }
+        case .confirm(let c):
+            w.writeToken(c.token)
+            w.writeU32(c.quantity)
+            w.writeShort(c.orderReference)
+        case .release(let t):
+            w.writeToken(t)
+        case .extend(let e):
+            w.writeToken(e.token)
+            w.writeU32(e.ttlMs)
+        case .stockSet(let s):
+            var flags: UInt8 = 0
+            if s.expectedOnHand != nil { flags |= StockSet.flagExpected }
+            if s.lowStockThreshold != nil { flags |= StockSet.flagThreshold }
+            if s.perCustomerLimit != nil { flags |= StockSet.flagLimit }
+            w.writeU8(flags)
+            w.writeU64(s.onHand)
+            w.writeU64(s.expectedOnHand ?? 0)
+            w.writeU32(s.lowStockThreshold ?? 0)
+            w.writeU32(s.perCustomerLimit ?? 0)
+            w.writeShort(s.sku)
+        case .stockAdjust(let a):
+            w.writeI64(a.delta)
+            w.writeU8(a.reason.rawValue)
+            w.writeShort(a.sku)
+        case .stockGet(let sku):
+            w.writeShort(sku)
+        case .stockList(let l):
+            w.writeU32(l.cursor)
+            w.writeU16(l.limit)
+        }
+    }
+}
+
+extension ByteReader {
+    /// Moves the read position back to `offset` (a second pass over a payload).
+    mutating func rewind(to offset: Int) {
+        precondition(offset <= self.offset)
+        self.offset = offset
+    }
+}

@@ -1,0 +1,173 @@
+/// Encodes and decodes response payloads (`protocol/PROTOCOL.md`, "Responses").
+///
+/// An OK payload is laid out by opcode; a failure payload by status
+/// (the `ErrorDetail` table), whatever the opcode.
+public enum ResponseCodec {
+    /// Decodes a response frame. Throws `.malformed` if it does not follow the spec.
+    public static func decode(header: FrameHeader, payload: UnsafeRawBufferPointer) throws(Status) -> Response {
+        guard header.isWellFormedResponse else { throw .malformed }
+        guard let status = Status(rawValue: header.status) else { throw .malformed }
+        var r = ByteReader(payload)
+        let body: ResponseBody
+        if status != .ok {
+            body = .failure(status, try decodeDetail(status, &r))
+        } else {
+            guard let op = Opcode(rawValue: header.opcode) else { throw .malformed }
+            body = try decodeOK(op, &r)
+        }
+        try r.finish()
+        return Response(requestID: header.requestID, opcode: header.opcode, body: body)
+    }
+
+    static func decodeDetail(_ status: Status, _ r: inout ByteReader) throws(Status) -> ErrorDetail {
+        switch status {
+        case .outOfStock: return .outOfStock(line: try r.readU8(), available: try r.readU64())
+        case .unknownSKU: return .unknownSKU(line: try r.readU8())
+        case .customerLimit: return .customerLimit(line: try r.readU8(), remaining: try r.readU64())
+        case .stockChanged: return .stockChanged(current: try r.readU64())
+        case .insufficientAvailable: return .insufficientAvailable(available: try r.readU64())
+        case .ttlTooLong: return .ttlTooLong(maxTTLMs: try r.readU32())
+        case .frameTooLarge: return .frameTooLarge(maxFrame: try r.readU32())
+        case .unsupportedVersion: return .unsupportedVersion(min: try r.readU16(), max: try r.readU16())
+        default: return .none
+        }
+    }
+
+    static func decodeOK(_ op: Opcode, _ r: inout ByteReader) throws(Status) -> ResponseBody {
+        switch op {
+        case .hello:
+            let version = try r.readU16()
+            guard let role = Role(rawValue: try r.readU8()) else { throw .malformed }
+            return .hello(HelloReply(
+                version: version, role: role, maxFrame: try r.readU32(), maxTTLMs: try r.readU32(),
+                defaultTTLMs: try r.readU32(), maxBundleLines: try r.readU16(), maxSKULength: try r.readU16(),
+                maxInflight: try r.readU32(), serverName: try r.readArray8()))
+        case .ping: return .pong
+        case .reserve:
+            return .reserved(Reservation(token: try r.readToken(), expiresAtMs: try r.readU64(),
+                                         available: try r.readU64()))
+        case .reserveBundle:
+            return .bundleReserved(BundleReservation(token: try r.readToken(), expiresAtMs: try r.readU64()))
+        case .confirm: return .confirmed(ConfirmReply(confirmed: try r.readU32(), returned: try r.readU32()))
+        case .release: return .released(units: try r.readU32())
+        case .extend: return .extended(expiresAtMs: try r.readU64())
+        case .stockSet, .stockAdjust, .stockGet: return .stock(try readInfo(&r))
+        case .stockList:
+            let next = try r.readU32()
+            let n = Int(try r.readU16())
+            var entries = [StockEntry]()
+            entries.reserveCapacity(min(n, Int(Limits.maxListPage)))
+            for _ in 0..<n {
+                let sku = try r.readShort(tooLong: .malformed)
+                entries.append(StockEntry(sku: sku, info: try readInfo(&r)))
+            }
+            return .stockPage(StockPage(nextCursor: next, entries: entries))
+        case .stats:
+            let n = Int(try r.readU16())
+            var entries = [StatEntry]()
+            for _ in 0..<n {
+                let name = try r.readShort(tooLong: .malformed)
+                entries.append(StatEntry(name: name, value: try r.readU64()))
+            }
+            return .stats(entries)
+        }
+    }
+
+    static func readInfo(_ r: inout ByteReader) throws(Status) -> StockInfo {
+        StockInfo(onHand: try r.readU64(), available: try r.readU64(), reserved: try r.readU64(),
+                  confirmed: try r.readU64(), lowStockThreshold: try r.readU32(), perCustomerLimit: try r.readU32())
+    }
+
+    // MARK: encoding
+
+    /// Appends the frame of `response` to `w`.
+    public static func encode(_ response: Response, into w: inout ByteWriter) {
+        let start = w.beginFrame(opcode: response.opcode, requestID: response.requestID, response: true,
+                                 status: response.status.rawValue)
+        encodeBody(response.body, into: &w)
+        w.endFrame(start)
+    }
+
+    /// Appends a failure frame without building a `Response` (server hot path).
+    public static func encodeFailure(opcode: UInt8, requestID: UInt32, status: Status, detail: ErrorDetail,
+                                     into w: inout ByteWriter) {
+        precondition(status != .ok)
+        let start = w.beginFrame(opcode: opcode, requestID: requestID, response: true, status: status.rawValue)
+        encodeDetail(detail, into: &w)
+        w.endFrame(start)
+    }
+
+    static func encodeBody(_ body: ResponseBody, into w: inout ByteWriter) {
+        switch body {
+        case .hello(let h):
+            w.writeU16(h.version)
+            w.writeU8(h.role.rawValue)
+            w.writeU32(h.maxFrame)
+            w.writeU32(h.maxTTLMs)
+            w.writeU32(h.defaultTTLMs)
+            w.writeU16(h.maxBundleLines)
+            w.writeU16(h.maxSKULength)
+            w.writeU32(h.maxInflight)
+            w.writeArray8(h.serverName)
+        case .pong: break
+        case .reserved(let r):
+            w.writeToken(r.token)
+            w.writeU64(r.expiresAtMs)
+            w.writeU64(r.available)
+        case .bundleReserved(let b):
+            w.writeToken(b.token)
+            w.writeU64(b.expiresAtMs)
+        case .confirmed(let c):
+            w.writeU32(c.confirmed)
+            w.writeU32(c.returned)
+        case .released(let units): w.writeU32(units)
+        case .extended(let at): w.writeU64(at)
+        case .stock(let info): writeInfo(info, into: &w)
+        case .stockPage(let page):
+            w.writeU32(page.nextCursor)
+            w.writeU16(UInt16(page.entries.count))
+            for e in page.entries {
+                w.writeShort(e.sku)
+                writeInfo(e.info, into: &w)
+            }
+        case .stats(let entries):
+            w.writeU16(UInt16(entries.count))
+            for e in entries {
+                w.writeShort(e.name)
+                w.writeU64(e.value)
+            }
+        case .failure(_, let detail):
+            encodeDetail(detail, into: &w)
+        }
+    }
+
+    /// Appends a StockInfo's 40 bytes.
+    public static func writeInfo(_ i: StockInfo, into w: inout ByteWriter) {
+        w.writeU64(i.onHand)
+        w.writeU64(i.available)
+        w.writeU64(i.reserved)
+        w.writeU64(i.confirmed)
+        w.writeU32(i.lowStockThreshold)
+        w.writeU32(i.perCustomerLimit)
+    }
+
+    static func encodeDetail(_ d: ErrorDetail, into w: inout ByteWriter) {
+        switch d {
+        case .none: break
+        case .outOfStock(let line, let available):
+            w.writeU8(line)
+            w.writeU64(available)
+        case .unknownSKU(let line): w.writeU8(line)
+        case .customerLimit(let line, let remaining):
+            w.writeU8(line)
+            w.writeU64(remaining)
+        case .stockChanged(let current): w.writeU64(current)
+        case .insufficientAvailable(let available): w.writeU64(available)
+        case .ttlTooLong(let max): w.writeU32(max)
+        case .frameTooLarge(let max): w.writeU32(max)
+        case .unsupportedVersion(let lo, let hi):
+            w.writeU16(lo)
+            w.writeU16(hi)
+        }
+    }
+}
