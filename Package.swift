@@ -31,6 +31,13 @@ let package = Package(
             dependencies: ["StockProtocol", .product(name: "Atomics", package: "swift-atomics")],
             swiftSettings: strict
         ),
+        // Benchmarks (bench/): print figures, never assert speed.
+        .target(name: "CMallocCounter", path: "bench/malloc-counter"),
+        .executableTarget(
+            name: "stockcore-bench",
+            dependencies: ["StockCore", "CMallocCounter", .product(name: "Atomics", package: "swift-atomics")],
+            path: "bench/core"
+        ),
         .testTarget(
             name: "StockCoreTests",
             dependencies: ["StockCore"],

@@ -1,0 +1,44 @@
+# stockd — the two commands are `make run` and `make test` (see README.md).
+SHELL := /bin/bash
+SWIFT ?= swift
+APT_PACKAGES := libuv1-dev pkg-config
+
+.PHONY: run test deps build release bench-core bench-decode tsan clean
+
+# Installs the Debian packages the build needs when they are missing.
+deps:
+	@if ! pkg-config --exists libuv 2>/dev/null; then \
+		echo "make: installing $(APT_PACKAGES) with apt-get"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $(APT_PACKAGES); \
+	fi
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release
+
+# Builds and runs every test (Swift Testing and XCTest).
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+# Builds release; starts stockd once the server lands (issue 4).
+run: release
+	@echo "stockd: release build done (.build/release); the server executable lands with the server issue"
+
+# Core micro-benchmarks (release): reserve+release pairs/s, allocations/op, bytes/token.
+bench-core: deps
+	$(SWIFT) run -c release stockcore-bench
+
+# Decode throughput of 1M pipelined frames (release).
+bench-decode: deps
+	$(SWIFT) run -c release stockproto-bench
+
+# The core's concurrency tests under ThreadSanitizer.
+tsan: deps
+	$(SWIFT) test --sanitize=thread --scratch-path .build-tsan --filter StockCoreTests
+
+clean:
+	rm -rf .build .build-*

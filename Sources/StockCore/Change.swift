@@ -1,0 +1,54 @@
+import StockProtocol
+
+/// What kind of state change a `Change` reports.
+public enum ChangeKind: UInt8, Sendable, CaseIterable {
+    /// Units taken out of sale by a token. `quantity`: units; `reference`: customer.
+    case reserved = 1
+    /// Units sold. `quantity`: confirmed; `aux`: units returned by a partial confirm; `reference`: order.
+    case confirmed = 2
+    /// Units returned by RELEASE. `quantity`: units.
+    case released = 3
+    /// Units returned by expiry. `quantity`: units.
+    case expired = 4
+    /// Deadline moved. `aux`: new deadline (core ms).
+    case extended = 5
+    /// On-hand set. `quantity`: new on-hand; `aux`: previous on-hand.
+    case stockSet = 6
+    /// On-hand adjusted. `quantity`: signed delta; `aux`: `AdjustReason` raw value.
+    case stockAdjusted = 7
+    /// Available fell to or below the low-stock threshold. `quantity`: available.
+    case lowStock = 8
+    /// Available reached zero.
+    case soldOut = 9
+    /// Available rose above zero after a sell-out. `quantity`: available.
+    case backInStock = 10
+}
+
+/// One state change, reported synchronously to the worker's `onChange` sink
+/// on the thread that made it, after the change took effect. A bundle
+/// reports one change per line, all with the same token.
+public struct Change: Sendable, Equatable {
+    public var kind: ChangeKind
+    /// Catalog index of the SKU (`StockCore.sku(at:)` gives its name).
+    public var sku: UInt32
+    public var quantity: Int64
+    public var aux: Int64
+    /// The token concerned; all zero for stock changes.
+    public var token: Token
+    /// Core clock (ms) when the change happened.
+    public var timeMs: UInt64
+    /// Customer (reserved) or order reference (confirmed); empty otherwise.
+    public var reference: ShortBytes
+
+    public init(kind: ChangeKind, sku: UInt32, quantity: Int64, aux: Int64 = 0,
+                token: Token = Token(slot: 0, generation: 0, secret: 0), timeMs: UInt64,
+                reference: ShortBytes = .empty) {
+        self.kind = kind
+        self.sku = sku
+        self.quantity = quantity
+        self.aux = aux
+        self.token = token
+        self.timeMs = timeMs
+        self.reference = reference
+    }
+}
