@@ -38,6 +38,12 @@ let package = Package(
             dependencies: ["StockCore", "CMallocCounter", .product(name: "Atomics", package: "swift-atomics")],
             path: "bench/core"
         ),
+        .executableTarget(
+            name: "stockproto-bench",
+            dependencies: ["StockProtocol"],
+            path: "bench/decode",
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "StockCoreTests",
             dependencies: ["StockCore"],

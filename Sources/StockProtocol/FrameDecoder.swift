@@ -50,7 +50,8 @@ public enum FrameError: Error, Sendable, Equatable {
 ///
 /// Bytes are kept in one growable buffer that is compacted, not reallocated,
 /// so steady-state decoding allocates nothing. Its size is bounded by the
-/// maximum frame plus one read.
+/// maximum frame plus one read, provided the caller drains complete frames
+/// with `next` after every `feed` (the server does).
 public struct FrameDecoder: Sendable {
     /// The maximum total frame size accepted.
     public let maxFrame: Int

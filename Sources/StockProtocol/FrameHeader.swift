@@ -1,4 +1,4 @@
-/// The fixed 12-byte header that starts every frame (`protocol/PROTOCOL.md`, "Frame").
+/// The fixed 12-byte header that starts every frame (`protocol/PROTOCOL.md` §2).
 ///
 /// | offset | size | field |
 /// |---|---|---|

@@ -1,4 +1,4 @@
-/// Protocol-level limits (`protocol/PROTOCOL.md`, "Limits").
+/// Protocol-level limits (`protocol/PROTOCOL.md` §7).
 ///
 /// These are the hard bounds of protocol version 1: a decoder rejects
 /// anything beyond them whatever the server is configured to. A server may
@@ -14,7 +14,7 @@ public enum Limits {
     public static let defaultMaxFrame = 64 * 1024
     /// The largest maximum frame a server may configure (16 MiB).
     public static let maxFrameCeiling = 16 * 1024 * 1024
-    /// The smallest maximum frame a server may configure: must fit a full STOCK_LIST page entry and HELLO.
+    /// The smallest maximum frame a server may configure (fits HELLO and its answer, and a STOCK_LIST page of one).
     public static let maxFrameFloor = 1024
     /// Maximum bytes in a SKU (UTF-8, no control characters, not empty).
     public static let maxSKULength = 64

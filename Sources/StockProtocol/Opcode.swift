@@ -1,4 +1,4 @@
-/// Operation codes of the stockd wire protocol (`protocol/PROTOCOL.md`, "Opcodes").
+/// Operation codes of the stockd wire protocol (`protocol/PROTOCOL.md` §4).
 ///
 /// A response carries the opcode of the request it answers, with the
 /// `FrameHeader.responseFlag` set. Ranges are reserved for later features so

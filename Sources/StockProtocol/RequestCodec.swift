@@ -1,4 +1,4 @@
-/// Encodes and decodes request payloads (`protocol/PROTOCOL.md`, "Requests").
+/// Encodes and decodes request payloads (`protocol/PROTOCOL.md` §4).
 ///
 /// Decoding checks structure first — every field present, no trailing
 /// bytes, else `.malformed` — then values in field order, so one input has
@@ -6,8 +6,8 @@
 public enum RequestCodec {
     /// Decodes a request frame. Throws the status the server answers with.
     public static func decode(header: FrameHeader, payload: UnsafeRawBufferPointer) throws(Status) -> Request {
-        guard let op = Opcode(rawValue: header.opcode) else { throw .unknownOpcode }
         guard header.isWellFormedRequest else { throw .malformed }
+        guard let op = Opcode(rawValue: header.opcode) else { throw .unknownOpcode }
         var r = ByteReader(payload)
         switch op {
         case .hello: return .hello(try decodeHello(&r))
@@ -144,13 +144,14 @@ public enum RequestCodec {
         let limit = try r.readU32()
         let sku = try r.readBytes(Int(try r.readU8()))
         try r.finish()
+        // Values in layout order. A field whose flag is clear must be zero:
+        // one value, one encoding.
         guard flags & ~StockSet.knownFlags == 0 else { throw .invalidArgument }
-        // Fields whose flag is clear must be zero: one value, one encoding.
-        guard flags & StockSet.flagExpected != 0 || expected == 0,
-              flags & StockSet.flagThreshold != 0 || threshold == 0,
-              flags & StockSet.flagLimit != 0 || limit == 0 else { throw .invalidArgument }
         try checkStock(onHand)
+        guard flags & StockSet.flagExpected != 0 || expected == 0 else { throw .invalidArgument }
         try checkStock(expected)
+        guard flags & StockSet.flagThreshold != 0 || threshold == 0,
+              flags & StockSet.flagLimit != 0 || limit == 0 else { throw .invalidArgument }
         return StockSet(
             sku: try sku8(sku), onHand: onHand,
             expectedOnHand: flags & StockSet.flagExpected != 0 ? expected : nil,

@@ -193,3 +193,27 @@ public enum ErrorDetail: Sendable, Equatable {
     /// UNSUPPORTED_VERSION: versions the server speaks.
     case unsupportedVersion(min: UInt16, max: UInt16)
 }
+
+extension ErrorDetail {
+    /// Whether this detail is the payload `status` carries (PROTOCOL.md §5):
+    /// encoding any other pairing would produce a frame no decoder accepts.
+    public func fits(_ status: Status) -> Bool {
+        switch (self, status) {
+        case (.outOfStock, .outOfStock), (.unknownSKU, .unknownSKU), (.customerLimit, .customerLimit),
+             (.stockChanged, .stockChanged), (.insufficientAvailable, .insufficientAvailable),
+             (.ttlTooLong, .ttlTooLong), (.frameTooLarge, .frameTooLarge),
+             (.unsupportedVersion, .unsupportedVersion):
+            return true
+        case (.none, _):
+            switch status {
+            case .outOfStock, .unknownSKU, .customerLimit, .stockChanged, .insufficientAvailable, .ttlTooLong,
+                 .frameTooLarge, .unsupportedVersion, .ok:
+                return false
+            default:
+                return true
+            }
+        default:
+            return false
+        }
+    }
+}

@@ -1,4 +1,4 @@
-/// Encodes and decodes response payloads (`protocol/PROTOCOL.md`, "Responses").
+/// Encodes and decodes response payloads (`protocol/PROTOCOL.md` §4, §5).
 ///
 /// An OK payload is laid out by opcode; a failure payload by status
 /// (the `ErrorDetail` table), whatever the opcode.
@@ -82,6 +82,9 @@ public enum ResponseCodec {
 
     /// Appends the frame of `response` to `w`.
     public static func encode(_ response: Response, into w: inout ByteWriter) {
+        if case .failure(let status, let detail) = response.body {
+            precondition(status != .ok && detail.fits(status), "failure detail does not match its status")
+        }
         let start = w.beginFrame(opcode: response.opcode, requestID: response.requestID, response: true,
                                  status: response.status.rawValue)
         encodeBody(response.body, into: &w)
@@ -91,7 +94,7 @@ public enum ResponseCodec {
     /// Appends a failure frame without building a `Response` (server hot path).
     public static func encodeFailure(opcode: UInt8, requestID: UInt32, status: Status, detail: ErrorDetail,
                                      into w: inout ByteWriter) {
-        precondition(status != .ok)
+        precondition(status != .ok && detail.fits(status), "failure detail does not match its status")
         let start = w.beginFrame(opcode: opcode, requestID: requestID, response: true, status: status.rawValue)
         encodeDetail(detail, into: &w)
         w.endFrame(start)

@@ -1,4 +1,4 @@
-/// Every status a stockd response can carry (`protocol/PROTOCOL.md`, "Status codes").
+/// Every status a stockd response can carry (`protocol/PROTOCOL.md` §5).
 ///
 /// Codes below 32 are outcomes of a well-formed request (the business said
 /// no); codes from 32 up are protocol or session errors. `closesConnection`

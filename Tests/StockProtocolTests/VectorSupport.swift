@@ -1,0 +1,316 @@
+import Foundation
+import Testing
+@testable import StockProtocol
+
+// Support for the vector tests: loading `protocol/vectors/*.json` and mapping
+// decoded values to the vectors' field form (`protocol/vectors/README.md`).
+
+/// A JSON value with exact integers (kept as their decimal text, so u64 values
+/// above 2^53 survive) and strings compared byte for byte (Swift's `String ==`
+/// would equate canonically equivalent but different byte sequences).
+enum JSON: Sendable, Equatable, CustomStringConvertible {
+    case null
+    case number(String)
+    case string(String)
+    case array([JSON])
+    case object([String: JSON])
+
+    static func == (a: JSON, b: JSON) -> Bool {
+        switch (a, b) {
+        case (.null, .null): true
+        case (.number(let x), .number(let y)): x == y
+        case (.string(let x), .string(let y)): Array(x.utf8) == Array(y.utf8)
+        case (.array(let x), .array(let y)): x == y
+        case (.object(let x), .object(let y)): x == y
+        default: false
+        }
+    }
+
+    /// A JSON value from `JSONSerialization` output.
+    init?(foundation value: Any) {
+        switch value {
+        case is NSNull: self = .null
+        case let s as String: self = .string(s)
+        case let n as NSNumber: self = .number(n.stringValue)
+        case let a as [Any]:
+            var out = [JSON]()
+            for e in a {
+                guard let j = JSON(foundation: e) else { return nil }
+                out.append(j)
+            }
+            self = .array(out)
+        case let o as [String: Any]:
+            var out = [String: JSON]()
+            for (k, e) in o {
+                guard let j = JSON(foundation: e) else { return nil }
+                out[k] = j
+            }
+            self = .object(out)
+        default: return nil
+        }
+    }
+
+    static func int<T: BinaryInteger>(_ v: T) -> JSON { .number(String(v)) }
+
+    /// A byte string as the vectors write it: UTF-8 text when well-formed, else `{"hex": ...}`.
+    static func bytes(_ b: [UInt8]) -> JSON {
+        if let s = String(validating: b, as: UTF8.self) { return .string(s) }
+        return .object(["hex": .string(hexString(b))])
+    }
+
+    static func bytes(_ b: ShortBytes) -> JSON { bytes(b.bytes) }
+
+    /// A token: 32 hex digits of its 16 wire bytes.
+    static func token(_ t: Token) -> JSON {
+        var w = ByteWriter(capacity: 16)
+        w.writeToken(t)
+        return .string(hexString(w.bytes))
+    }
+
+    subscript(key: String) -> JSON? {
+        if case .object(let o) = self { return o[key] }
+        return nil
+    }
+
+    var string: String? {
+        if case .string(let s) = self { return s }
+        return nil
+    }
+
+    var uint64: UInt64? {
+        if case .number(let s) = self { return UInt64(s) }
+        return nil
+    }
+
+    var description: String {
+        switch self {
+        case .null: "null"
+        case .number(let s): s
+        case .string(let s): "\"\(s)\""
+        case .array(let a): "[" + a.map(\.description).joined(separator: ", ") + "]"
+        case .object(let o):
+            "{" + o.keys.sorted().map { "\"\($0)\": \(o[$0]!)" }.joined(separator: ", ") + "}"
+        }
+    }
+}
+
+/// Lower-case hex, written here rather than taken from `Hex` so that the
+/// vector tests do not depend on the code they check.
+func hexString(_ bytes: some Sequence<UInt8>) -> String {
+    let digits = Array("0123456789abcdef".utf8)
+    var out = [UInt8]()
+    for b in bytes {
+        out.append(digits[Int(b >> 4)])
+        out.append(digits[Int(b & 0xF)])
+    }
+    return String(decoding: out, as: UTF8.self)
+}
+
+func bytes(fromHex hex: String) -> [UInt8]? {
+    let u = Array(hex.utf8)
+    guard u.count % 2 == 0 else { return nil }
+    func nibble(_ c: UInt8) -> UInt8? {
+        switch c {
+        case 0x30...0x39: c - 0x30
+        case 0x61...0x66: c - 0x61 + 10
+        case 0x41...0x46: c - 0x41 + 10
+        default: nil
+        }
+    }
+    var out = [UInt8]()
+    out.reserveCapacity(u.count / 2)
+    var i = 0
+    while i < u.count {
+        guard let hi = nibble(u[i]), let lo = nibble(u[i + 1]) else { return nil }
+        out.append(hi << 4 | lo)
+        i += 2
+    }
+    return out
+}
+
+/// The vectors' name of an opcode byte: the spec name, or `0x7E` when unassigned.
+func opcodeName(_ byte: UInt8) -> String {
+    if let op = Opcode(rawValue: byte) { return op.name }
+    let digits = Array("0123456789ABCDEF")
+    return "0x" + String(digits[Int(byte >> 4)]) + String(digits[Int(byte & 0xF)])
+}
+
+/// One vector of `protocol/vectors/*.json`.
+struct Vector: Sendable, CustomTestStringConvertible {
+    let file: String
+    let name: String
+    let bytes: [UInt8]
+    let json: JSON
+
+    var requestID: UInt32? { json["request_id"]?.uint64.flatMap { UInt32(exactly: $0) } }
+    var opcode: String? { json["opcode"]?.string }
+    var status: String? { json["status"]?.string }
+    var error: String? { json["error"]?.string }
+    var fields: JSON? { json["fields"] }
+
+    var testDescription: String { "\(file): \(name)" }
+}
+
+/// Loads the vector files, found from this source file's path
+/// (`Tests/StockProtocolTests/X.swift` → `protocol/vectors/`).
+enum Vectors {
+    static let directory: URL = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent()  // StockProtocolTests
+        .deletingLastPathComponent()  // Tests
+        .deletingLastPathComponent()  // package root
+        .appendingPathComponent("protocol")
+        .appendingPathComponent("vectors")
+
+    static let requests = load("requests.json")
+    static let responses = load("responses.json")
+    static let malformed = load("malformed.json")
+
+    /// The vectors of `file`, or an empty list when it cannot be read (the
+    /// coverage test then fails and says why).
+    static func load(_ file: String) -> [Vector] {
+        (try? loadThrowing(file)) ?? []
+    }
+
+    struct LoadError: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    static func loadThrowing(_ file: String) throws -> [Vector] {
+        let url = directory.appendingPathComponent(file)
+        let data = try Data(contentsOf: url)
+        guard let top = JSON(foundation: try JSONSerialization.jsonObject(with: data)) else {
+            throw LoadError(description: "\(file): not JSON")
+        }
+        guard top["version"] == .number("1") else { throw LoadError(description: "\(file): version is not 1") }
+        guard case .array(let list)? = top["vectors"] else { throw LoadError(description: "\(file): no vectors") }
+        return try list.map { v in
+            guard let name = v["name"]?.string, let hex = v["hex"]?.string, let b = bytes(fromHex: hex)
+            else { throw LoadError(description: "\(file): vector without name or hex: \(v)") }
+            return Vector(file: file, name: name, bytes: b, json: v)
+        }
+    }
+}
+
+// MARK: - Decoded values → vector fields
+
+/// The fields of a request, as the vectors write them.
+func vectorFields(_ request: Request) -> JSON {
+    switch request {
+    case .hello(let h):
+        return .object(["version": .int(h.version), "client_name": .bytes(h.clientName),
+                        "credential": .bytes(h.credential)])
+    case .ping, .stats:
+        return .object([:])
+    case .reserve(let r):
+        return .object(["quantity": .int(r.quantity), "ttl_ms": .int(r.ttlMs), "sku": .bytes(r.sku),
+                        "customer": .bytes(r.customer), "idempotency_key": .bytes(r.idempotencyKey)])
+    case .reserveBundle(let b):
+        return .object([
+            "ttl_ms": .int(b.ttlMs), "customer": .bytes(b.customer), "idempotency_key": .bytes(b.idempotencyKey),
+            "line_count": .int(b.lines.count),
+            "lines": .array(b.lines.map { .object(["quantity": .int($0.quantity), "sku": .bytes($0.sku)]) }),
+        ])
+    case .confirm(let c):
+        return .object(["token": .token(c.token), "quantity": .int(c.quantity),
+                        "order_reference": .bytes(c.orderReference)])
+    case .release(let t):
+        return .object(["token": .token(t)])
+    case .extend(let e):
+        return .object(["token": .token(e.token), "ttl_ms": .int(e.ttlMs)])
+    case .stockSet(let s):
+        var flags = 0
+        if s.expectedOnHand != nil { flags |= 1 }
+        if s.lowStockThreshold != nil { flags |= 2 }
+        if s.perCustomerLimit != nil { flags |= 4 }
+        return .object([
+            "flags": .int(flags), "on_hand": .int(s.onHand),
+            "expected_on_hand": s.expectedOnHand.map { .int($0) } ?? .null,
+            "low_stock_threshold": s.lowStockThreshold.map { .int($0) } ?? .null,
+            "per_customer_limit": s.perCustomerLimit.map { .int($0) } ?? .null,
+            "sku": .bytes(s.sku),
+        ])
+    case .stockAdjust(let a):
+        return .object(["delta": .int(a.delta), "reason": .int(a.reason.rawValue), "sku": .bytes(a.sku)])
+    case .stockGet(let sku):
+        return .object(["sku": .bytes(sku)])
+    case .stockList(let l):
+        return .object(["cursor": .int(l.cursor), "limit": .int(l.limit)])
+    }
+}
+
+func vectorFields(_ info: StockInfo) -> JSON {
+    .object([
+        "on_hand": .int(info.onHand), "available": .int(info.available), "reserved": .int(info.reserved),
+        "confirmed": .int(info.confirmed), "low_stock_threshold": .int(info.lowStockThreshold),
+        "per_customer_limit": .int(info.perCustomerLimit),
+    ])
+}
+
+/// The fields of a response body, as the vectors write them.
+func vectorFields(_ body: ResponseBody) -> JSON {
+    switch body {
+    case .hello(let h):
+        return .object([
+            "version": .int(h.version), "role": .int(h.role.rawValue), "max_frame": .int(h.maxFrame),
+            "max_ttl_ms": .int(h.maxTTLMs), "default_ttl_ms": .int(h.defaultTTLMs),
+            "max_bundle_lines": .int(h.maxBundleLines), "max_sku_length": .int(h.maxSKULength),
+            "max_inflight": .int(h.maxInflight), "server_name": .bytes(h.serverName),
+        ])
+    case .pong:
+        return .object([:])
+    case .reserved(let r):
+        return .object(["token": .token(r.token), "expires_at_ms": .int(r.expiresAtMs),
+                        "available": .int(r.available)])
+    case .bundleReserved(let b):
+        return .object(["token": .token(b.token), "expires_at_ms": .int(b.expiresAtMs)])
+    case .confirmed(let c):
+        return .object(["confirmed": .int(c.confirmed), "returned": .int(c.returned)])
+    case .released(let units):
+        return .object(["released": .int(units)])
+    case .extended(let at):
+        return .object(["expires_at_ms": .int(at)])
+    case .stock(let info):
+        return .object(["stock_info": vectorFields(info)])
+    case .stockPage(let page):
+        return .object([
+            "next_cursor": .int(page.nextCursor), "count": .int(page.entries.count),
+            "entries": .array(page.entries.map { .object(["sku": .bytes($0.sku), "stock_info": vectorFields($0.info)]) }),
+        ])
+    case .stats(let entries):
+        return .object([
+            "count": .int(entries.count),
+            "entries": .array(entries.map { .object(["name": .bytes($0.name), "value": .int($0.value)]) }),
+        ])
+    case .failure(_, let detail):
+        switch detail {
+        case .none: return .object([:])
+        case .outOfStock(let line, let available):
+            return .object(["line": .int(line), "available": .int(available)])
+        case .unknownSKU(let line): return .object(["line": .int(line)])
+        case .customerLimit(let line, let remaining):
+            return .object(["line": .int(line), "remaining": .int(remaining)])
+        case .stockChanged(let current): return .object(["current_on_hand": .int(current)])
+        case .insufficientAvailable(let available): return .object(["available": .int(available)])
+        case .ttlTooLong(let max): return .object(["max_ttl_ms": .int(max)])
+        case .frameTooLarge(let max): return .object(["max_frame": .int(max)])
+        case .unsupportedVersion(let lo, let hi): return .object(["min": .int(lo), "max": .int(hi)])
+        }
+    }
+}
+
+// MARK: - Decoding helpers shared by the tests
+
+/// Decodes a request, turning the typed throw into a value.
+func decodeRequest(_ header: FrameHeader, _ payload: UnsafeRawBufferPointer) -> Result<Request, Status> {
+    do { return .success(try RequestCodec.decode(header: header, payload: payload)) } catch { return .failure(error) }
+}
+
+/// Decodes a response, turning the typed throw into a value.
+func decodeResponse(_ header: FrameHeader, _ payload: UnsafeRawBufferPointer) -> Result<Response, Status> {
+    do { return .success(try ResponseCodec.decode(header: header, payload: payload)) } catch { return .failure(error) }
+}
+
+/// Parses `bytes` with `FrameParser`.
+func parseFrame(_ bytes: [UInt8], maxFrame: Int = Limits.defaultMaxFrame) -> FrameParse {
+    bytes.withUnsafeBytes { FrameParser.parse($0, maxFrame: maxFrame) }
+}

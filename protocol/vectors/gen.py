@@ -1,0 +1,931 @@
+#!/usr/bin/env python3
+"""Test vectors for the stockd wire protocol, version 1.
+
+An implementation of protocol/PROTOCOL.md written from the document alone
+(not from the Swift codec): a layout-driven encoder, a decoder that applies
+the checks in the order the spec gives (header bits, opcode, structure,
+field values in layout order), and the vectors themselves. Every vector is
+checked against this decoder before it is written, so a vector whose
+expected outcome disagrees with the spec's rules cannot be emitted.
+
+Usage: python3 gen.py            (writes requests.json, responses.json, malformed.json next to it)
+       python3 gen.py --check    (exits 1 if the files on disk differ from what it would write)
+
+Python 3 standard library only; output is deterministic (no randomness,
+no clock, fixed key order).
+"""
+
+import json
+import os
+import struct
+import sys
+
+# ---------------------------------------------------------------------------
+# Constants from PROTOCOL.md (§2, §4, §5, §7)
+
+HEADER_SIZE = 12
+MAX_FRAME = 65536  # default max_frame, prefix included (§2, §7)
+MAX_SKU = 64
+MAX_SHORT = 64  # customer, idempotency key, order reference, client name
+MAX_QUANTITY = 1_000_000
+MAX_TTL_MS = 3_600_000
+MAX_BUNDLE_LINES = 16
+MAX_STOCK = 1 << 40
+MAX_LIST_PAGE = 1000
+LIST_END = 0xFFFFFFFF
+RESPONSE_FLAG = 0x01
+STOCK_SET_KNOWN_FLAGS = 0x07
+
+OPCODES = {
+    "HELLO": 0x01,
+    "PING": 0x02,
+    "RESERVE": 0x10,
+    "RESERVE_BUNDLE": 0x11,
+    "CONFIRM": 0x12,
+    "RELEASE": 0x13,
+    "EXTEND": 0x14,
+    "STOCK_SET": 0x20,
+    "STOCK_ADJUST": 0x21,
+    "STOCK_GET": 0x22,
+    "STOCK_LIST": 0x23,
+    "STATS": 0x30,
+}
+OPCODE_NAMES = {v: k for k, v in OPCODES.items()}
+
+STATUSES = {
+    "OK": 0,
+    "OUT_OF_STOCK": 1,
+    "UNKNOWN_SKU": 2,
+    "TOKEN_UNKNOWN": 3,
+    "TOKEN_EXPIRED": 4,
+    "TOKEN_CONFIRMED": 5,
+    "TOKEN_RELEASED": 6,
+    "STOCK_CHANGED": 7,
+    "CUSTOMER_LIMIT": 8,
+    "QUANTITY_INVALID": 9,
+    "TTL_TOO_LONG": 10,
+    "INSUFFICIENT_AVAILABLE": 11,
+    "IDEMPOTENCY_CONFLICT": 12,
+    "INVALID_SKU": 13,
+    "INVALID_ARGUMENT": 14,
+    "MALFORMED": 32,
+    "FRAME_TOO_LARGE": 33,
+    "UNKNOWN_OPCODE": 34,
+    "UNSUPPORTED_VERSION": 35,
+    "UNAUTHENTICATED": 36,
+    "AUTH_FAILED": 37,
+    "FORBIDDEN": 38,
+    "AT_CAPACITY": 39,
+    "BUSY": 40,
+    "RATE_LIMITED": 41,
+    "HELLO_OUT_OF_ORDER": 42,
+    "SHUTTING_DOWN": 43,
+    "INTERNAL": 44,
+}
+STATUS_NAMES = {v: k for k, v in STATUSES.items()}
+
+# ---------------------------------------------------------------------------
+# Layouts. A layout is a list of (field, type). Types:
+#   "u8" "u16" "u32" "u64" "i64"   little-endian integers
+#   "str8"                          u8 count + bytes
+#   "token"                         16 opaque bytes (32 hex digits in JSON)
+#   ("opt", int_type, bit)          STOCK_SET field meaningful only when `flags` has `bit`
+#   ("list", count_field, layout)   count_field × layout, as a JSON array
+#   ("struct", layout)              a nested object (StockInfo)
+
+STOCK_INFO = [
+    ("on_hand", "u64"),
+    ("available", "u64"),
+    ("reserved", "u64"),
+    ("confirmed", "u64"),
+    ("low_stock_threshold", "u32"),
+    ("per_customer_limit", "u32"),
+]
+
+REQUEST_LAYOUTS = {
+    "HELLO": [("version", "u16"), ("client_name", "str8"), ("credential", "str8")],
+    "PING": [],
+    "RESERVE": [("quantity", "u32"), ("ttl_ms", "u32"), ("sku", "str8"), ("customer", "str8"),
+                ("idempotency_key", "str8")],
+    "RESERVE_BUNDLE": [("ttl_ms", "u32"), ("customer", "str8"), ("idempotency_key", "str8"),
+                       ("line_count", "u8"),
+                       ("lines", ("list", "line_count", [("quantity", "u32"), ("sku", "str8")]))],
+    "CONFIRM": [("token", "token"), ("quantity", "u32"), ("order_reference", "str8")],
+    "RELEASE": [("token", "token")],
+    "EXTEND": [("token", "token"), ("ttl_ms", "u32")],
+    "STOCK_SET": [("flags", "u8"), ("on_hand", "u64"), ("expected_on_hand", ("opt", "u64", 0x01)),
+                  ("low_stock_threshold", ("opt", "u32", 0x02)),
+                  ("per_customer_limit", ("opt", "u32", 0x04)), ("sku", "str8")],
+    "STOCK_ADJUST": [("delta", "i64"), ("reason", "u8"), ("sku", "str8")],
+    "STOCK_GET": [("sku", "str8")],
+    "STOCK_LIST": [("cursor", "u32"), ("limit", "u16")],
+    "STATS": [],
+}
+
+RESPONSE_OK_LAYOUTS = {
+    "HELLO": [("version", "u16"), ("role", "u8"), ("max_frame", "u32"), ("max_ttl_ms", "u32"),
+              ("default_ttl_ms", "u32"), ("max_bundle_lines", "u16"), ("max_sku_length", "u16"),
+              ("max_inflight", "u32"), ("server_name", "str8")],
+    "PING": [],
+    "RESERVE": [("token", "token"), ("expires_at_ms", "u64"), ("available", "u64")],
+    "RESERVE_BUNDLE": [("token", "token"), ("expires_at_ms", "u64")],
+    "CONFIRM": [("confirmed", "u32"), ("returned", "u32")],
+    "RELEASE": [("released", "u32")],
+    "EXTEND": [("expires_at_ms", "u64")],
+    "STOCK_SET": [("stock_info", ("struct", STOCK_INFO))],
+    "STOCK_ADJUST": [("stock_info", ("struct", STOCK_INFO))],
+    "STOCK_GET": [("stock_info", ("struct", STOCK_INFO))],
+    "STOCK_LIST": [("next_cursor", "u32"), ("count", "u16"),
+                   ("entries", ("list", "count", [("sku", "str8"), ("stock_info", ("struct", STOCK_INFO))]))],
+    "STATS": [("count", "u16"), ("entries", ("list", "count", [("name", "str8"), ("value", "u64")]))],
+}
+
+# Failure payloads by status (§5); statuses not listed carry no payload.
+FAILURE_LAYOUTS = {
+    "OUT_OF_STOCK": [("line", "u8"), ("available", "u64")],
+    "UNKNOWN_SKU": [("line", "u8")],
+    "STOCK_CHANGED": [("current_on_hand", "u64")],
+    "CUSTOMER_LIMIT": [("line", "u8"), ("remaining", "u64")],
+    "TTL_TOO_LONG": [("max_ttl_ms", "u32")],
+    "INSUFFICIENT_AVAILABLE": [("available", "u64")],
+    "FRAME_TOO_LARGE": [("max_frame", "u32")],
+    "UNSUPPORTED_VERSION": [("min", "u16"), ("max", "u16")],
+}
+
+INT_FORMATS = {"u8": "<B", "u16": "<H", "u32": "<I", "u64": "<Q", "i64": "<q"}
+
+# ---------------------------------------------------------------------------
+# JSON forms of byte strings: UTF-8 text when well-formed, else {"hex": ...}
+
+
+def to_json_bytes(b):
+    try:
+        return b.decode("utf-8")  # strict: no overlongs, surrogates or > U+10FFFF
+    except UnicodeDecodeError:
+        return {"hex": b.hex()}
+
+
+def from_json_bytes(v):
+    if isinstance(v, dict):
+        return bytes.fromhex(v["hex"])
+    if isinstance(v, bytes):
+        return v
+    return v.encode("utf-8")
+
+
+# ---------------------------------------------------------------------------
+# Layout-driven encoding (JSON-form fields -> payload bytes)
+
+
+def encode_layout(layout, fields):
+    out = bytearray()
+    flags = fields.get("flags", 0)
+    for name, typ in layout:
+        v = fields[name]
+        if isinstance(typ, tuple) and typ[0] == "opt":
+            _, base, bit = typ
+            assert (v is None) == (flags & bit == 0), (name, v, flags)
+            out += struct.pack(INT_FORMATS[base], 0 if v is None else v)
+        elif isinstance(typ, tuple) and typ[0] == "list":
+            _, count_field, item = typ
+            assert fields[count_field] == len(v), (count_field, fields[count_field], len(v))
+            for element in v:
+                out += encode_layout(item, element)
+        elif isinstance(typ, tuple) and typ[0] == "struct":
+            out += encode_layout(typ[1], v)
+        elif typ == "str8":
+            b = from_json_bytes(v)
+            assert len(b) <= 255
+            out += bytes([len(b)]) + b
+        elif typ == "token":
+            t = bytes.fromhex(v)
+            assert len(t) == 16
+            out += t
+        else:
+            out += struct.pack(INT_FORMATS[typ], v)
+    return bytes(out)
+
+
+def header(length, opcode, flags, status, reserved, request_id):
+    return struct.pack("<IBBBBI", length, opcode, flags, status, reserved, request_id)
+
+
+def frame(opcode, request_id, payload, flags=0, status=0, reserved=0):
+    return header(8 + len(payload), opcode, flags, status, reserved, request_id) + payload
+
+
+# ---------------------------------------------------------------------------
+# Decoding: framing (§2, §6), structure, then values (§4 "Field rules")
+
+
+class Malformed(Exception):
+    """The payload does not match its layout."""
+
+
+class Reader:
+    def __init__(self, data):
+        self.data = data
+        self.pos = 0
+
+    def take(self, n):
+        if self.pos + n > len(self.data):
+            raise Malformed()
+        b = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return b
+
+
+def read_layout(r, layout):
+    """Reads the structure only: raw ints, byte strings, nested lists/structs."""
+    out = {}
+    for name, typ in layout:
+        if isinstance(typ, tuple) and typ[0] == "opt":
+            out[name] = struct.unpack(INT_FORMATS[typ[1]], r.take(struct.calcsize(INT_FORMATS[typ[1]])))[0]
+        elif isinstance(typ, tuple) and typ[0] == "list":
+            out[name] = [read_layout(r, typ[2]) for _ in range(out[typ[1]])]
+        elif isinstance(typ, tuple) and typ[0] == "struct":
+            out[name] = read_layout(r, typ[1])
+        elif typ == "str8":
+            out[name] = r.take(r.take(1)[0])
+        elif typ == "token":
+            out[name] = r.take(16)
+        else:
+            fmt = INT_FORMATS[typ]
+            out[name] = struct.unpack(fmt, r.take(struct.calcsize(fmt)))[0]
+    return out
+
+
+def jsonify(layout, raw):
+    """Raw decoded values -> the vectors' JSON form."""
+    out = {}
+    flags = raw.get("flags", 0)
+    for name, typ in layout:
+        v = raw[name]
+        if isinstance(typ, tuple) and typ[0] == "opt":
+            out[name] = v if flags & typ[2] else None
+        elif isinstance(typ, tuple) and typ[0] == "list":
+            out[name] = [jsonify(typ[2], e) for e in v]
+        elif isinstance(typ, tuple) and typ[0] == "struct":
+            out[name] = jsonify(typ[1], v)
+        elif typ == "str8":
+            out[name] = to_json_bytes(v)
+        elif typ == "token":
+            out[name] = v.hex()
+        else:
+            out[name] = v
+    return out
+
+
+def parse_frame(buf, max_frame=MAX_FRAME):
+    """§2 and §6: ("need_more",) | ("length_too_small", length) |
+    ("too_large", length, request_id) | ("frame", total, header fields, payload)."""
+    if len(buf) < 4:
+        return ("need_more",)
+    length = struct.unpack_from("<I", buf, 0)[0]
+    if length < 8:
+        return ("length_too_small", length)
+    if len(buf) < HEADER_SIZE:
+        return ("need_more",)
+    _, opcode, flags, status, reserved, request_id = struct.unpack_from("<IBBBBI", buf, 0)
+    total = length + 4
+    if total > max_frame:
+        return ("too_large", length, request_id)
+    if len(buf) < total:
+        return ("need_more",)
+    return ("frame", total, opcode, flags, status, reserved, request_id, bytes(buf[HEADER_SIZE:total]))
+
+
+def is_text(b):
+    """UTF-8 without control characters (no byte below 0x20, no 0x7F)."""
+    if any(c < 0x20 or c == 0x7F for c in b):
+        return False
+    try:
+        b.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+class Rejected(Exception):
+    def __init__(self, status):
+        super().__init__(status)
+        self.status = status
+
+
+def check_sku(b):
+    if not (1 <= len(b) <= MAX_SKU and is_text(b)):
+        raise Rejected("INVALID_SKU")
+
+
+def check_opaque(b):
+    if len(b) > MAX_SHORT:
+        raise Rejected("INVALID_ARGUMENT")
+
+
+def check_text(b):
+    if not (len(b) <= MAX_SHORT and is_text(b)):
+        raise Rejected("INVALID_ARGUMENT")
+
+
+def check_quantity(q):
+    if not (1 <= q <= MAX_QUANTITY):
+        raise Rejected("QUANTITY_INVALID")
+
+
+def check_ttl(t):
+    if t > MAX_TTL_MS:
+        raise Rejected("TTL_TOO_LONG")
+
+
+def check_values(op, f):
+    """Each field's value, in layout order (§4 "Field rules", last paragraph)."""
+    if op == "HELLO":
+        check_text(f["client_name"])  # credential: 0..255 opaque bytes, always fits a str8
+    elif op == "RESERVE":
+        check_quantity(f["quantity"])
+        check_ttl(f["ttl_ms"])
+        check_sku(f["sku"])
+        check_opaque(f["customer"])
+        check_opaque(f["idempotency_key"])
+    elif op == "RESERVE_BUNDLE":
+        check_ttl(f["ttl_ms"])
+        check_opaque(f["customer"])
+        check_opaque(f["idempotency_key"])
+        if not (1 <= f["line_count"] <= MAX_BUNDLE_LINES):
+            raise Rejected("INVALID_ARGUMENT")
+        seen = set()
+        for line in f["lines"]:
+            check_quantity(line["quantity"])
+            check_sku(line["sku"])
+            if line["sku"] in seen:
+                raise Rejected("INVALID_ARGUMENT")
+            seen.add(line["sku"])
+    elif op == "CONFIRM":
+        if f["quantity"] > MAX_QUANTITY:  # 0 = everything the token holds
+            raise Rejected("QUANTITY_INVALID")
+        check_text(f["order_reference"])
+    elif op == "EXTEND":
+        check_ttl(f["ttl_ms"])
+    elif op == "STOCK_SET":
+        flags = f["flags"]
+        if flags & ~STOCK_SET_KNOWN_FLAGS:
+            raise Rejected("INVALID_ARGUMENT")
+        if f["on_hand"] > MAX_STOCK:
+            raise Rejected("QUANTITY_INVALID")
+        for name, bit in (("expected_on_hand", 0x01), ("low_stock_threshold", 0x02), ("per_customer_limit", 0x04)):
+            if flags & bit == 0 and f[name] != 0:
+                raise Rejected("INVALID_ARGUMENT")
+            if name == "expected_on_hand" and f[name] > MAX_STOCK:
+                raise Rejected("QUANTITY_INVALID")
+        check_sku(f["sku"])
+    elif op == "STOCK_ADJUST":
+        if f["delta"] == 0 or abs(f["delta"]) > MAX_STOCK:
+            raise Rejected("QUANTITY_INVALID")
+        if f["reason"] > 6:
+            raise Rejected("INVALID_ARGUMENT")
+        check_sku(f["sku"])
+    elif op == "STOCK_GET":
+        check_sku(f["sku"])
+    elif op == "STOCK_LIST":
+        if f["limit"] > MAX_LIST_PAGE:
+            raise Rejected("INVALID_ARGUMENT")
+
+
+def decode_request(buf, max_frame=MAX_FRAME):
+    """-> ("fields", opcode_name, request_id, fields) or ("error", name, extra)."""
+    p = parse_frame(buf, max_frame)
+    if p[0] == "need_more":
+        return ("error", "need_more", {})
+    if p[0] == "length_too_small":
+        return ("error", "length_too_small", {"length": p[1]})
+    if p[0] == "too_large":
+        return ("error", "too_large", {"length": p[1], "request_id": p[2]})
+    _, total, opcode, flags, status, reserved, request_id, payload = p
+    assert total == len(buf), "a vector is exactly one frame"
+    try:
+        if flags != 0 or status != 0 or reserved != 0:  # 1. header bits
+            raise Rejected("MALFORMED")
+        if opcode not in OPCODE_NAMES:  # 2. opcode
+            raise Rejected("UNKNOWN_OPCODE")
+        op = OPCODE_NAMES[opcode]
+        layout = REQUEST_LAYOUTS[op]
+        r = Reader(payload)
+        try:  # 3. structure: every field present, nothing left over
+            raw = read_layout(r, layout)
+            if r.pos != len(payload):
+                raise Malformed()
+        except Malformed:
+            raise Rejected("MALFORMED")
+        check_values(op, raw)  # 4. values in layout order
+    except Rejected as e:
+        return ("error", e.status, {})
+    return ("fields", op, request_id, jsonify(layout, raw))
+
+
+def decode_response(buf):
+    p = parse_frame(buf)
+    assert p[0] == "frame" and p[1] == len(buf)
+    _, _, opcode, flags, status, reserved, request_id, payload = p
+    assert flags == RESPONSE_FLAG and reserved == 0 and status in STATUS_NAMES
+    status_name = STATUS_NAMES[status]
+    if status_name == "OK":
+        layout = RESPONSE_OK_LAYOUTS[OPCODE_NAMES[opcode]]
+    else:
+        layout = FAILURE_LAYOUTS.get(status_name, [])
+    r = Reader(payload)
+    raw = read_layout(r, layout)
+    assert r.pos == len(payload)
+    return opcode, status_name, request_id, jsonify(layout, raw)
+
+
+def opcode_json(byte):
+    return OPCODE_NAMES.get(byte, "0x%02X" % byte)
+
+
+def opcode_byte(name):
+    return OPCODES[name] if name in OPCODES else int(name, 16)
+
+
+# ---------------------------------------------------------------------------
+# Vector builders
+
+
+def tok(slot, generation, secret):
+    """A token as the server lays it out (slot u32, generation u32, secret u64)."""
+    return struct.pack("<IIQ", slot, generation, secret).hex()
+
+
+def request_vector(name, op, request_id, fields):
+    payload = encode_layout(REQUEST_LAYOUTS[op], fields)
+    data = frame(OPCODES[op], request_id, payload)
+    decoded = decode_request(data)
+    assert decoded == ("fields", op, request_id, fields), (name, decoded, fields)
+    return {"name": name, "hex": data.hex(), "request_id": request_id, "opcode": op, "fields": fields}
+
+
+def response_vector(name, op, request_id, status, fields):
+    if status == "OK":
+        layout = RESPONSE_OK_LAYOUTS[op]
+    else:
+        layout = FAILURE_LAYOUTS.get(status, [])
+    payload = encode_layout(layout, fields)
+    data = frame(opcode_byte(op), request_id, payload, flags=RESPONSE_FLAG, status=STATUSES[status])
+    decoded = decode_response(data)
+    assert decoded == (opcode_byte(op), status, request_id, fields), (name, decoded)
+    return {"name": name, "hex": data.hex(), "request_id": request_id, "opcode": op, "status": status,
+            "fields": fields}
+
+
+def malformed_vector(name, data, error):
+    """`error` is what the decoder must report; checked against this file's decoder."""
+    got = decode_request(data)
+    assert got[0] == "error" and got[1] == error, (name, got, error)
+    v = {"name": name, "hex": data.hex()}
+    if len(data) >= HEADER_SIZE:
+        v["request_id"] = struct.unpack_from("<I", data, 8)[0]
+        v["opcode"] = opcode_json(data[4])
+    v["error"] = error
+    if "length" in got[2]:
+        v["length"] = got[2]["length"]
+    return v
+
+
+def str8(b):
+    b = from_json_bytes(b)
+    return bytes([len(b)]) + b
+
+
+def u32(v):
+    return struct.pack("<I", v)
+
+
+def u16(v):
+    return struct.pack("<H", v)
+
+
+def u64(v):
+    return struct.pack("<Q", v)
+
+
+def i64(v):
+    return struct.pack("<q", v)
+
+
+def raw_request(op, request_id, payload, **hdr):
+    return frame(opcode_byte(op), request_id, payload, **hdr)
+
+
+def reserve_payload(quantity=1, ttl_ms=0, sku=b"JACKET-RED-M", customer=b"", key=b""):
+    return u32(quantity) + u32(ttl_ms) + str8(sku) + str8(customer) + str8(key)
+
+
+def bundle_payload(lines, ttl_ms=0, customer=b"", key=b"", count=None):
+    out = u32(ttl_ms) + str8(customer) + str8(key) + bytes([len(lines) if count is None else count])
+    for q, sku in lines:
+        out += u32(q) + str8(sku)
+    return out
+
+
+def stock_set_payload(flags, on_hand, expected=0, threshold=0, limit=0, sku=b"JACKET-RED-M"):
+    return bytes([flags]) + u64(on_hand) + u64(expected) + u32(threshold) + u32(limit) + str8(sku)
+
+
+def stock_adjust_payload(delta, reason=1, sku=b"JACKET-RED-M"):
+    return i64(delta) + bytes([reason]) + str8(sku)
+
+
+def confirm_payload(quantity=0, order=b"", token=None):
+    return bytes.fromhex(token or T1) + u32(quantity) + str8(order)
+
+
+def stock_info(on_hand, available, reserved, confirmed, low_stock_threshold=0, per_customer_limit=0):
+    assert on_hand == available + reserved + confirmed
+    return {"on_hand": on_hand, "available": available, "reserved": reserved, "confirmed": confirmed,
+            "low_stock_threshold": low_stock_threshold, "per_customer_limit": per_customer_limit}
+
+
+T1 = tok(1, 1, 0x0123456789ABCDEF)
+T2 = tok(42, 7, 0xFEDCBA9876543210)
+T3 = tok(0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF)
+SKU = "JACKET-RED-M"
+SKU_FR = "VESTE-ÉTÉ-M"  # multibyte UTF-8 (É = c3 89)
+SKU_EMOJI = "CAP-\U0001F9E2-L"  # 4-byte UTF-8
+SKU_64 = "S" * 32 + "-" + "X" * 31
+SKU_64_MB = "É" * 32  # 64 bytes, 32 two-byte scalars
+BINARY_KEY = {"hex": "ff00fe01fd02fc03fb04fa05f906f807"}  # opaque, not UTF-8
+
+
+def reserve(quantity, ttl_ms, sku, customer="", key=""):
+    return {"quantity": quantity, "ttl_ms": ttl_ms, "sku": sku, "customer": customer, "idempotency_key": key}
+
+
+def bundle(lines, ttl_ms=0, customer="", key=""):
+    return {"ttl_ms": ttl_ms, "customer": customer, "idempotency_key": key, "line_count": len(lines),
+            "lines": [{"quantity": q, "sku": s} for q, s in lines]}
+
+
+def stock_set(on_hand, sku, expected=None, threshold=None, limit=None):
+    flags = (0x01 if expected is not None else 0) | (0x02 if threshold is not None else 0) | \
+            (0x04 if limit is not None else 0)
+    return {"flags": flags, "on_hand": on_hand, "expected_on_hand": expected, "low_stock_threshold": threshold,
+            "per_customer_limit": limit, "sku": sku}
+
+
+def requests():
+    v = []
+    add = lambda *a: v.append(request_vector(*a))
+    add("hello", "HELLO", 1, {"version": 1, "client_name": "checkout-eu-1", "credential": ""})
+    add("hello with credential", "HELLO", 2, {"version": 1, "client_name": "stockctl", "credential": "s3cr3t-t0ken"})
+    add("hello with binary 255-byte credential", "HELLO", 3,
+        {"version": 1, "client_name": "", "credential": {"hex": bytes(range(255)).hex()}})
+    add("hello version 2 (decodes; the server answers UNSUPPORTED_VERSION)", "HELLO", 4,
+        {"version": 2, "client_name": "future-client", "credential": ""})
+    add("ping (spec example)", "PING", 7, {})
+    add("ping request id 0", "PING", 0, {})
+    add("ping request id max", "PING", 0xFFFFFFFF, {})
+    add("reserve minimal", "RESERVE", 100, reserve(1, 0, SKU))
+    add("reserve with customer and idempotency key", "RESERVE", 101,
+        reserve(2, 90000, SKU, "cust-0042", "idem-7f3a9c"))
+    add("reserve customer only", "RESERVE", 102, reserve(1, 30000, SKU, "cust-0042"))
+    add("reserve idempotency key only", "RESERVE", 103, reserve(1, 30000, SKU, "", "idem-only"))
+    add("reserve multibyte sku", "RESERVE", 104, reserve(3, 90000, SKU_FR, "client-é", "clé-1"))
+    add("reserve 4-byte utf-8 sku", "RESERVE", 105, reserve(1, 0, SKU_EMOJI))
+    add("reserve max quantity and max ttl", "RESERVE", 106, reserve(MAX_QUANTITY, MAX_TTL_MS, SKU))
+    add("reserve 64-byte sku, 64-byte customer and key", "RESERVE", 107,
+        reserve(1, 0, SKU_64, "c" * 64, "k" * 64))
+    add("reserve 64-byte multibyte sku", "RESERVE", 108, reserve(1, 0, SKU_64_MB))
+    add("reserve binary idempotency key", "RESERVE", 109, reserve(1, 0, SKU, {"hex": "00ff"}, BINARY_KEY))
+    add("reserve sku with space and punctuation", "RESERVE", 110, reserve(5, 1, "Tee shirt / Größe M"))
+    add("reserve_bundle 1 line", "RESERVE_BUNDLE", 200, bundle([(1, SKU)]))
+    add("reserve_bundle 3 lines with customer and key", "RESERVE_BUNDLE", 201,
+        bundle([(1, SKU), (2, SKU_FR), (3, "SCARF-BLUE")], 90000, "cust-0042", "idem-bundle-1"))
+    add("reserve_bundle 16 lines", "RESERVE_BUNDLE", 202,
+        bundle([(i + 1, "LINE-%02d" % i) for i in range(16)], MAX_TTL_MS))
+    add("reserve_bundle case-distinct skus", "RESERVE_BUNDLE", 203,
+        bundle([(1, "jacket-red-m"), (1, SKU)], 60000))
+    add("confirm full", "CONFIRM", 300, {"token": T1, "quantity": 0, "order_reference": ""})
+    add("confirm full with order reference", "CONFIRM", 301,
+        {"token": T2, "quantity": 0, "order_reference": "ORD-2024-000123"})
+    add("confirm partial with order reference", "CONFIRM", 302,
+        {"token": T1, "quantity": 2, "order_reference": "ORD-2024-000124"})
+    add("confirm partial max quantity", "CONFIRM", 303,
+        {"token": T3, "quantity": MAX_QUANTITY, "order_reference": "commande-été"})
+    add("release", "RELEASE", 400, {"token": T1})
+    add("release all-ones token", "RELEASE", 401, {"token": T3})
+    add("extend default ttl", "EXTEND", 500, {"token": T1, "ttl_ms": 0})
+    add("extend 120s", "EXTEND", 501, {"token": T2, "ttl_ms": 120000})
+    add("extend max ttl", "EXTEND", 502, {"token": T2, "ttl_ms": MAX_TTL_MS})
+    for flags in range(8):
+        expected = 40 if flags & 1 else None
+        threshold = 5 if flags & 2 else None
+        limit = 2 if flags & 4 else None
+        add("stock_set flags %d%d%d" % (flags >> 2 & 1, flags >> 1 & 1, flags & 1), "STOCK_SET", 600 + flags,
+            stock_set(50, SKU, expected, threshold, limit))
+    add("stock_set compare-and-set on a new sku (expected 0)", "STOCK_SET", 610, stock_set(100, SKU_FR, expected=0))
+    add("stock_set max on_hand, limit 0 set explicitly", "STOCK_SET", 611,
+        stock_set(MAX_STOCK, SKU, MAX_STOCK, 0, 0))
+    add("stock_set on_hand 0", "STOCK_SET", 612, stock_set(0, SKU))
+    add("stock_adjust restock", "STOCK_ADJUST", 700, {"delta": 25, "reason": 1, "sku": SKU})
+    add("stock_adjust negative delta (shrinkage)", "STOCK_ADJUST", 701, {"delta": -3, "reason": 2, "sku": SKU})
+    add("stock_adjust max removal (damage)", "STOCK_ADJUST", 702, {"delta": -MAX_STOCK, "reason": 3, "sku": SKU_FR})
+    add("stock_adjust max addition (return)", "STOCK_ADJUST", 703, {"delta": MAX_STOCK, "reason": 4, "sku": SKU})
+    add("stock_adjust correction", "STOCK_ADJUST", 704, {"delta": -1, "reason": 5, "sku": SKU})
+    add("stock_adjust transfer", "STOCK_ADJUST", 705, {"delta": 7, "reason": 6, "sku": SKU})
+    add("stock_adjust unspecified", "STOCK_ADJUST", 706, {"delta": 1, "reason": 0, "sku": SKU})
+    add("stock_get", "STOCK_GET", 800, {"sku": SKU})
+    add("stock_get multibyte sku", "STOCK_GET", 801, {"sku": SKU_FR})
+    add("stock_list first page default limit", "STOCK_LIST", 900, {"cursor": 0, "limit": 0})
+    add("stock_list next page limit 100", "STOCK_LIST", 901, {"cursor": 100, "limit": 100})
+    add("stock_list max limit", "STOCK_LIST", 902, {"cursor": 0x00012345, "limit": MAX_LIST_PAGE})
+    add("stats", "STATS", 1000, {})
+    assert v[4]["hex"] == "080000000200000007000000"  # the example in §2
+    assert {x["opcode"] for x in v} == set(OPCODES), "every opcode has a vector"
+    return v
+
+
+def responses():
+    v = []
+    add = lambda *a: v.append(response_vector(*a))
+    # OK answers, every opcode
+    add("hello ok admin", "HELLO", 1, "OK",
+        {"version": 1, "role": 2, "max_frame": MAX_FRAME, "max_ttl_ms": MAX_TTL_MS, "default_ttl_ms": 90000,
+         "max_bundle_lines": 16, "max_sku_length": 64, "max_inflight": 1024, "server_name": "stockd 0.1.0"})
+    add("hello ok checkout, tighter limits", "HELLO", 2, "OK",
+        {"version": 1, "role": 1, "max_frame": 16 * 1024 * 1024, "max_ttl_ms": 600000, "default_ttl_ms": 60000,
+         "max_bundle_lines": 8, "max_sku_length": 64, "max_inflight": 256, "server_name": "stockd-été"})
+    add("hello ok role none", "HELLO", 3, "OK",
+        {"version": 1, "role": 0, "max_frame": MAX_FRAME, "max_ttl_ms": MAX_TTL_MS, "default_ttl_ms": 90000,
+         "max_bundle_lines": 16, "max_sku_length": 64, "max_inflight": 1, "server_name": ""})
+    add("ping ok (spec example)", "PING", 7, "OK", {})
+    add("reserve ok", "RESERVE", 100, "OK", {"token": T1, "expires_at_ms": 1732665600000 + 90000, "available": 41})
+    add("reserve ok max values", "RESERVE", 0xFFFFFFFF, "OK",
+        {"token": T3, "expires_at_ms": 0xFFFFFFFFFFFFFFFF, "available": 0xFFFFFFFFFFFFFFFF})
+    add("reserve_bundle ok", "RESERVE_BUNDLE", 201, "OK", {"token": T2, "expires_at_ms": 1732665690000})
+    add("confirm ok full", "CONFIRM", 300, "OK", {"confirmed": 3, "returned": 0})
+    add("confirm ok partial", "CONFIRM", 302, "OK", {"confirmed": 2, "returned": 1})
+    add("release ok", "RELEASE", 400, "OK", {"released": 3})
+    add("extend ok", "EXTEND", 501, "OK", {"expires_at_ms": 1732665720000})
+    add("stock_set ok", "STOCK_SET", 600, "OK", {"stock_info": stock_info(50, 47, 2, 1, 5, 2)})
+    add("stock_adjust ok", "STOCK_ADJUST", 701, "OK", {"stock_info": stock_info(47, 44, 2, 1)})
+    add("stock_get ok", "STOCK_GET", 800, "OK", {"stock_info": stock_info(MAX_STOCK, MAX_STOCK - 10, 7, 3, 100, 4)})
+    add("stock_list ok page", "STOCK_LIST", 900, "OK",
+        {"next_cursor": 2, "count": 2,
+         "entries": [{"sku": SKU, "stock_info": stock_info(50, 47, 2, 1, 5, 2)},
+                     {"sku": SKU_FR, "stock_info": stock_info(10, 10, 0, 0)}]})
+    add("stock_list ok last page", "STOCK_LIST", 901, "OK",
+        {"next_cursor": LIST_END, "count": 1,
+         "entries": [{"sku": SKU_EMOJI, "stock_info": stock_info(3, 0, 1, 2)}]})
+    add("stock_list ok empty", "STOCK_LIST", 902, "OK", {"next_cursor": LIST_END, "count": 0, "entries": []})
+    add("stats ok", "STATS", 1000, "OK",
+        {"count": 3, "entries": [{"name": "connections.open", "value": 12},
+                                 {"name": "requests.RESERVE", "value": 1234567890123},
+                                 {"name": "status.OUT_OF_STOCK", "value": 0}]})
+    add("stats ok empty", "STATS", 1001, "OK", {"count": 0, "entries": []})
+    # Failures, every status
+    add("out_of_stock bundle line 2 available 3", "RESERVE_BUNDLE", 201, "OUT_OF_STOCK", {"line": 2, "available": 3})
+    add("out_of_stock reserve", "RESERVE", 100, "OUT_OF_STOCK", {"line": 0, "available": 0})
+    add("unknown_sku stock_get", "STOCK_GET", 800, "UNKNOWN_SKU", {"line": 0})
+    add("unknown_sku bundle line 1", "RESERVE_BUNDLE", 201, "UNKNOWN_SKU", {"line": 1})
+    add("token_unknown", "CONFIRM", 300, "TOKEN_UNKNOWN", {})
+    add("token_expired", "CONFIRM", 301, "TOKEN_EXPIRED", {})
+    add("token_confirmed", "RELEASE", 400, "TOKEN_CONFIRMED", {})
+    add("token_released", "EXTEND", 500, "TOKEN_RELEASED", {})
+    add("stock_changed", "STOCK_SET", 601, "STOCK_CHANGED", {"current_on_hand": 38})
+    add("customer_limit", "RESERVE", 101, "CUSTOMER_LIMIT", {"line": 0, "remaining": 1})
+    add("customer_limit bundle line 15", "RESERVE_BUNDLE", 202, "CUSTOMER_LIMIT", {"line": 15, "remaining": 0})
+    add("quantity_invalid", "CONFIRM", 302, "QUANTITY_INVALID", {})
+    add("ttl_too_long", "RESERVE", 106, "TTL_TOO_LONG", {"max_ttl_ms": 600000})
+    add("insufficient_available", "STOCK_ADJUST", 701, "INSUFFICIENT_AVAILABLE", {"available": 2})
+    add("idempotency_conflict", "RESERVE", 101, "IDEMPOTENCY_CONFLICT", {})
+    add("invalid_sku", "STOCK_GET", 801, "INVALID_SKU", {})
+    add("invalid_argument", "STOCK_LIST", 902, "INVALID_ARGUMENT", {})
+    add("malformed", "RESERVE", 100, "MALFORMED", {})
+    add("frame_too_large", "RESERVE", 0x01020304, "FRAME_TOO_LARGE", {"max_frame": MAX_FRAME})
+    add("unknown_opcode echoes 0x7E", "0x7E", 77, "UNKNOWN_OPCODE", {})
+    add("unknown_opcode echoes 0xFF", "0xFF", 78, "UNKNOWN_OPCODE", {})
+    add("unsupported_version", "HELLO", 4, "UNSUPPORTED_VERSION", {"min": 1, "max": 1})
+    add("unauthenticated", "RESERVE", 100, "UNAUTHENTICATED", {})
+    add("auth_failed", "HELLO", 2, "AUTH_FAILED", {})
+    add("forbidden", "STOCK_SET", 600, "FORBIDDEN", {})
+    add("at_capacity", "RESERVE", 100, "AT_CAPACITY", {})
+    add("busy", "PING", 7, "BUSY", {})
+    add("rate_limited", "RESERVE", 100, "RATE_LIMITED", {})
+    add("hello_out_of_order", "HELLO", 5, "HELLO_OUT_OF_ORDER", {})
+    add("shutting_down", "RESERVE", 100, "SHUTTING_DOWN", {})
+    add("internal", "CONFIRM", 300, "INTERNAL", {})
+    assert v[3]["hex"] == "080000000201000007000000"  # the example in §2
+    assert {STATUSES[x["status"]] for x in v} == set(STATUS_NAMES), "every status has a vector"
+    assert {x["opcode"] for x in v if x["status"] == "OK"} == set(OPCODES), "every opcode has an OK vector"
+    return v
+
+
+def malformed():
+    v = []
+    add = lambda name, data, error: v.append(malformed_vector(name, data, error))
+    ping = raw_request("PING", 7, b"")
+    reserve_ok = reserve_payload(2, 90000, SKU, b"cust-0042", b"idem-1")
+
+    # Framing (§2, §6)
+    add("empty input", b"", "need_more")
+    add("truncated length prefix (3 bytes)", ping[:3], "need_more")
+    add("truncated header (7 bytes)", ping[:7], "need_more")
+    add("truncated header (11 bytes)", ping[:11], "need_more")
+    add("truncated frame (header of a reserve, no payload)", raw_request("RESERVE", 9, reserve_ok)[:12], "need_more")
+    add("truncated frame (last byte missing)", raw_request("RESERVE", 9, reserve_ok)[:-1], "need_more")
+    add("length prefix 7", header(7, 0x02, 0, 0, 0, 5), "length_too_small")
+    add("length prefix 0", header(0, 0x02, 0, 0, 0, 5), "length_too_small")
+    add("length prefix 65533: frame of 65537 bytes beyond max_frame 65536",
+        header(65533, 0x10, 0, 0, 0, 0x01020304), "too_large")
+    add("length prefix 0xFFFFFFFF", header(0xFFFFFFFF, 0x02, 0, 0, 0, 99), "too_large")
+    add("length prefix 65532 exactly max_frame, payload not yet in", header(65532, 0x10, 0, 0, 0, 11), "need_more")
+    # Header bits, then opcode (§2, §4 check order)
+    add("unknown opcode 0x7E", raw_request("0x7E", 20, b""), "UNKNOWN_OPCODE")
+    add("unknown opcode 0x03 with payload", raw_request("0x03", 21, b"\x01\x02\x03"), "UNKNOWN_OPCODE")
+    add("unknown opcode 0x40 (reserved for SUBSCRIBE)", raw_request("0x40", 22, b""), "UNKNOWN_OPCODE")
+    add("unknown opcode 0x80", raw_request("0x80", 23, b""), "UNKNOWN_OPCODE")
+    add("unknown opcode 0x00", raw_request("0x00", 24, b""), "UNKNOWN_OPCODE")
+    add("response flag set in a request", raw_request("PING", 30, b"", flags=0x01), "MALFORMED")
+    add("unknown flag bit 0x80 in a request", raw_request("PING", 31, b"", flags=0x80), "MALFORMED")
+    add("status byte set in a request", raw_request("RESERVE", 32, reserve_ok, status=1), "MALFORMED")
+    add("reserved byte set in a request", raw_request("STATS", 33, b"", reserved=0xFF), "MALFORMED")
+    add("header bits checked before the opcode: unknown opcode with flag set",
+        raw_request("0x7E", 34, b"", flags=0x01), "MALFORMED")
+    # Structure (§4: every payload exactly as long as its layout)
+    add("ping with a trailing byte", raw_request("PING", 40, b"\x00"), "MALFORMED")
+    add("stats with a trailing byte", raw_request("STATS", 41, b"\x00"), "MALFORMED")
+    add("reserve truncated payload (key missing)", raw_request("RESERVE", 42, reserve_ok[:-7]), "MALFORMED")
+    add("reserve truncated payload (only quantity)", raw_request("RESERVE", 43, u32(1)), "MALFORMED")
+    add("reserve trailing byte", raw_request("RESERVE", 44, reserve_ok + b"\x00"), "MALFORMED")
+    add("reserve sku length beyond payload", raw_request("RESERVE", 45, u32(1) + u32(0) + b"\x40ABC"), "MALFORMED")
+    add("release token of 15 bytes", raw_request("RELEASE", 46, bytes.fromhex(T1)[:15]), "MALFORMED")
+    add("release token with a trailing byte", raw_request("RELEASE", 47, bytes.fromhex(T1) + b"\x00"), "MALFORMED")
+    add("extend without ttl", raw_request("EXTEND", 48, bytes.fromhex(T1)), "MALFORMED")
+    add("hello without credential", raw_request("HELLO", 49, u16(1) + str8(b"x")), "MALFORMED")
+    add("stock_list limit truncated", raw_request("STOCK_LIST", 50, u32(0) + b"\x05"), "MALFORMED")
+    add("stock_get empty payload", raw_request("STOCK_GET", 51, b""), "MALFORMED")
+    add("bundle line_count 2 with 1 line", raw_request("RESERVE_BUNDLE", 52, bundle_payload([(1, b"A")], count=2)),
+        "MALFORMED")
+    add("bundle 17 lines announced, 16 present", raw_request(
+        "RESERVE_BUNDLE", 53, bundle_payload([(1, b"L%02d" % i) for i in range(16)], count=17)), "MALFORMED")
+    add("stock_set truncated (no sku)", raw_request("STOCK_SET", 54, stock_set_payload(0, 5)[:-13]), "MALFORMED")
+    add("stock_adjust trailing byte", raw_request("STOCK_ADJUST", 55, stock_adjust_payload(5) + b"\x00"),
+        "MALFORMED")
+    add("structure before values: truncated payload and zero quantity",
+        raw_request("RESERVE", 56, reserve_payload(0, 0, SKU)[:-1]), "MALFORMED")
+    add("structure before values: trailing byte and bad sku",
+        raw_request("STOCK_GET", 57, str8(b"") + b"\x00"), "MALFORMED")
+    # SKU (§4 field rules)
+    add("sku empty", raw_request("RESERVE", 60, reserve_payload(1, 0, b"")), "INVALID_SKU")
+    add("sku 65 bytes", raw_request("RESERVE", 61, reserve_payload(1, 0, b"S" * 65)), "INVALID_SKU")
+    add("sku 255 bytes", raw_request("STOCK_GET", 62, str8(b"S" * 255)), "INVALID_SKU")
+    add("sku 66 bytes of 2-byte utf-8", raw_request("STOCK_GET", 63, str8("É" * 33)), "INVALID_SKU")
+    add("sku with tab", raw_request("RESERVE", 64, reserve_payload(1, 0, b"JACKET\tRED")), "INVALID_SKU")
+    add("sku with NUL", raw_request("STOCK_GET", 65, str8(b"JACKET\x00")), "INVALID_SKU")
+    add("sku with DEL 0x7F", raw_request("STOCK_GET", 66, str8(b"JACKET\x7f")), "INVALID_SKU")
+    add("sku bad utf-8 (c3 28)", raw_request("RESERVE", 67, reserve_payload(1, 0, b"VESTE-\xc3\x28")), "INVALID_SKU")
+    add("sku bad utf-8 overlong '/' (c0 af)", raw_request("STOCK_GET", 68, str8(b"A\xc0\xaf")), "INVALID_SKU")
+    add("sku bad utf-8 overlong 3-byte (e0 80 af)", raw_request("STOCK_GET", 69, str8(b"A\xe0\x80\xaf")),
+        "INVALID_SKU")
+    add("sku bad utf-8 surrogate U+D800 (ed a0 80)", raw_request("STOCK_GET", 70, str8(b"A\xed\xa0\x80")),
+        "INVALID_SKU")
+    add("sku bad utf-8 above U+10FFFF (f4 90 80 80)", raw_request("STOCK_GET", 71, str8(b"A\xf4\x90\x80\x80")),
+        "INVALID_SKU")
+    add("sku bad utf-8 truncated sequence at end (e2 82)", raw_request("STOCK_GET", 72, str8(b"A\xe2\x82")),
+        "INVALID_SKU")
+    add("sku bad utf-8 lone continuation byte", raw_request("STOCK_GET", 73, str8(b"\x80A")), "INVALID_SKU")
+    add("sku bad utf-8 byte f5", raw_request("STOCK_GET", 74, str8(b"A\xf5\x80\x80\x80")), "INVALID_SKU")
+    add("sku bad utf-8 in stock_set", raw_request("STOCK_SET", 75, stock_set_payload(0, 5, sku=b"\xff")),
+        "INVALID_SKU")
+    add("sku empty in stock_adjust", raw_request("STOCK_ADJUST", 76, stock_adjust_payload(5, 1, b"")), "INVALID_SKU")
+    add("sku bad in bundle line 1", raw_request("RESERVE_BUNDLE", 77, bundle_payload([(1, b"A"), (1, b"B\x01")])),
+        "INVALID_SKU")
+    # Quantities, TTLs
+    add("reserve zero quantity", raw_request("RESERVE", 80, reserve_payload(0, 0, SKU)), "QUANTITY_INVALID")
+    add("reserve quantity 1,000,001", raw_request("RESERVE", 81, reserve_payload(1_000_001, 0, SKU)),
+        "QUANTITY_INVALID")
+    add("reserve quantity 0xFFFFFFFF", raw_request("RESERVE", 82, reserve_payload(0xFFFFFFFF, 0, SKU)),
+        "QUANTITY_INVALID")
+    add("bundle line zero quantity", raw_request("RESERVE_BUNDLE", 83, bundle_payload([(1, b"A"), (0, b"B")])),
+        "QUANTITY_INVALID")
+    add("confirm quantity 1,000,001", raw_request("CONFIRM", 84, confirm_payload(1_000_001)), "QUANTITY_INVALID")
+    add("reserve ttl 3,600,001", raw_request("RESERVE", 85, reserve_payload(1, 3_600_001, SKU)), "TTL_TOO_LONG")
+    add("bundle ttl 0xFFFFFFFF", raw_request("RESERVE_BUNDLE", 86, bundle_payload([(1, b"A")], ttl_ms=0xFFFFFFFF)),
+        "TTL_TOO_LONG")
+    add("extend ttl 3,600,001", raw_request("EXTEND", 87, bytes.fromhex(T1) + u32(3_600_001)), "TTL_TOO_LONG")
+    # Bundles
+    add("bundle with 0 lines", raw_request("RESERVE_BUNDLE", 90, bundle_payload([])), "INVALID_ARGUMENT")
+    add("bundle with 17 lines", raw_request(
+        "RESERVE_BUNDLE", 91, bundle_payload([(1, b"L%02d" % i) for i in range(17)])), "INVALID_ARGUMENT")
+    add("bundle duplicate sku", raw_request(
+        "RESERVE_BUNDLE", 92, bundle_payload([(1, SKU.encode()), (2, b"SCARF"), (1, SKU.encode())])),
+        "INVALID_ARGUMENT")
+    add("bundle customer 65 bytes", raw_request("RESERVE_BUNDLE", 93, bundle_payload([(1, b"A")], customer=b"c" * 65)),
+        "INVALID_ARGUMENT")
+    # STOCK_SET
+    add("stock_set unknown flag bit 0x08", raw_request("STOCK_SET", 100, stock_set_payload(0x08, 5)),
+        "INVALID_ARGUMENT")
+    add("stock_set expected_on_hand without its flag", raw_request("STOCK_SET", 101, stock_set_payload(0, 5, expected=5)),
+        "INVALID_ARGUMENT")
+    add("stock_set low_stock_threshold without its flag",
+        raw_request("STOCK_SET", 102, stock_set_payload(0x05, 5, expected=5, threshold=1)), "INVALID_ARGUMENT")
+    add("stock_set per_customer_limit without its flag",
+        raw_request("STOCK_SET", 103, stock_set_payload(0x03, 5, limit=2)), "INVALID_ARGUMENT")
+    add("stock_set on_hand 2^40+1", raw_request("STOCK_SET", 104, stock_set_payload(0, MAX_STOCK + 1)),
+        "QUANTITY_INVALID")
+    add("stock_set expected_on_hand 2^40+1", raw_request(
+        "STOCK_SET", 105, stock_set_payload(0x01, 5, expected=MAX_STOCK + 1)), "QUANTITY_INVALID")
+    add("value order: stock_set on_hand 2^40+1 checked before a threshold without its flag",
+        raw_request("STOCK_SET", 106, stock_set_payload(0, MAX_STOCK + 1, threshold=1)), "QUANTITY_INVALID")
+    add("value order: stock_set expected_on_hand 2^40+1 checked before a limit without its flag",
+        raw_request("STOCK_SET", 107, stock_set_payload(0x01, 5, expected=MAX_STOCK + 1, limit=2)),
+        "QUANTITY_INVALID")
+    add("value order: stock_set unknown flag checked before on_hand 2^40+1",
+        raw_request("STOCK_SET", 108, stock_set_payload(0x10, MAX_STOCK + 1)), "INVALID_ARGUMENT")
+    # STOCK_ADJUST
+    add("stock_adjust delta 0", raw_request("STOCK_ADJUST", 110, stock_adjust_payload(0)), "QUANTITY_INVALID")
+    add("stock_adjust delta -(2^40+1)", raw_request("STOCK_ADJUST", 111, stock_adjust_payload(-MAX_STOCK - 1)),
+        "QUANTITY_INVALID")
+    add("stock_adjust delta i64 min", raw_request("STOCK_ADJUST", 112, stock_adjust_payload(-(1 << 63))),
+        "QUANTITY_INVALID")
+    add("stock_adjust unknown reason 7", raw_request("STOCK_ADJUST", 113, stock_adjust_payload(5, 7)),
+        "INVALID_ARGUMENT")
+    add("stock_adjust unknown reason 255", raw_request("STOCK_ADJUST", 114, stock_adjust_payload(-5, 255)),
+        "INVALID_ARGUMENT")
+    # STOCK_LIST
+    add("stock_list limit 1001", raw_request("STOCK_LIST", 120, u32(0) + u16(1001)), "INVALID_ARGUMENT")
+    add("stock_list limit 65535", raw_request("STOCK_LIST", 121, u32(7) + u16(0xFFFF)), "INVALID_ARGUMENT")
+    # customer, idempotency key, order reference, client name
+    add("reserve customer 65 bytes", raw_request("RESERVE", 130, reserve_payload(1, 0, SKU, b"c" * 65)),
+        "INVALID_ARGUMENT")
+    add("reserve idempotency key 65 bytes", raw_request("RESERVE", 131, reserve_payload(1, 0, SKU, b"", b"k" * 65)),
+        "INVALID_ARGUMENT")
+    add("confirm order reference with a control char",
+        raw_request("CONFIRM", 132, confirm_payload(0, b"ORD-\x0a-1")), "INVALID_ARGUMENT")
+    add("confirm order reference bad utf-8", raw_request("CONFIRM", 133, confirm_payload(0, b"ORD-\xe9")),
+        "INVALID_ARGUMENT")
+    add("confirm order reference 65 bytes", raw_request("CONFIRM", 134, confirm_payload(1, b"o" * 65)),
+        "INVALID_ARGUMENT")
+    add("hello client name 65 bytes", raw_request("HELLO", 135, u16(1) + str8(b"n" * 65) + str8(b"")),
+        "INVALID_ARGUMENT")
+    add("hello client name with DEL", raw_request("HELLO", 136, u16(1) + str8(b"cli\x7f") + str8(b"")),
+        "INVALID_ARGUMENT")
+    # Field order (§4: values in layout order, first failure is the answer)
+    add("value order: reserve zero quantity before bad sku",
+        raw_request("RESERVE", 140, reserve_payload(0, 0, b"")), "QUANTITY_INVALID")
+    add("value order: reserve ttl before bad sku",
+        raw_request("RESERVE", 141, reserve_payload(1, MAX_TTL_MS + 1, b"\xff")), "TTL_TOO_LONG")
+    add("value order: reserve bad sku before long customer",
+        raw_request("RESERVE", 142, reserve_payload(1, 0, b"", b"c" * 65)), "INVALID_SKU")
+    add("value order: bundle ttl before 0 lines",
+        raw_request("RESERVE_BUNDLE", 143, bundle_payload([], ttl_ms=MAX_TTL_MS + 1)), "TTL_TOO_LONG")
+    add("value order: bundle 17 lines before a zero quantity", raw_request(
+        "RESERVE_BUNDLE", 144, bundle_payload([(0, b"L%02d" % i) for i in range(17)])), "INVALID_ARGUMENT")
+    add("value order: bundle line 0 bad sku before line 1 zero quantity",
+        raw_request("RESERVE_BUNDLE", 145, bundle_payload([(1, b""), (0, b"B")])), "INVALID_SKU")
+    add("value order: confirm quantity before bad order reference",
+        raw_request("CONFIRM", 146, confirm_payload(2_000_000, b"\x00")), "QUANTITY_INVALID")
+    add("value order: stock_adjust delta 0 before unknown reason",
+        raw_request("STOCK_ADJUST", 147, stock_adjust_payload(0, 9, b"")), "QUANTITY_INVALID")
+    add("value order: stock_adjust unknown reason before bad sku",
+        raw_request("STOCK_ADJUST", 148, stock_adjust_payload(1, 9, b"")), "INVALID_ARGUMENT")
+    return v
+
+
+# ---------------------------------------------------------------------------
+
+
+def render(vectors):
+    names = [x["name"] for x in vectors]
+    assert len(names) == len(set(names)), "vector names are unique"
+    return json.dumps({"version": 1, "vectors": vectors}, ensure_ascii=False, indent=1) + "\n"
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    outputs = {
+        "requests.json": render(requests()),
+        "responses.json": render(responses()),
+        "malformed.json": render(malformed()),
+    }
+    check = "--check" in sys.argv[1:]
+    stale = []
+    for name, text in outputs.items():
+        path = os.path.join(here, name)
+        if check:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    if f.read() != text:
+                        stale.append(name)
+            except FileNotFoundError:
+                stale.append(name)
+        else:
+            with open(path, "w", encoding="utf-8", newline="\n") as f:
+                f.write(text)
+    if stale:
+        print("stale vector files: " + ", ".join(stale), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
