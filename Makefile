@@ -24,9 +24,9 @@ test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 
-# Builds release; starts stockd once the server lands (issue 4).
+# Builds release and starts stockd on 127.0.0.1:7878 with the demo drop.
 run: release
-	@echo "stockd: release build done (.build/release); the server executable lands with the server issue"
+	.build/release/stockd --host 127.0.0.1 --port 7878 --catalog demo/catalog.csv
 
 # Core micro-benchmarks (release): reserve+release pairs/s, allocations/op, bytes/token.
 bench-core: deps

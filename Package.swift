@@ -12,9 +12,12 @@ let package = Package(
     products: [
         .library(name: "StockProtocol", targets: ["StockProtocol"]),
         .library(name: "StockCore", targets: ["StockCore"]),
+        .executable(name: "stockd", targets: ["stockd"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
     ],
     targets: [
         // Debian's libuv1-dev through pkg-config. Used by the server layer.
@@ -29,6 +32,40 @@ let package = Package(
         .target(
             name: "StockCore",
             dependencies: ["StockProtocol", .product(name: "Atomics", package: "swift-atomics")],
+            swiftSettings: strict
+        ),
+        // Loopback benchmarks of the server layer (bench/echo, bench/driver).
+        .executableTarget(
+            name: "stockd-echo",
+            dependencies: ["StockProtocol", "CLibUV"],
+            path: "bench/echo",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "stockbench-lite",
+            dependencies: ["StockProtocol", "CLibUV"],
+            path: "bench/driver",
+            exclude: ["run-matrix.sh"],
+            swiftSettings: strict
+        ),
+        // The server layer: libuv loops, connections, dispatch, limits, stats.
+        .target(
+            name: "StockServer",
+            dependencies: [
+                "StockCore", "StockProtocol", "CLibUV",
+                .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // The executable: flags, catalog file, logging, signals.
+        .executableTarget(
+            name: "stockd",
+            dependencies: [
+                "StockServer", "StockCore", "StockProtocol",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
         // Benchmarks (bench/): print figures, never assert speed.
@@ -47,6 +84,11 @@ let package = Package(
         .testTarget(
             name: "StockCoreTests",
             dependencies: ["StockCore"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "StockServerTests",
+            dependencies: ["StockProtocol", "stockd"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -100,7 +100,8 @@ public enum ResponseCodec {
         w.endFrame(start)
     }
 
-    static func encodeBody(_ body: ResponseBody, into w: inout ByteWriter) {
+    /// Appends the payload of `body` (after a `beginFrame` whose status matches it).
+    public static func encodeBody(_ body: ResponseBody, into w: inout ByteWriter) {
         switch body {
         case .hello(let h):
             w.writeU16(h.version)

@@ -1,0 +1,259 @@
+import CLibUV
+import StockCore
+import StockProtocol
+
+/// One client connection, owned by one loop worker and touched only on its
+/// thread. Its libuv handle's `data` holds a retained reference, released
+/// in the close callback; every `uv_*` struct is heap-allocated and freed
+/// only in its own callback (shared notes).
+///
+/// Flow: bytes arrive → complete frames are parsed in place (straight from
+/// the loop's read buffer when nothing is pending) → each request is
+/// answered into `out` → at the end of the read burst `flush` hands `out`
+/// to the kernel with one `uv_try_write`, queueing any rest with
+/// `uv_write`. Memory per connection is bounded: `pending` holds at most one
+/// read plus one partial frame, and reading stops (backpressure) while
+/// `maxInflight` answers or `maxOutputBytes` bytes wait for the client.
+final class Connection {
+    enum State { case open, draining, closed }
+
+    unowned let worker: LoopWorker
+    let tcp: UnsafeMutablePointer<uv_tcp_t>
+    /// Position in `worker.connections` (O(1) removal).
+    var slot = -1
+    var state = State.open
+    /// Counts against max-connections (false for a connection refused with BUSY).
+    let admitted: Bool
+    /// Input not yet consumed: a partial frame, or frames held back by backpressure.
+    var pending: [UInt8] = []
+    /// Answers not yet handed to the kernel.
+    var out = ByteWriter(capacity: 16 * 1024)
+    /// Answers in `out`.
+    var inflight = 0
+    /// Bytes handed to `uv_write` and not yet written.
+    var queuedBytes = 0
+    var reading = false
+    var lastActiveMs: UInt64
+    /// Session: HELLO succeeded / a request other than HELLO or PING was seen.
+    var helloDone = false
+    var sawRequest = false
+
+    init(worker: LoopWorker, tcp: UnsafeMutablePointer<uv_tcp_t>, admitted: Bool) {
+        self.worker = worker
+        self.tcp = tcp
+        self.admitted = admitted
+        lastActiveMs = uv_now(worker.loop)
+    }
+
+    var stream: UnsafeMutablePointer<uv_stream_t> {
+        UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_stream_t.self)
+    }
+
+    var handle: UnsafeMutablePointer<uv_handle_t> {
+        UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_handle_t.self)
+    }
+
+    /// Whether the client is behind on reading its answers.
+    var backlogged: Bool {
+        inflight >= worker.config.maxInflight || out.count + queuedBytes >= worker.config.maxOutputBytes
+    }
+
+    // MARK: reading
+
+    func startReading() {
+        guard !reading, state != .closed else { return }
+        reading = true
+        let rc = uv_read_start(stream, { handle, _, buf in
+            LoopWorker.from(handle!).lendReadBuffer(buf!)
+        }, { stream, nread, buf in
+            let conn = Connection.from(stream!)
+            conn.onRead(nread, buf!.pointee)
+        })
+        if rc != 0 { close() }
+    }
+
+    func stopReading() {
+        guard reading, state != .closed else { return }
+        reading = false
+        uv_read_stop(stream)
+    }
+
+    static func from(_ stream: UnsafeMutablePointer<uv_stream_t>) -> Connection {
+        Unmanaged<Connection>.fromOpaque(stream.pointee.data!).takeUnretainedValue()
+    }
+
+    func onRead(_ nread: Int, _ buf: uv_buf_t) {
+        if nread < 0 {  // EOF or error: whatever was partial is dropped, nothing happened
+            close()
+            return
+        }
+        guard nread > 0 else { return }
+        worker.counters.add(.bytesIn, Int64(nread))
+        lastActiveMs = uv_now(worker.loop)
+        guard state == .open else { return }  // draining: discard
+        let bytes = UnsafeRawBufferPointer(start: buf.base, count: nread)
+        if pending.isEmpty {
+            let used = process(bytes)
+            if used < nread && state == .open { pending.append(contentsOf: bytes[used...]) }
+        } else {
+            pending.append(contentsOf: bytes)
+            processPending()
+        }
+        pump()
+    }
+
+    /// Processes held-back input and flushes until done or blocked; then
+    /// reads again unless the client is behind.
+    func pump() {
+        while true {
+            flush()
+            guard state == .open, !pending.isEmpty, !backlogged else { break }
+            let before = pending.count
+            processPending()
+            if pending.count == before { break }  // only a partial frame left
+        }
+        guard state == .open else { return }
+        if backlogged || queuedBytes >= worker.config.maxOutputBytes { stopReading() } else { startReading() }
+    }
+
+    private func processPending() {
+        let used = pending.withUnsafeBytes { process($0) }
+        if state != .open {
+            pending.removeAll()
+        } else if used > 0 {
+            pending.removeFirst(used)
+        }
+    }
+
+    /// Answers the complete frames at the start of `bytes`; returns the bytes consumed.
+    private func process(_ bytes: UnsafeRawBufferPointer) -> Int {
+        var offset = 0
+        let now = uv_now(worker.loop)
+        worker.counters.add(.readBursts)
+        while state == .open && !backlogged {
+            let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
+            switch FrameParser.parse(rest, maxFrame: worker.config.maxFrame) {
+            case .needMore:
+                return offset
+            case .frame(let header, let range):
+                dispatch(header, UnsafeRawBufferPointer(rebasing: rest[range]), nowMs: now)
+                offset += header.frameLength
+            case .lengthTooSmall:
+                fail(opcode: 0, requestID: 0, .malformed)
+                closeAfterFlush()
+                return bytes.count
+            case .tooLarge(_, let requestID):
+                fail(opcode: rest[4], requestID: requestID, .frameTooLarge,
+                     .frameTooLarge(maxFrame: UInt32(worker.config.maxFrame)))
+                closeAfterFlush()
+                return bytes.count
+            }
+        }
+        return offset
+    }
+
+    /// Appends a failure answer.
+    func fail(opcode: UInt8, requestID: UInt32, _ status: Status, _ detail: ErrorDetail = .none) {
+        ResponseCodec.encodeFailure(opcode: opcode, requestID: requestID, status: status, detail: detail, into: &out)
+        inflight += 1
+        worker.counters.request(opcode: opcode, status: status)
+    }
+
+    // MARK: writing
+
+    /// Hands `out` to the kernel: `uv_try_write` first, the rest to `uv_write`.
+    func flush() {
+        guard out.count > 0, state != .closed else { return }
+        worker.counters.add(.bytesOut, Int64(out.count))
+        var written = 0
+        if queuedBytes == 0 {  // with writes queued, order demands we queue too
+            let n = out.bytes.withUnsafeBytes { raw -> Int32 in
+                var buf = uv_buf_init(UnsafeMutablePointer(mutating: raw.baseAddress!.assumingMemoryBound(to: CChar.self)),
+                                      UInt32(raw.count))
+                return uv_try_write(stream, &buf, 1)
+            }
+            if n >= 0 {
+                written = Int(n)
+            } else if n != UV_EAGAIN.rawValue {
+                close()
+                return
+            }
+        }
+        if written < out.count { queueWrite(from: written) }
+        out.removeAll()
+        inflight = 0
+    }
+
+    /// Copies `out[from...]` into one heap block with its `uv_write_t`, freed in the callback.
+    private func queueWrite(from start: Int) {
+        let size = out.count - start
+        let header = (MemoryLayout<uv_write_t>.size + 15) & ~15
+        let block = UnsafeMutableRawPointer.allocate(byteCount: header + size, alignment: 16)
+        let req = block.bindMemory(to: uv_write_t.self, capacity: 1)
+        let data = block + header
+        out.bytes.withUnsafeBytes { raw in data.copyMemory(from: raw.baseAddress! + start, byteCount: size) }
+        req.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        var buf = uv_buf_init(data.assumingMemoryBound(to: CChar.self), UInt32(size))
+        queuedBytes += size
+        let rc = uv_write(req, stream, &buf, 1) { req, status in
+            let req = req!
+            let conn = Unmanaged<Connection>.fromOpaque(req.pointee.data!).takeUnretainedValue()
+            let size = Int(req.pointee.bufs.pointee.len)
+            UnsafeMutableRawPointer(req).deallocate()
+            conn.onWritten(size, status: status)
+        }
+        if rc != 0 {
+            queuedBytes -= size
+            block.deallocate()
+            close()
+        }
+    }
+
+    private func onWritten(_ size: Int, status: Int32) {
+        queuedBytes -= size
+        guard state != .closed else { return }
+        if status < 0 {
+            close()
+            return
+        }
+        if queuedBytes == 0 && state == .draining { return }
+        if state == .open && queuedBytes < worker.config.maxOutputBytes / 2 { pump() }
+    }
+
+    // MARK: closing
+
+    /// Sends what is in `out`, then FIN; input is discarded until the client
+    /// closes (or the sweep gives up), so the final answer is not lost to a
+    /// reset caused by unread input.
+    func closeAfterFlush() {
+        guard state == .open else { return }
+        flush()
+        guard state == .open else { return }
+        state = .draining
+        pending.removeAll()
+        startReading()  // keep draining input
+        let req = UnsafeMutablePointer<uv_shutdown_t>.allocate(capacity: 1)
+        req.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        let rc = uv_shutdown(req, stream) { req, _ in
+            req!.deallocate()
+        }
+        if rc != 0 {
+            req.deallocate()
+            close()
+        }
+    }
+
+    /// Closes now. Queued writes are cancelled (their callbacks free their blocks).
+    func close() {
+        guard state != .closed else { return }
+        state = .closed
+        pending = []
+        worker.remove(self)
+        uv_close(handle) { handle in
+            let handle = handle!
+            let conn = Unmanaged<Connection>.fromOpaque(handle.pointee.data!).takeRetainedValue()
+            UnsafeMutableRawPointer(handle).deallocate()
+            conn.worker.connectionClosed(conn)
+        }
+    }
+}

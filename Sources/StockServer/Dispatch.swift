@@ -1,0 +1,90 @@
+import CLibUV
+import StockCore
+import StockProtocol
+
+/// Turning one decoded request into one answer: the request's path reads
+/// straight down (frame → typed request → core call) and back up (result →
+/// answer bytes in the connection's output buffer).
+extension Connection {
+    func dispatch(_ header: FrameHeader, _ payload: UnsafeRawBufferPointer, nowMs: UInt64) {
+        let request: Request
+        do {
+            request = try RequestCodec.decode(header: header, payload: payload)
+        } catch {
+            let detail: ErrorDetail = error == .ttlTooLong ? .ttlTooLong(maxTTLMs: worker.config.core.maxTTLMs) : .none
+            fail(opcode: header.opcode, requestID: header.requestID, error, detail)
+            return
+        }
+        let id = header.requestID
+        do {
+            let body = try answer(request, nowMs: nowMs)
+            let start = out.beginFrame(opcode: header.opcode, requestID: id, response: true)
+            ResponseCodec.encodeBody(body, into: &out)
+            out.endFrame(start)
+            inflight += 1
+            worker.counters.request(opcode: header.opcode, status: .ok)
+        } catch {
+            fail(opcode: header.opcode, requestID: id, error.status, error.detail)
+            if error.status.closesConnection { closeAfterFlush() }
+        }
+    }
+
+    /// The OK answer to `request`, or the failure to send.
+    private func answer(_ request: Request, nowMs: UInt64) throws(Failure) -> ResponseBody {
+        let core = worker.core
+        let w = worker.coreWorker
+        if case .hello(let hello) = request { return try self.hello(hello) }
+        if case .ping = request { return .pong }
+        sawRequest = true
+        switch request {
+        case .reserve(let r):
+            let o = try core.reserve(r, nowMs: nowMs, on: w)
+            worker.expiryMayHaveMoved()
+            return .reserved(Reservation(token: o.token, expiresAtMs: worker.wallClock(o.deadlineMs),
+                                         available: o.available))
+        case .reserveBundle(let b):
+            let o = try core.reserveBundle(b, nowMs: nowMs, on: w)
+            worker.expiryMayHaveMoved()
+            return .bundleReserved(BundleReservation(token: o.token, expiresAtMs: worker.wallClock(o.deadlineMs)))
+        case .confirm(let c):
+            return .confirmed(try core.confirm(c, nowMs: nowMs, on: w))
+        case .release(let t):
+            return .released(units: try core.release(t, nowMs: nowMs, on: w))
+        case .extend(let e):
+            return .extended(expiresAtMs: worker.wallClock(try core.extend(e, nowMs: nowMs, on: w)))
+        case .stockSet(let s):
+            return .stock(try core.setStock(s, nowMs: nowMs, on: w))
+        case .stockAdjust(let a):
+            return .stock(try core.adjustStock(a, nowMs: nowMs, on: w))
+        case .stockGet(let sku):
+            return .stock(try core.stock(sku))
+        case .stockList(let l):
+            return .stockPage(page(l))
+        case .stats:
+            return .stats(worker.server.statsEntries())
+        case .hello, .ping:
+            preconditionFailure("handled above")
+        }
+    }
+
+    private func hello(_ h: Hello) throws(Failure) -> ResponseBody {
+        guard !helloDone, !sawRequest else { throw Failure(.helloOutOfOrder) }
+        guard h.version == Limits.protocolVersion else {
+            throw Failure(.unsupportedVersion,
+                          .unsupportedVersion(min: Limits.protocolVersion, max: Limits.protocolVersion))
+        }
+        helloDone = true
+        let c = worker.config
+        return .hello(HelloReply(
+            role: .admin, maxFrame: UInt32(c.maxFrame), maxTTLMs: c.core.maxTTLMs, defaultTTLMs: c.core.defaultTTLMs,
+            maxInflight: UInt32(c.maxInflight), serverName: Array("stockd \(StockServer.version)".utf8)))
+    }
+
+    /// A STOCK_LIST page cut to fit the maximum frame.
+    private func page(_ l: StockList) -> StockPage {
+        let wanted = Int(l.limit == 0 ? Limits.defaultListPage : l.limit)
+        // Header 12 + cursor/count 6; each entry at most 1 + 64 + 40 bytes.
+        let fits = (worker.config.maxFrame - Limits.headerSize - 6) / (1 + Limits.maxSKULength + StockInfo.size)
+        return worker.core.list(cursor: l.cursor, limit: min(wanted, fits))
+    }
+}

@@ -1,0 +1,253 @@
+import Atomics
+import CLibUV
+import Glibc
+import StockCore
+import StockProtocol
+
+/// One event-loop thread: its libuv loop, its own SO_REUSEPORT listener, its
+/// connections, its share of the core (`coreWorker`: counter shard, timing
+/// wheel, free token slots) and two timers — one that fires expiries when
+/// the wheel next needs it, one that sweeps idle connections.
+///
+/// Everything here is touched only on the worker's thread, except the
+/// `stopAsync` handle (which `uv_async_send` may signal from any thread)
+/// and the statistics (atomic, read by STATS on any worker).
+final class LoopWorker {
+    let index: Int
+    unowned let server: StockServer
+    let config: ServerConfig
+    let core: StockCore
+    let coreWorker: Worker
+    let counters = WorkerCounters()
+    let loop: UnsafeMutablePointer<uv_loop_t>
+    let listener: UnsafeMutablePointer<uv_tcp_t>
+    let expiryTimer: UnsafeMutablePointer<uv_timer_t>
+    let sweepTimer: UnsafeMutablePointer<uv_timer_t>
+    let stopAsync: UnsafeMutablePointer<uv_async_t>
+    static let readBufferSize = 64 * 1024
+    private let readBuffer: UnsafeMutablePointer<CChar>
+    private var readBufferLent = false
+    var connections: [Connection] = []
+    private var stopping = false
+    private var expiryArmedAtMs = UInt64.max
+    private var openHandles = 0
+    var thread = pthread_t()
+
+    init(index: Int, server: StockServer) {
+        self.index = index
+        self.server = server
+        config = server.config
+        core = server.core
+        loop = .allocate(capacity: 1)
+        precondition(uv_loop_init(loop) == 0, "uv_loop_init failed")
+        coreWorker = core.makeWorker(shard: index % config.core.shardCount, nowMs: uv_now(loop))
+        listener = .allocate(capacity: 1)
+        expiryTimer = .allocate(capacity: 1)
+        sweepTimer = .allocate(capacity: 1)
+        stopAsync = .allocate(capacity: 1)
+        readBuffer = .allocate(capacity: LoopWorker.readBufferSize)
+        connections.reserveCapacity(1024)
+    }
+
+    deinit {
+        readBuffer.deallocate()
+        for p in [UnsafeMutableRawPointer(listener), UnsafeMutableRawPointer(expiryTimer),
+                  UnsafeMutableRawPointer(sweepTimer), UnsafeMutableRawPointer(stopAsync)] { p.deallocate() }
+        uv_loop_close(loop)
+        loop.deallocate()
+    }
+
+    static func from(_ handle: UnsafeMutablePointer<uv_handle_t>) -> LoopWorker {
+        Unmanaged<LoopWorker>.fromOpaque(uv_loop_get_data(handle.pointee.loop)!).takeUnretainedValue()
+    }
+
+    var handleOf: (UnsafeMutableRawPointer) -> UnsafeMutablePointer<uv_handle_t> {
+        { $0.assumingMemoryBound(to: uv_handle_t.self) }
+    }
+
+    // MARK: setup (main thread, before the loop runs)
+
+    /// Creates the listening socket with SO_REUSEPORT and binds it. Returns
+    /// the bound port, or a message naming what failed.
+    func bind(host: String, port: Int) -> Result<Int, ConfigError> {
+        uv_loop_set_data(loop, Unmanaged.passUnretained(self).toOpaque())
+        // libuv 1.44 has no UV_TCP_REUSEPORT: make the socket now, set the option, then bind.
+        guard uv_tcp_init_ex(loop, listener, UInt32(AF_INET)) == 0 else { return .failure(ConfigError("socket failed")) }
+        openHandles += 1
+        var fd: uv_os_fd_t = -1
+        uv_fileno(handleOf(UnsafeMutableRawPointer(listener)), &fd)
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size))
+        var addr = sockaddr_in()
+        guard uv_ip4_addr(host, Int32(port), &addr) == 0 else {
+            return .failure(ConfigError("--host \(host) is not an IPv4 address"))
+        }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { uv_tcp_bind(listener, $0, 0) }
+        }
+        guard rc == 0 else { return .failure(ConfigError("--port \(port): bind failed: \(LoopWorker.message(rc))")) }
+        let lrc = uv_listen(UnsafeMutableRawPointer(listener).assumingMemoryBound(to: uv_stream_t.self), 1024) {
+            server, status in
+            guard status == 0 else { return }
+            LoopWorker.from(UnsafeMutableRawPointer(server!).assumingMemoryBound(to: uv_handle_t.self)).accept()
+        }
+        guard lrc == 0 else { return .failure(ConfigError("--port \(port): listen failed: \(LoopWorker.message(lrc))")) }
+        var storage = sockaddr_storage()
+        var len = Int32(MemoryLayout<sockaddr_storage>.size)
+        withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { _ = uv_tcp_getsockname(listener, $0, &len) }
+        }
+        let bound = withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin_port)) }
+        }
+        return .success(bound)
+    }
+
+    /// Timers and the stop signal; the loop can then run.
+    func prepare() {
+        uv_timer_init(loop, expiryTimer)
+        uv_timer_init(loop, sweepTimer)
+        openHandles += 2
+        uv_async_init(loop, stopAsync) { async in
+            LoopWorker.from(UnsafeMutableRawPointer(async!).assumingMemoryBound(to: uv_handle_t.self)).beginStop()
+        }
+        openHandles += 1
+        let interval = config.idleTimeoutMs == 0 ? 1000 : max(10, min(1000, config.idleTimeoutMs / 4))
+        uv_timer_start(sweepTimer, { timer in
+            LoopWorker.from(UnsafeMutableRawPointer(timer!).assumingMemoryBound(to: uv_handle_t.self)).sweep()
+        }, interval, interval)
+    }
+
+    static func message(_ rc: Int32) -> String { String(cString: uv_strerror(rc)) }
+
+    // MARK: the loop (worker thread)
+
+    func run() {
+        _ = uv_run(loop, UV_RUN_DEFAULT)
+    }
+
+    /// The loop's read buffer: reads are processed synchronously in the read
+    /// callback, so one buffer per loop serves every connection.
+    func lendReadBuffer(_ buf: UnsafeMutablePointer<uv_buf_t>) {
+        buf.pointee = uv_buf_init(readBuffer, UInt32(LoopWorker.readBufferSize))
+    }
+
+    private func accept() {
+        let tcp = UnsafeMutablePointer<uv_tcp_t>.allocate(capacity: 1)
+        uv_tcp_init(loop, tcp)
+        let stream = UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_stream_t.self)
+        let listenStream = UnsafeMutableRawPointer(listener).assumingMemoryBound(to: uv_stream_t.self)
+        guard uv_accept(listenStream, stream) == 0 else {
+            uv_close(handleOf(UnsafeMutableRawPointer(tcp))) { h in UnsafeMutableRawPointer(h!).deallocate() }
+            return
+        }
+        uv_tcp_nodelay(tcp, 1)
+        let admitted = !stopping && server.admitConnection()
+        let conn = Connection(worker: self, tcp: tcp, admitted: admitted)
+        tcp.pointee.data = Unmanaged.passRetained(conn).toOpaque()
+        conn.slot = connections.count
+        connections.append(conn)
+        counters.add(.connectionsAccepted)
+        if admitted {
+            conn.startReading()
+        } else {
+            // Over the limit (or stopping): one answer that says why, then close.
+            conn.fail(opcode: 0, requestID: 0, stopping ? .shuttingDown : .busy)
+            conn.closeAfterFlush()
+        }
+    }
+
+    func remove(_ conn: Connection) {
+        let i = conn.slot
+        precondition(i >= 0 && i < connections.count && connections[i] === conn, "connection list corrupted")
+        let last = connections.removeLast()
+        if i < connections.count {
+            connections[i] = last
+            last.slot = i
+        }
+        conn.slot = -1
+    }
+
+    /// Called from a connection's close callback.
+    func connectionClosed(_ conn: Connection) {
+        counters.add(.connectionsClosed)
+        if conn.admitted { server.releaseConnection() }
+        if stopping && connections.isEmpty { finishStop() }
+    }
+
+    // MARK: expiry
+
+    /// Called after a reservation: a new deadline may be earlier than the armed timer.
+    @inline(__always) func expiryMayHaveMoved() {
+        guard let next = coreWorker.nextWakeMs, next < expiryArmedAtMs else { return }
+        armExpiry(at: next)
+    }
+
+    private func armExpiry(at deadline: UInt64) {
+        let now = uv_now(loop)
+        expiryArmedAtMs = deadline
+        uv_timer_start(expiryTimer, { timer in
+            LoopWorker.from(UnsafeMutableRawPointer(timer!).assumingMemoryBound(to: uv_handle_t.self)).expire()
+        }, deadline > now ? deadline - now : 0, 0)
+    }
+
+    private func expire() {
+        expiryArmedAtMs = .max
+        let n = coreWorker.tick(nowMs: uv_now(loop), budget: config.expiryBudget)
+        counters.add(.expired, Int64(n))
+        if let next = coreWorker.nextWakeMs { armExpiry(at: next) }  // a backlog re-arms at 0 ms
+    }
+
+    // MARK: idle sweep
+
+    private func sweep() {
+        let now = uv_now(loop)
+        var i = connections.count - 1
+        while i >= 0 {
+            let c = connections[i]
+            let silent = now &- c.lastActiveMs
+            switch c.state {
+            case .open where config.idleTimeoutMs > 0 && silent >= config.idleTimeoutMs:
+                c.close()
+            case .draining where silent >= 2000:
+                c.close()  // the client never closed its side
+            default:
+                break
+            }
+            i = min(i, connections.count) - 1
+        }
+    }
+
+    // MARK: stopping
+
+    /// Stop accepting; answer what was read; FIN every connection; the loop
+    /// ends when the last one closes or the grace period runs out.
+    private func beginStop() {
+        guard !stopping else { return }
+        stopping = true
+        uv_close(handleOf(UnsafeMutableRawPointer(listener)), nil)
+        for c in connections where c.state == .open { c.closeAfterFlush() }
+        uv_timer_start(sweepTimer, { timer in
+            let w = LoopWorker.from(UnsafeMutableRawPointer(timer!).assumingMemoryBound(to: uv_handle_t.self))
+            for c in w.connections { c.close() }
+            if w.connections.isEmpty { w.finishStop() }
+        }, config.shutdownGraceMs, 0)
+        if connections.isEmpty { finishStop() }
+    }
+
+    private var finished = false
+
+    private func finishStop() {
+        guard !finished else { return }
+        finished = true
+        uv_close(handleOf(UnsafeMutableRawPointer(expiryTimer)), nil)
+        uv_close(handleOf(UnsafeMutableRawPointer(sweepTimer)), nil)
+        uv_close(handleOf(UnsafeMutableRawPointer(stopAsync)), nil)
+    }
+
+    /// Asks the loop to stop (any thread).
+    func requestStop() { uv_async_send(stopAsync) }
+
+    /// Wall-clock Unix ms for a core deadline.
+    @inline(__always) func wallClock(_ coreMs: UInt64) -> UInt64 { coreMs &+ server.wallOffsetMs }
+}

@@ -1,0 +1,48 @@
+import StockCore
+import StockProtocol
+
+/// Everything the server needs to know at start. Each limit is an explicit
+/// bound (README, "Limits"); `validate` names the offending flag.
+public struct ServerConfig: Sendable {
+    /// Address to listen on (IPv4 dotted quad).
+    public var host = "127.0.0.1"
+    /// TCP port; 0 picks a free one.
+    public var port = 7878
+    /// Event-loop worker threads, each with its own listener (SO_REUSEPORT).
+    public var workers = 2
+    /// Connections open at once across workers; beyond it: BUSY, then close.
+    public var maxConnections = 10_000
+    /// Largest frame accepted, header included.
+    public var maxFrame = Limits.defaultMaxFrame
+    /// Requests read from a connection whose answers are not yet handed to
+    /// the kernel; beyond it the server stops reading that connection.
+    public var maxInflight = 16_384
+    /// Unwritten answer bytes per connection before the server stops reading it.
+    public var maxOutputBytes = 4 << 20
+    /// A connection silent this long is closed (0: never).
+    public var idleTimeoutMs: UInt64 = 300_000
+    /// Expiries fired per worker per loop iteration at most.
+    public var expiryBudget = 10_000
+    /// Time a stopping server waits for clients to take their answers.
+    public var shutdownGraceMs: UInt64 = 3_000
+    /// Sizes of the core (SKUs, tokens, TTLs, side tables).
+    public var core = CoreConfig()
+
+    public init() {}
+
+    /// Checks the values; the message starts with the flag's name.
+    public func validate() throws(ConfigError) {
+        guard port >= 0, port <= 65_535 else { throw ConfigError("--port must be 0...65535") }
+        guard workers >= 1, workers <= 64 else { throw ConfigError("--workers must be 1...64") }
+        guard maxConnections >= 1, maxConnections <= 1_000_000 else {
+            throw ConfigError("--max-connections must be 1...1000000")
+        }
+        guard maxFrame >= Limits.maxFrameFloor, maxFrame <= Limits.maxFrameCeiling else {
+            throw ConfigError("--max-frame must be \(Limits.maxFrameFloor)...\(Limits.maxFrameCeiling)")
+        }
+        guard maxInflight >= 1, maxInflight <= 1 << 20 else { throw ConfigError("--max-inflight must be 1...1048576") }
+        guard maxOutputBytes >= maxFrame else { throw ConfigError("--max-output must be at least --max-frame") }
+        guard expiryBudget >= 1 else { throw ConfigError("expiry budget must be positive") }
+        try core.validate()
+    }
+}

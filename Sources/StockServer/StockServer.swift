@@ -1,0 +1,153 @@
+import Atomics
+import CLibUV
+import Glibc
+import Logging
+import StockCore
+import StockProtocol
+
+/// The stockd server: one `StockCore` shared by `config.workers` libuv
+/// loops, each on its own thread with its own SO_REUSEPORT listener.
+///
+/// Lifecycle: `init` builds the core; `stage` loads the starting catalog;
+/// `start` binds and starts the threads; `stop` (any thread) begins a
+/// graceful stop; `wait` joins the threads.
+public final class StockServer: @unchecked Sendable {
+    /// The server's version, announced in HELLO and logs.
+    public static let version = "0.1.0"
+    public let config: ServerConfig
+    public let core: StockCore
+    let logger: Logger
+    private(set) var workers: [LoopWorker] = []
+    private let openConnections = ManagedAtomic<Int>(0)
+    private let totalConnections = ManagedAtomic<Int>(0)
+    private let rejectedConnections = ManagedAtomic<Int>(0)
+    /// Unix ms minus core ms: turns token deadlines into wall-clock times.
+    let wallOffsetMs: UInt64
+    private let startMs: UInt64
+    /// The bound port (after `start`).
+    public private(set) var port = 0
+
+    public init(config: ServerConfig, logger: Logger) throws(ConfigError) {
+        try config.validate()
+        self.config = config
+        self.logger = logger
+        // Loops read time with libuv's coarse monotonic clock, which may lag
+        // uv_hrtime by a few ms: start the core's epoch a second early.
+        let monoMs = uv_hrtime() / 1_000_000
+        core = try StockCore(config: config.core, nowMs: monoMs - 1000)
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        let wallMs = UInt64(ts.tv_sec) * 1000 + UInt64(ts.tv_nsec) / 1_000_000
+        wallOffsetMs = wallMs &- monoMs
+        startMs = monoMs
+    }
+
+    /// Applies starting stock (the `--catalog` file) before the loops run.
+    public func stage(_ lines: [StockSet]) throws(Failure) {
+        let admin = core.makeWorker(shard: 0, nowMs: uv_hrtime() / 1_000_000)
+        for line in lines { _ = try core.setStock(line, nowMs: uv_hrtime() / 1_000_000, on: admin) }
+    }
+
+    /// Binds every worker's listener (worker 0 first, so port 0 resolves to
+    /// one port all workers share) and starts the loop threads.
+    public func start() throws(ConfigError) {
+        var port = config.port
+        for i in 0..<config.workers {
+            let w = LoopWorker(index: i, server: self)
+            switch w.bind(host: config.host, port: port) {
+            case .success(let bound): port = bound
+            case .failure(let e): throw e
+            }
+            w.prepare()
+            workers.append(w)
+        }
+        self.port = port
+        for w in workers {
+            let context = Unmanaged.passUnretained(w).toOpaque()
+            let rc = pthread_create(&w.thread, nil, { arg in
+                let worker = Unmanaged<LoopWorker>.fromOpaque(arg!).takeUnretainedValue()
+                worker.run()
+                return nil
+            }, context)
+            guard rc == 0 else { throw ConfigError("--workers: cannot start thread (errno \(rc))") }
+        }
+    }
+
+    /// Begins a graceful stop (any thread): stop accepting, answer what was
+    /// read, flush, close; bounded by `config.shutdownGraceMs`.
+    public func stop() {
+        for w in workers { w.requestStop() }
+    }
+
+    /// Waits for every loop thread to end.
+    public func wait() {
+        for w in workers { pthread_join(w.thread, nil) }
+    }
+
+    // MARK: connections
+
+    func admitConnection() -> Bool {
+        totalConnections.wrappingIncrement(ordering: .relaxed)
+        let n = openConnections.loadThenWrappingIncrement(ordering: .relaxed)
+        if n < config.maxConnections { return true }
+        openConnections.wrappingDecrement(ordering: .relaxed)
+        rejectedConnections.wrappingIncrement(ordering: .relaxed)
+        return false
+    }
+
+    func releaseConnection() { openConnections.wrappingDecrement(ordering: .relaxed) }
+
+    // MARK: statistics
+
+    /// A summary for the stop log line.
+    public var summary: (connections: Int, requests: Int64, liveTokens: UInt64) {
+        (totalConnections.load(ordering: .relaxed), workers.reduce(0) { $0 + requests($1) },
+         core.stats().liveTokens)
+    }
+
+    private func requests(_ w: LoopWorker) -> Int64 {
+        Opcode.allCases.reduce(0) { $0 + w.counters.requests(opcode: $1.rawValue) } + w.counters.requests(opcode: 0)
+    }
+
+    /// STATS: named counters (names are stable; clients ignore unknown ones).
+    func statsEntries() -> [StatEntry] {
+        var entries: [StatEntry] = []
+        func add(_ name: String, _ v: Int64) { entries.append(StatEntry(name: ShortBytes(name)!, value: UInt64(max(0, v)))) }
+        add("uptime_ms", Int64(uv_hrtime() / 1_000_000 - startMs))
+        add("workers", Int64(workers.count))
+        add("connections.open", Int64(openConnections.load(ordering: .relaxed)))
+        add("connections.total", Int64(totalConnections.load(ordering: .relaxed)))
+        add("connections.rejected", Int64(rejectedConnections.load(ordering: .relaxed)))
+        var total: Int64 = 0
+        for op in Opcode.allCases {
+            let n = workers.reduce(Int64(0)) { $0 + $1.counters.requests(opcode: op.rawValue) }
+            total += n
+            add("requests.\(op.name)", n)
+        }
+        add("requests.total", total)
+        for status in Status.allCases {
+            let n = workers.reduce(Int64(0)) { $0 + $1.counters.responses(status: status) }
+            if n > 0 || status == .ok { add("status.\(status.name)", n) }
+        }
+        let s = core.stats()
+        add("tokens.live", Int64(s.liveTokens))
+        add("tokens.capacity", Int64(s.tokenCapacity))
+        add("tokens.reserved", Int64(s.reserves + s.bundles))
+        add("tokens.confirmed", Int64(s.confirms))
+        add("tokens.released", Int64(s.releases))
+        add("tokens.expired", Int64(s.expiries))
+        add("tokens.extended", Int64(s.extends))
+        add("reserve.failed", Int64(s.reserveFailures))
+        add("reserve.idempotent_replays", Int64(s.idempotentReplays))
+        add("skus", Int64(s.skus))
+        add("skus.capacity", Int64(s.skuCapacity))
+        for w in workers {
+            add("worker.\(w.index).connections", w.counters.value(.connectionsAccepted) - w.counters.value(.connectionsClosed))
+            add("worker.\(w.index).requests", Opcode.allCases.reduce(Int64(0)) { $0 + w.counters.requests(opcode: $1.rawValue) })
+            add("worker.\(w.index).read_bursts", w.counters.value(.readBursts))
+            add("worker.\(w.index).bytes_in", w.counters.value(.bytesIn))
+            add("worker.\(w.index).bytes_out", w.counters.value(.bytesOut))
+        }
+        return entries
+    }
+}

@@ -1,0 +1,160 @@
+import ArgumentParser
+import Foundation
+import Logging
+import StockCore
+import StockProtocol
+import StockServer
+
+/// `stockd`: flags, logging, signals. Everything else lives in StockServer.
+@main
+struct Stockd: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stockd",
+        abstract: "Stock-reservation server for live shopping.",
+        discussion: """
+            Serves the stockd binary protocol (protocol/PROTOCOL.md) on TCP. Durations take a unit: \
+            200ms, 90s, 5m, 1h. SIGINT or SIGTERM stops it gracefully.
+            """,
+        version: StockServer.version)
+
+    @Option(help: "IPv4 address to listen on.")
+    var host = "127.0.0.1"
+
+    @Option(help: "TCP port; 0 picks a free port.")
+    var port = 7878
+
+    @Option(name: .customLong("port-file"), help: "Write the bound port to this file once listening.")
+    var portFile: String?
+
+    @Option(help: "Event-loop worker threads (default: number of cores).")
+    var workers: Int?
+
+    @Option(help: "CSV of starting stock: sku,on_hand[,low_stock_threshold][,per_customer_limit].")
+    var catalog: String?
+
+    @Option(name: .customLong("default-ttl"), help: "Hold time when a request says 0.")
+    var defaultTTL = DurationArgument(milliseconds: 90_000)
+
+    @Option(name: .customLong("max-ttl"), help: "Longest hold a request may ask for (at most 1h).")
+    var maxTTL = DurationArgument(milliseconds: 3_600_000)
+
+    @Option(name: .customLong("max-connections"), help: "Connections open at once; beyond it: BUSY, then close.")
+    var maxConnections = 10_000
+
+    @Option(name: .customLong("max-frame"), help: "Largest frame in bytes, header included (1024...16777216).")
+    var maxFrame = Limits.defaultMaxFrame
+
+    @Option(name: .customLong("max-tokens"), help: "Live reservation tokens at most; beyond it: AT_CAPACITY.")
+    var maxTokens = 1_000_000
+
+    @Option(name: .customLong("max-skus"), help: "SKUs in the catalog at most.")
+    var maxSKUs = 1 << 20
+
+    @Option(name: .customLong("max-inflight"), help: "Unanswered requests per connection before it stops being read.")
+    var maxInflight = 16_384
+
+    @Option(name: .customLong("max-output"), help: "Unwritten answer bytes per connection before it stops being read.")
+    var maxOutput = 4 << 20
+
+    @Option(name: .customLong("idle-timeout"), help: "Close connections silent this long (0: never).")
+    var idleTimeout = DurationArgument(milliseconds: 300_000)
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel = "info"
+
+    func makeConfig() throws -> ServerConfig {
+        var c = ServerConfig()
+        c.host = host
+        c.port = port
+        c.workers = workers ?? ProcessInfo.processInfo.activeProcessorCount
+        guard c.workers >= 1 && c.workers <= 64 else { throw ValidationError("--workers must be 1...64") }
+        c.maxConnections = maxConnections
+        c.maxFrame = maxFrame
+        c.maxInflight = maxInflight
+        c.maxOutputBytes = maxOutput
+        c.idleTimeoutMs = idleTimeout.milliseconds
+        guard maxTTL.milliseconds >= 1, maxTTL.milliseconds <= UInt64(Limits.maxTTLCeilingMs) else {
+            throw ValidationError("--max-ttl must be 1ms...1h")
+        }
+        guard defaultTTL.milliseconds >= 1, defaultTTL.milliseconds <= maxTTL.milliseconds else {
+            throw ValidationError("--default-ttl must be 1ms...--max-ttl")
+        }
+        c.core.maxTTLMs = UInt32(maxTTL.milliseconds)
+        c.core.defaultTTLMs = UInt32(defaultTTL.milliseconds)
+        guard maxTokens >= 16 && maxTokens <= 1 << 30 else { throw ValidationError("--max-tokens must be 16...1073741824") }
+        guard maxSKUs >= 1 && maxSKUs <= 1 << 26 else { throw ValidationError("--max-skus must be 1...67108864") }
+        c.core.tokenCapacity = maxTokens
+        c.core.skuCapacity = maxSKUs
+        c.core.shardCount = c.workers
+        c.core.customerCapacity = maxTokens
+        c.core.idempotencyCapacity = maxTokens
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be trace, debug, info, notice, warning, error or critical")
+        }
+        do { try c.validate() } catch { throw ValidationError(error.description) }
+        return c
+    }
+
+    func run() throws {
+        let config = try makeConfig()
+        let stock = try catalog.map { try CatalogFile.load(path: $0) } ?? []
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        let logger = Logger(label: "stockd")
+
+        // Signals are taken synchronously by this thread (sigwait); the loop
+        // threads inherit the mask and never see them. SIGPIPE is ignored:
+        // a vanished client is an error return, not a process death.
+        signal(SIGPIPE, SIG_IGN)
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        sigaddset(&mask, SIGINT)
+        sigaddset(&mask, SIGTERM)
+        pthread_sigmask(SIG_BLOCK, &mask, nil)
+
+        let server = try StockServer(config: config, logger: logger)
+        do { try server.stage(stock) } catch {
+            throw ValidationError("--catalog: \(error.status.name) while staging")
+        }
+        try server.start()
+        if let portFile {
+            let tmp = portFile + ".tmp"
+            _ = FileManager.default.createFile(atPath: tmp, contents: Data("\(server.port)\n".utf8))
+            _ = rename(tmp, portFile)  // atomic: readers never see a half-written port
+        }
+        let c = config
+        logger.info("""
+            stockd \(StockServer.version) listening on \(c.host):\(server.port) workers=\(c.workers) \
+            skus=\(stock.count) max_connections=\(c.maxConnections) max_frame=\(c.maxFrame) \
+            max_tokens=\(c.core.tokenCapacity) max_skus=\(c.core.skuCapacity) max_inflight=\(c.maxInflight) \
+            default_ttl=\(defaultTTL) max_ttl=\(maxTTL) idle_timeout=\(idleTimeout)
+            """)
+
+        var signo: Int32 = 0
+        sigwait(&mask, &signo)
+        logger.info("stockd: signal \(signo), stopping")
+        server.stop()
+        server.wait()
+        let s = server.summary
+        logger.info("stockd stopped: connections served=\(s.connections) requests=\(s.requests) reservations live=\(s.liveTokens)")
+    }
+
+    /// Errors are one line on stderr (`stockd: ...`) and exit code 2; help
+    /// and version print as usual.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            if exitCode(for: error) == .success { exit(withError: error) }
+            let message = (error as? CatalogFile.LineError)?.description ?? Self.message(for: error)
+            let line = message.split(separator: "\n").first.map(String.init) ?? "error"
+            FileHandle.standardError.write(Data("stockd: \(line)\n".utf8))
+            Foundation.exit(2)
+        }
+    }
+}
