@@ -89,8 +89,8 @@ final class Connection {
         }
         guard nread > 0 else { return }
         worker.counters.add(.bytesIn, Int64(nread))
+        guard state == .open else { return }  // draining: discard (and do not count as activity)
         lastActiveMs = uv_now(worker.loop)
-        guard state == .open else { return }  // draining: discard
         let bytes = UnsafeRawBufferPointer(start: buf.base, count: nread)
         if pending.isEmpty {
             let used = process(bytes)
@@ -167,7 +167,7 @@ final class Connection {
         worker.counters.add(.bytesOut, Int64(out.count))
         var written = 0
         if queuedBytes == 0 {  // with writes queued, order demands we queue too
-            let n = out.bytes.withUnsafeBytes { raw -> Int32 in
+            let n = out.withUnsafeBytes { raw -> Int32 in
                 var buf = uv_buf_init(UnsafeMutablePointer(mutating: raw.baseAddress!.assumingMemoryBound(to: CChar.self)),
                                       UInt32(raw.count))
                 return uv_try_write(stream, &buf, 1)
@@ -191,7 +191,7 @@ final class Connection {
         let block = UnsafeMutableRawPointer.allocate(byteCount: header + size, alignment: 16)
         let req = block.bindMemory(to: uv_write_t.self, capacity: 1)
         let data = block + header
-        out.bytes.withUnsafeBytes { raw in data.copyMemory(from: raw.baseAddress! + start, byteCount: size) }
+        out.withUnsafeBytes { raw in data.copyMemory(from: raw.baseAddress! + start, byteCount: size) }
         req.pointee.data = Unmanaged.passUnretained(self).toOpaque()
         var buf = uv_buf_init(data.assumingMemoryBound(to: CChar.self), UInt32(size))
         queuedBytes += size
@@ -230,6 +230,7 @@ final class Connection {
         flush()
         guard state == .open else { return }
         state = .draining
+        lastActiveMs = uv_now(worker.loop)  // the sweep closes it 2 s from now at the latest
         pending.removeAll()
         startReading()  // keep draining input
         let req = UnsafeMutablePointer<uv_shutdown_t>.allocate(capacity: 1)

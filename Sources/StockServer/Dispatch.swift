@@ -39,12 +39,12 @@ extension Connection {
         switch request {
         case .reserve(let r):
             let o = try core.reserve(r, nowMs: nowMs, on: w)
-            worker.expiryMayHaveMoved()
+            worker.expiryMayHaveMoved(o.deadlineMs)
             return .reserved(Reservation(token: o.token, expiresAtMs: worker.wallClock(o.deadlineMs),
                                          available: o.available))
         case .reserveBundle(let b):
             let o = try core.reserveBundle(b, nowMs: nowMs, on: w)
-            worker.expiryMayHaveMoved()
+            worker.expiryMayHaveMoved(o.deadlineMs)
             return .bundleReserved(BundleReservation(token: o.token, expiresAtMs: worker.wallClock(o.deadlineMs)))
         case .confirm(let c):
             return .confirmed(try core.confirm(c, nowMs: nowMs, on: w))

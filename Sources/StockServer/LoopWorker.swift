@@ -177,10 +177,11 @@ final class LoopWorker {
 
     // MARK: expiry
 
-    /// Called after a reservation: a new deadline may be earlier than the armed timer.
-    @inline(__always) func expiryMayHaveMoved() {
-        guard let next = coreWorker.nextWakeMs, next < expiryArmedAtMs else { return }
-        armExpiry(at: next)
+    /// Called after a reservation with its deadline: re-arm only if it is
+    /// earlier than the armed timer (almost never: TTLs are mostly equal).
+    @inline(__always) func expiryMayHaveMoved(_ deadlineMs: UInt64) {
+        guard deadlineMs < expiryArmedAtMs else { return }
+        armExpiry(at: deadlineMs)
     }
 
     private func armExpiry(at deadline: UInt64) {

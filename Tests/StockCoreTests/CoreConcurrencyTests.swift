@@ -2,7 +2,6 @@ import Atomics
 import Foundation
 @testable import StockCore
 import StockProtocol
-import Synchronization
 import Testing
 
 /// N threads (more than cores) hammer the core with a seeded mix of
@@ -10,6 +9,20 @@ import Testing
 /// tokens, while a clock thread moves time and every thread ticks its own
 /// wheel. At the end: nothing oversold, conservation holds, every token
 /// issued had exactly one fate.
+/// A value behind a pthread mutex (NSLock). Not `Synchronization.Mutex`: it
+/// sleeps on a raw futex, which ThreadSanitizer cannot see, so every access
+/// under it would be reported as a race.
+final class Locked<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value
+    init(_ value: Value) { self.value = value }
+    func withLock<R>(_ body: (inout Value) -> R) -> R {
+        lock.lock()
+        defer { lock.unlock() }
+        return body(&value)
+    }
+}
+
 @Suite(.serialized) struct CoreConcurrencyTests {
     struct Outcome: Sendable {
         var issued: [Token] = []
@@ -30,8 +43,8 @@ import Testing
         for i in 0..<skus {
             _ = try core.setStock(StockSet(sku: SKU("SKU-\(i)")!, onHand: stockEach), nowMs: Fixture.t0, on: admin)
         }
-        let shared = Mutex<[Token]>([])  // tokens any thread may act on
-        let results = Mutex<[Outcome]>([])
+        let shared = Locked<[Token]>([])  // tokens any thread may act on
+        let results = Locked<[Outcome]>([])
         let running = ManagedAtomic<Int>(threads)
         let finished = ManagedAtomic<Int>(0)
         let clockThread = Thread {
