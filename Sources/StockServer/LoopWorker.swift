@@ -28,6 +28,14 @@ final class LoopWorker {
     private let readBuffer: UnsafeMutablePointer<CChar>
     private var readBufferLent = false
     var connections: [Connection] = []
+    // Accept hand-off (only in `.handOff` mode): worker 0 polls a raw
+    // listening socket; accepted descriptors travel through `handoffQueue`.
+    let handoffAsync: UnsafeMutablePointer<uv_async_t>
+    var handoffQueue: [Int32] = []
+    let handoffLock: UnsafeMutablePointer<pthread_mutex_t>
+    var listenPoll: UnsafeMutablePointer<uv_poll_t>?
+    var listenFD: Int32 = -1
+    var nextTarget = 0
     private var stopping = false
     private var expiryArmedAtMs = UInt64.max
     private var openHandles = 0
@@ -46,13 +54,20 @@ final class LoopWorker {
         sweepTimer = .allocate(capacity: 1)
         stopAsync = .allocate(capacity: 1)
         readBuffer = .allocate(capacity: LoopWorker.readBufferSize)
+        handoffAsync = .allocate(capacity: 1)
+        handoffLock = .allocate(capacity: 1)
+        pthread_mutex_init(handoffLock, nil)
         connections.reserveCapacity(1024)
     }
 
     deinit {
         readBuffer.deallocate()
         for p in [UnsafeMutableRawPointer(listener), UnsafeMutableRawPointer(expiryTimer),
-                  UnsafeMutableRawPointer(sweepTimer), UnsafeMutableRawPointer(stopAsync)] { p.deallocate() }
+                  UnsafeMutableRawPointer(sweepTimer), UnsafeMutableRawPointer(stopAsync),
+                  UnsafeMutableRawPointer(handoffAsync)] { p.deallocate() }
+        pthread_mutex_destroy(handoffLock)
+        handoffLock.deallocate()
+        listenPoll?.deallocate()
         uv_loop_close(loop)
         loop.deallocate()
     }
@@ -112,6 +127,11 @@ final class LoopWorker {
             LoopWorker.from(UnsafeMutableRawPointer(async!).assumingMemoryBound(to: uv_handle_t.self)).beginStop()
         }
         openHandles += 1
+        if config.acceptMode == .handOff {
+            uv_async_init(loop, handoffAsync) { async in
+                LoopWorker.from(UnsafeMutableRawPointer(async!).assumingMemoryBound(to: uv_handle_t.self)).takeHandOffs()
+            }
+        }
         let interval = config.idleTimeoutMs == 0 ? 1000 : max(10, min(1000, config.idleTimeoutMs / 4))
         uv_timer_start(sweepTimer, { timer in
             LoopWorker.from(UnsafeMutableRawPointer(timer!).assumingMemoryBound(to: uv_handle_t.self)).sweep()
@@ -141,6 +161,11 @@ final class LoopWorker {
             uv_close(handleOf(UnsafeMutableRawPointer(tcp))) { h in UnsafeMutableRawPointer(h!).deallocate() }
             return
         }
+        register(tcp)
+    }
+
+    /// Takes over an accepted TCP handle: options, connection object, limits.
+    func register(_ tcp: UnsafeMutablePointer<uv_tcp_t>) {
         uv_tcp_nodelay(tcp, 1)
         let admitted = !stopping && server.admitConnection()
         let conn = Connection(worker: self, tcp: tcp, admitted: admitted)
@@ -226,7 +251,12 @@ final class LoopWorker {
     private func beginStop() {
         guard !stopping else { return }
         stopping = true
-        uv_close(handleOf(UnsafeMutableRawPointer(listener)), nil)
+        if let poll = listenPoll {
+            uv_close(handleOf(UnsafeMutableRawPointer(poll)), nil)
+            Glibc.close(listenFD)
+        } else if config.acceptMode == .reusePort || index == 0 {
+            uv_close(handleOf(UnsafeMutableRawPointer(listener)), nil)
+        }
         for c in connections where c.state == .open { c.closeAfterFlush() }
         uv_timer_start(sweepTimer, { timer in
             let w = LoopWorker.from(UnsafeMutableRawPointer(timer!).assumingMemoryBound(to: uv_handle_t.self))
@@ -244,6 +274,10 @@ final class LoopWorker {
         uv_close(handleOf(UnsafeMutableRawPointer(expiryTimer)), nil)
         uv_close(handleOf(UnsafeMutableRawPointer(sweepTimer)), nil)
         uv_close(handleOf(UnsafeMutableRawPointer(stopAsync)), nil)
+        if config.acceptMode == .handOff {
+            uv_close(handleOf(UnsafeMutableRawPointer(handoffAsync)), nil)
+            for fd in drainHandOffs() { Glibc.close(fd) }
+        }
     }
 
     /// Asks the loop to stop (any thread).

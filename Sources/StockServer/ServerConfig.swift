@@ -8,8 +8,10 @@ public struct ServerConfig: Sendable {
     public var host = "127.0.0.1"
     /// TCP port; 0 picks a free one.
     public var port = 7878
-    /// Event-loop worker threads, each with its own listener (SO_REUSEPORT).
+    /// Event-loop worker threads.
     public var workers = 2
+    /// How connections reach the workers.
+    public var acceptMode = AcceptMode.reusePort
     /// Connections open at once across workers; beyond it: BUSY, then close.
     public var maxConnections = 10_000
     /// Largest frame accepted, header included.
@@ -29,6 +31,16 @@ public struct ServerConfig: Sendable {
     public var core = CoreConfig()
 
     public init() {}
+
+    /// How connections are spread over the worker loops.
+    public enum AcceptMode: String, Sendable, CaseIterable {
+        /// Each worker has its own listening socket on the same port
+        /// (SO_REUSEPORT); the kernel picks a worker per connection.
+        case reusePort = "reuseport"
+        /// Worker 0 accepts every connection and hands them round-robin to
+        /// the workers through a queue and a `uv_async_t` wake-up.
+        case handOff = "handoff"
+    }
 
     /// Checks the values; the message starts with the flag's name.
     public func validate() throws(ConfigError) {

@@ -54,8 +54,16 @@ public final class StockServer: @unchecked Sendable {
         var port = config.port
         for i in 0..<config.workers {
             let w = LoopWorker(index: i, server: self)
-            switch w.bind(host: config.host, port: port) {
-            case .success(let bound): port = bound
+            let bound: Result<Int, ConfigError>
+            switch (config.acceptMode, i) {
+            case (.reusePort, _): bound = w.bind(host: config.host, port: port)
+            case (.handOff, 0): bound = w.bindHandOff(host: config.host, port: port)
+            case (.handOff, _):
+                w.attachWithoutListener()
+                bound = .success(port)
+            }
+            switch bound {
+            case .success(let p): port = p
             case .failure(let e): throw e
             }
             w.prepare()

@@ -29,6 +29,9 @@ struct Stockd: ParsableCommand {
     @Option(help: "Event-loop worker threads (default: number of cores).")
     var workers: Int?
 
+    @Option(help: "How connections reach the workers: reuseport (a listener per worker) or handoff (one acceptor).")
+    var accept = "reuseport"
+
     @Option(help: "CSV of starting stock: sku,on_hand[,low_stock_threshold][,per_customer_limit].")
     var catalog: String?
 
@@ -68,6 +71,10 @@ struct Stockd: ParsableCommand {
         c.port = port
         c.workers = workers ?? ProcessInfo.processInfo.activeProcessorCount
         guard c.workers >= 1 && c.workers <= 64 else { throw ValidationError("--workers must be 1...64") }
+        guard let mode = ServerConfig.AcceptMode(rawValue: accept) else {
+            throw ValidationError("--accept must be reuseport or handoff")
+        }
+        c.acceptMode = mode
         c.maxConnections = maxConnections
         c.maxFrame = maxFrame
         c.maxInflight = maxInflight
@@ -128,7 +135,7 @@ struct Stockd: ParsableCommand {
         }
         let c = config
         logger.info("""
-            stockd \(StockServer.version) listening on \(c.host):\(server.port) workers=\(c.workers) \
+            stockd \(StockServer.version) listening on \(c.host):\(server.port) workers=\(c.workers) accept=\(c.acceptMode.rawValue) \
             skus=\(stock.count) max_connections=\(c.maxConnections) max_frame=\(c.maxFrame) \
             max_tokens=\(c.core.tokenCapacity) max_skus=\(c.core.skuCapacity) max_inflight=\(c.maxInflight) \
             default_ttl=\(defaultTTL) max_ttl=\(maxTTL) idle_timeout=\(idleTimeout)

@@ -5,12 +5,14 @@ import Testing
 // MARK: - 8. Many connections racing for one hot SKU
 
 extension StockServerTests {
-    @Test("500 concurrent connections reserving one unit at a time: exactly on_hand granted")
-    func hotSKUStampede() throws {
+    @Test("500 concurrent connections reserving one unit at a time: exactly on_hand granted",
+          arguments: ["reuseport", "handoff"])
+    func hotSKUStampede(accept: String) throws {
         let onHand = 1_000
         let threads = 5
         let perThread = 100
-        let server = try StockdProcess(["--workers", "2", "--max-connections", "1000"], catalog: "HOT,\(onHand)\n")
+        let server = try StockdProcess(["--workers", "2", "--max-connections", "1000", "--accept", accept],
+                                       catalog: "HOT,\(onHand)\n")
         let port = server.port
 
         struct Outcome: Sendable {
