@@ -6,22 +6,24 @@ import StockProtocol
 /// decided slots it remembers, its secret source and its statistics.
 ///
 /// Not thread-safe and not `Sendable`: a worker is created for one thread
-/// and used only there. Several workers may share a shard (correctness does
-/// not depend on it; only cache-line traffic does).
+/// and used only there (which is also why its stored properties skip the
+/// dynamic exclusivity checks: no overlapping access is possible).
+/// Several workers may share a shard (correctness does not depend on it;
+/// only cache-line traffic does).
 public final class Worker {
     public let shard: Int
-    unowned let core: StockCore
+    unowned(unsafe) let core: StockCore  // the core outlives its workers (checked unowned costs atomics)
     let wheel: TimingWheel
-    var freeSlots: [UInt32] = []
+    @exclusivity(unchecked) var freeSlots: [UInt32] = []
     /// Recently decided slots, oldest first, reused only when nothing else is free.
-    private var fateRing: [UInt32]
-    private var fateHead = 0
-    private var fateCount = 0
-    var secrets = SecretSource()
-    var rearm: [(UInt64, UInt64)] = []
+    @exclusivity(unchecked) private var fateRing: [UInt32]
+    @exclusivity(unchecked) private var fateHead = 0
+    @exclusivity(unchecked) private var fateCount = 0
+    @exclusivity(unchecked) var secrets = SecretSource()
+    @exclusivity(unchecked) var rearm: [(UInt64, UInt64)] = []
     let counters: AtomicCounters
     /// Receives every state change this worker makes (journal, event feed).
-    public var onChange: ((Change) -> Void)?
+    @exclusivity(unchecked) public var onChange: ((Change) -> Void)?
 
     init(core: StockCore, shard: Int, nowMs: UInt64, fateMemory: Int, counters: AtomicCounters) {
         self.core = core

@@ -41,27 +41,57 @@ public enum RequestCodec {
         }
     }
 
+    // MARK: per-opcode entry points for servers (no `Request` enum on the hot path)
+
+    /// Decodes a RESERVE payload (the header was checked by the caller).
+    @inlinable
+    public static func decodeReserve(payload: UnsafeRawBufferPointer) throws(Status) -> Reserve {
+        var r = ByteReader(payload)
+        return try decodeReserve(&r)
+    }
+
+    /// Decodes a RELEASE payload.
+    @inlinable
+    public static func decodeRelease(payload: UnsafeRawBufferPointer) throws(Status) -> Token {
+        var r = ByteReader(payload)
+        let t = try r.readToken()
+        try r.finish()
+        return t
+    }
+
+    /// Decodes a CONFIRM payload.
+    @inlinable
+    public static func decodeConfirm(payload: UnsafeRawBufferPointer) throws(Status) -> Confirm {
+        var r = ByteReader(payload)
+        return try decodeConfirm(&r)
+    }
+
     // MARK: field checks (after structure)
 
+    @usableFromInline
     static func sku8(_ b: UnsafeRawBufferPointer) throws(Status) -> SKU {
         guard b.count > 0, b.count <= Limits.maxSKULength, ShortBytes.isValidText(b) else { throw .invalidSKU }
         return SKU(b)
     }
 
+    @usableFromInline
     static func short8(_ b: UnsafeRawBufferPointer) throws(Status) -> ShortBytes {
         guard b.count <= Limits.maxShortBytes else { throw .invalidArgument }
         return ShortBytes(b)
     }
 
+    @usableFromInline
     static func text8(_ b: UnsafeRawBufferPointer) throws(Status) -> ShortBytes {
         guard b.count <= Limits.maxShortBytes, ShortBytes.isValidText(b) else { throw .invalidArgument }
         return ShortBytes(b)
     }
 
+    @usableFromInline
     static func checkQuantity(_ q: UInt32) throws(Status) {
         guard q > 0, q <= Limits.maxQuantity else { throw .quantityInvalid }
     }
 
+    @usableFromInline
     static func checkTTL(_ ttl: UInt32) throws(Status) {
         guard ttl <= Limits.maxTTLCeilingMs else { throw .ttlTooLong }
     }
@@ -81,6 +111,7 @@ public enum RequestCodec {
         return Hello(version: version, clientName: Array(name), credential: Array(credential))
     }
 
+    @usableFromInline
     static func decodeReserve(_ r: inout ByteReader) throws(Status) -> Reserve {
         let quantity = try r.readU32()
         let ttl = try r.readU32()
@@ -127,6 +158,7 @@ public enum RequestCodec {
         return ReserveBundle(lines: lines, ttlMs: ttl, customer: customerBytes, idempotencyKey: keyBytes)
     }
 
+    @usableFromInline
     static func decodeConfirm(_ r: inout ByteReader) throws(Status) -> Confirm {
         let token = try r.readToken()
         let quantity = try r.readU32()

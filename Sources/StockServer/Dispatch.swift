@@ -7,6 +7,17 @@ import StockProtocol
 /// answer bytes in the connection's output buffer).
 extension Connection {
     func dispatch(_ header: FrameHeader, _ payload: UnsafeRawBufferPointer, nowMs: UInt64) {
+        // The checkout traffic — RESERVE, RELEASE, CONFIRM, PING — skips the
+        // `Request` enum: decode one struct, call the core, write the answer.
+        if header.isWellFormedRequest, (helloDone || sawRequest || header.opcode == Opcode.ping.rawValue) {
+            switch header.opcode {
+            case Opcode.reserve.rawValue: return fastReserve(header, payload, nowMs: nowMs)
+            case Opcode.release.rawValue: return fastRelease(header, payload, nowMs: nowMs)
+            case Opcode.confirm.rawValue: return fastConfirm(header, payload, nowMs: nowMs)
+            case Opcode.ping.rawValue where payload.isEmpty: return ok(header, start: beginOK(header))
+            default: break
+            }
+        }
         let request: Request
         do {
             request = try RequestCodec.decode(header: header, payload: payload)
@@ -65,6 +76,64 @@ extension Connection {
         case .hello, .ping:
             preconditionFailure("handled above")
         }
+    }
+
+    @inline(__always) private func beginOK(_ header: FrameHeader) -> Int {
+        out.beginFrame(opcode: header.opcode, requestID: header.requestID, response: true)
+    }
+
+    @inline(__always) private func ok(_ header: FrameHeader, start: Int) {
+        out.endFrame(start)
+        inflight += 1
+        worker.counters.request(opcode: header.opcode, status: .ok)
+    }
+
+    private func failDecoded(_ header: FrameHeader, _ status: Status) {
+        let detail: ErrorDetail = status == .ttlTooLong ? .ttlTooLong(maxTTLMs: worker.config.core.maxTTLMs) : .none
+        fail(opcode: header.opcode, requestID: header.requestID, status, detail)
+    }
+
+    private func fastReserve(_ header: FrameHeader, _ payload: UnsafeRawBufferPointer, nowMs: UInt64) {
+        let r: Reserve
+        do { r = try RequestCodec.decodeReserve(payload: payload) } catch { return failDecoded(header, error) }
+        sawRequest = true
+        let o: ReserveOutcome
+        do { o = try core.reserve(r, nowMs: nowMs, on: coreWorker) } catch {
+            return fail(opcode: header.opcode, requestID: header.requestID, error.status, error.detail)
+        }
+        worker.expiryMayHaveMoved(o.deadlineMs)
+        let start = beginOK(header)
+        out.writeToken(o.token)
+        out.writeU64(worker.wallClock(o.deadlineMs))
+        out.writeU64(o.available)
+        ok(header, start: start)
+    }
+
+    private func fastRelease(_ header: FrameHeader, _ payload: UnsafeRawBufferPointer, nowMs: UInt64) {
+        let t: Token
+        do { t = try RequestCodec.decodeRelease(payload: payload) } catch { return failDecoded(header, error) }
+        sawRequest = true
+        let units: UInt32
+        do { units = try core.release(t, nowMs: nowMs, on: coreWorker) } catch {
+            return fail(opcode: header.opcode, requestID: header.requestID, error.status, error.detail)
+        }
+        let start = beginOK(header)
+        out.writeU32(units)
+        ok(header, start: start)
+    }
+
+    private func fastConfirm(_ header: FrameHeader, _ payload: UnsafeRawBufferPointer, nowMs: UInt64) {
+        let c: Confirm
+        do { c = try RequestCodec.decodeConfirm(payload: payload) } catch { return failDecoded(header, error) }
+        sawRequest = true
+        let reply: ConfirmReply
+        do { reply = try core.confirm(c, nowMs: nowMs, on: coreWorker) } catch {
+            return fail(opcode: header.opcode, requestID: header.requestID, error.status, error.detail)
+        }
+        let start = beginOK(header)
+        out.writeU32(reply.confirmed)
+        out.writeU32(reply.returned)
+        ok(header, start: start)
     }
 
     private func hello(_ h: Hello) throws(Failure) -> ResponseBody {

@@ -14,7 +14,7 @@ import StockProtocol
 /// and the statistics (atomic, read by STATS on any worker).
 final class LoopWorker {
     let index: Int
-    unowned let server: StockServer
+    unowned(unsafe) let server: StockServer  // the server outlives its loops
     let config: ServerConfig
     let core: StockCore
     let coreWorker: Worker
