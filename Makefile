@@ -3,7 +3,7 @@ SHELL := /bin/bash
 SWIFT ?= swift
 APT_PACKAGES := libuv1-dev pkg-config
 
-.PHONY: run test deps build release bench-core bench-decode tsan clean
+.PHONY: run test deps build release bench-core bench-decode bench-server tsan clean
 
 # Installs the Debian packages the build needs when they are missing.
 deps:
@@ -36,9 +36,16 @@ bench-core: deps
 bench-decode: deps
 	$(SWIFT) run -c release stockproto-bench
 
-# The core's concurrency tests under ThreadSanitizer.
+# Server throughput and latency: the echo ceiling and stockd, same driver, same run
+# (bench/server.sh; about 4 minutes).
+bench-server: deps
+	$(SWIFT) build -c release --scratch-path .build-bench
+	bench/server.sh
+
+# The core's concurrency tests under ThreadSanitizer (a report fails the run).
 tsan: deps
-	$(SWIFT) test --sanitize=thread --scratch-path .build-tsan --filter StockCoreTests
+	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan
+	TSAN_OPTIONS=halt_on_error=1 $(SWIFT) test --skip-build --sanitize=thread --scratch-path .build-tsan --filter StockCoreTests
 
 clean:
 	rm -rf .build .build-*

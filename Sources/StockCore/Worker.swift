@@ -47,8 +47,10 @@ public final class Worker {
         c.store(c.load(ordering: .relaxed) &+ by, ordering: .relaxed)
     }
 
-    @inline(__always) func emit(_ change: Change) {
-        if let sink = onChange { sink(change) }
+    /// Reports a change; the `Change` (about 100 bytes) is built only when
+    /// someone listens.
+    @inline(__always) func emit(_ change: @autoclosure () -> Change) {
+        if let sink = onChange { sink(change()) }
     }
 
     /// A free slot, or nil at capacity. Order: private cache, shared pool,

@@ -26,6 +26,9 @@ final class Connection {
     unowned(unsafe) let worker: LoopWorker
     unowned(unsafe) let core: StockCore
     unowned(unsafe) let coreWorker: Worker
+    unowned(unsafe) let counters: WorkerCounters
+    /// Unix ms minus core ms, for answering deadlines in wall-clock time.
+    let wallOffsetMs: UInt64
     let tcp: UnsafeMutablePointer<uv_tcp_t>
     /// Position in `worker.connections` (O(1) removal).
     var slot = -1
@@ -50,6 +53,8 @@ final class Connection {
         self.worker = worker
         core = worker.core
         coreWorker = worker.coreWorker
+        counters = worker.counters
+        wallOffsetMs = worker.server.wallOffsetMs
         self.tcp = tcp
         self.admitted = admitted
         lastActiveMs = uv_now(worker.loop)
@@ -98,7 +103,7 @@ final class Connection {
             return
         }
         guard nread > 0 else { return }
-        worker.counters.add(.bytesIn, Int64(nread))
+        counters.add(.bytesIn, Int64(nread))
         guard state == .open else { return }  // draining: discard (and do not count as activity)
         lastActiveMs = uv_now(worker.loop)
         let bytes = UnsafeRawBufferPointer(start: buf.base, count: nread)
@@ -139,7 +144,7 @@ final class Connection {
     private func process(_ bytes: UnsafeRawBufferPointer) -> Int {
         var offset = 0
         let now = uv_now(worker.loop)
-        worker.counters.add(.readBursts)
+        counters.add(.readBursts)
         while state == .open && !backlogged {
             let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
             switch FrameParser.parse(rest, maxFrame: worker.config.maxFrame) {
@@ -166,7 +171,7 @@ final class Connection {
     func fail(opcode: UInt8, requestID: UInt32, _ status: Status, _ detail: ErrorDetail = .none) {
         ResponseCodec.encodeFailure(opcode: opcode, requestID: requestID, status: status, detail: detail, into: &out)
         inflight += 1
-        worker.counters.request(opcode: opcode, status: status)
+        counters.request(opcode: opcode, status: status)
     }
 
     // MARK: writing
@@ -174,7 +179,7 @@ final class Connection {
     /// Hands `out` to the kernel: `uv_try_write` first, the rest to `uv_write`.
     func flush() {
         guard out.count > 0, state != .closed else { return }
-        worker.counters.add(.bytesOut, Int64(out.count))
+        counters.add(.bytesOut, Int64(out.count))
         var written = 0
         if queuedBytes == 0 {  // with writes queued, order demands we queue too
             let n = out.withUnsafeBytes { raw -> Int32 in

@@ -33,7 +33,7 @@ extension Connection {
             ResponseCodec.encodeBody(body, into: &out)
             out.endFrame(start)
             inflight += 1
-            worker.counters.request(opcode: header.opcode, status: .ok)
+            counters.request(opcode: header.opcode, status: .ok)
         } catch {
             fail(opcode: header.opcode, requestID: id, error.status, error.detail)
             if error.status.closesConnection { closeAfterFlush() }
@@ -85,7 +85,7 @@ extension Connection {
     @inline(__always) private func ok(_ header: FrameHeader, start: Int) {
         out.endFrame(start)
         inflight += 1
-        worker.counters.request(opcode: header.opcode, status: .ok)
+        counters.request(opcode: header.opcode, status: .ok)
     }
 
     private func failDecoded(_ header: FrameHeader, _ status: Status) {
@@ -104,7 +104,7 @@ extension Connection {
         worker.expiryMayHaveMoved(o.deadlineMs)
         let start = beginOK(header)
         out.writeToken(o.token)
-        out.writeU64(worker.wallClock(o.deadlineMs))
+        out.writeU64(o.deadlineMs &+ wallOffsetMs)
         out.writeU64(o.available)
         ok(header, start: start)
     }
