@@ -35,15 +35,21 @@ let package = Package(
             swiftSettings: strict
         ),
         // Loopback benchmarks of the server layer (bench/echo, bench/driver).
+        .target(
+            name: "BenchSupport",
+            dependencies: ["StockProtocol", "CLibUV"],
+            path: "bench/support",
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "stockd-echo",
-            dependencies: ["StockProtocol", "CLibUV"],
+            dependencies: ["StockProtocol", "CLibUV", "BenchSupport"],
             path: "bench/echo",
             swiftSettings: strict
         ),
         .executableTarget(
             name: "stockbench-lite",
-            dependencies: ["StockProtocol", "CLibUV"],
+            dependencies: ["StockProtocol", "CLibUV", "BenchSupport"],
             path: "bench/driver",
             exclude: ["run-matrix.sh"],
             swiftSettings: strict
@@ -83,17 +89,19 @@ let package = Package(
         ),
         .testTarget(
             name: "StockCoreTests",
-            dependencies: ["StockCore"],
+            dependencies: ["StockCore", "TestSupport"],
             swiftSettings: strict
         ),
+        // Helpers shared by the test targets (seeded randomness).
+        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(
             name: "StockServerTests",
-            dependencies: ["StockProtocol", "stockd"],
+            dependencies: ["StockProtocol", "stockd", "TestSupport"],
             swiftSettings: strict
         ),
         .testTarget(
             name: "StockProtocolTests",
-            dependencies: ["StockProtocol"],
+            dependencies: ["StockProtocol", "TestSupport"],
             swiftSettings: strict
         ),
     ],

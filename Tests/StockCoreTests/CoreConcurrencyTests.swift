@@ -1,3 +1,4 @@
+import TestSupport
 import Atomics
 import Foundation
 @testable import StockCore

@@ -1,27 +1,7 @@
+import TestSupport
 import Testing
 @testable import StockCore
 
-/// A tiny seeded generator (SplitMix64) so every run sees the same deadlines and steps.
-private struct WheelRandom {
-    var state: UInt64
-
-    init(seed: UInt64) {
-        state = seed
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var mixed = state
-        mixed = (mixed ^ (mixed >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        mixed = (mixed ^ (mixed >> 27)) &* 0x94D0_49BB_1331_11EB
-        return mixed ^ (mixed >> 31)
-    }
-
-    /// Uniform enough in `0..<bound` for tests.
-    mutating func next(below bound: UInt64) -> UInt64 {
-        next() % bound
-    }
-}
 
 /// Minimal binary min-heap of (deadlineMs, id) for the reference model.
 private struct DeadlineHeap {
@@ -148,7 +128,7 @@ private func stepMs(_ wheel: TimingWheel, from fromMs: UInt64, to toMs: UInt64) 
     /// reaches its deadline; with a small budget it must never fire early, fire exactly
     /// once, and everything due must have fired whenever the wheel reports it is not behind.
     private func runReferenceModel(seed: UInt64, entries: Int, budget: () -> Int) {
-        var random = WheelRandom(seed: seed)
+        var random = SplitMix64(seed: seed)
         // A Unix-epoch-like start one hour before a level-3 epoch boundary (2^26 ms), so the
         // run crosses it and exercises the overflow bucket.
         let startMs: UInt64 = (25_000 << 26) - hourMs + random.next(below: 1_000_000)
@@ -249,7 +229,7 @@ private func stepMs(_ wheel: TimingWheel, from fromMs: UInt64, to toMs: UInt64) 
     }
 
     @Test func randomDeadlinesUnderASmallBudgetNeverFireEarlyOrTwice() {
-        var random = WheelRandom(seed: 0x5EED_0002)
+        var random = SplitMix64(seed: 0x5EED_0002)
         runReferenceModel(seed: 0x5EED_0003, entries: 30_000) { 1 + Int(random.next(below: 64)) }
     }
 
@@ -396,7 +376,7 @@ private func stepMs(_ wheel: TimingWheel, from fromMs: UInt64, to toMs: UInt64) 
     }
 
     @Test func memoryIsReusedAcrossWaves() {
-        var random = WheelRandom(seed: 0x5EED_0004)
+        var random = SplitMix64(seed: 0x5EED_0004)
         let wheel = TimingWheel(nowMs: 0)
         let initialBytes = wheel.memoryBytes
         var nowMs: UInt64 = 0
@@ -431,7 +411,7 @@ private func stepMs(_ wheel: TimingWheel, from fromMs: UInt64, to toMs: UInt64) 
     @Test func nextWakeIsALowerBoundAndNilExactlyWhenEmpty() {
         let wheel = TimingWheel(nowMs: 1_000)
         #expect(wheel.nextWakeMs == nil)
-        var random = WheelRandom(seed: 0x5EED_0005)
+        var random = SplitMix64(seed: 0x5EED_0005)
         var earliestMs = UInt64.max
         for entry in 0..<2_000 as Range<UInt64> {
             let deadlineMs = 1_001 + random.next(below: 30 * hourMs)

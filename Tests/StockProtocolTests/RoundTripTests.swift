@@ -1,19 +1,7 @@
+import TestSupport
 import Testing
 @testable import StockProtocol
 
-/// SplitMix64 (Steele, Lea, Flood 2014): tiny, fast, and fully determined by
-/// its seed, so every random test here replays exactly from the seed it prints.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// Random valid protocol values.
 struct Gen {

@@ -1,3 +1,4 @@
+import TestSupport
 import Foundation
 import StockProtocol
 
@@ -93,31 +94,6 @@ extension StockInfo {
     var balances: Bool { onHand == available &+ reserved &+ confirmed }
 }
 
-/// A small seeded generator (SplitMix64), so random inputs are reproducible.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func bytes(_ n: Int) -> [UInt8] {
-        var out = [UInt8]()
-        out.reserveCapacity(n)
-        while out.count < n {
-            var v = next()
-            for _ in 0..<8 where out.count < n {
-                out.append(UInt8(truncatingIfNeeded: v))
-                v >>= 8
-            }
-        }
-        return out
-    }
-}
 
 /// One vector of `protocol/vectors/malformed.json` (see its README).
 struct MalformedVector: Sendable, CustomStringConvertible {

@@ -3,6 +3,7 @@
 // no exclusivity checks on the per-answer path, and nothing is allocated
 // per request — every buffer is sized up front from the depth.
 
+import BenchSupport
 import CLibUV
 import StockProtocol
 #if canImport(Glibc)
@@ -132,7 +133,7 @@ extension UnsafeMutablePointer where Pointee == Connection {
             fail()
             return
         }
-        if written < count && !queueWrite(stream(pointee.tcp), pointee.out + written, count - written) {
+        if written < count && !queueWrite(stream(pointee.tcp), pointee.out + written, count - written, onWrite: driverOnWrite) {
             fail()
         }
     }

@@ -3,6 +3,7 @@
 // every answer sends the next request. Reports answers/s over the measured
 // window (after warmup) and latency percentiles from send to answer.
 
+import BenchSupport
 import CLibUV
 import StockProtocol
 #if canImport(Glibc)
@@ -12,6 +13,7 @@ import Glibc
 @main
 enum DriverMain {
     static func main() {
+        programName = "stockbench-lite"
         let o = Options.parse(CommandLine.arguments.dropFirst())
         signal(SIGPIPE, SIG_IGN)
         guard let sku = SKU(o.sku), sku.count > 0 else { fatal("--sku: 1 to 64 bytes") }

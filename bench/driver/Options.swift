@@ -1,3 +1,4 @@
+import BenchSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -68,8 +69,4 @@ struct Options {
     }
 }
 
-func fatal(_ message: String) -> Never {
-    let line = Array("stockbench-lite: \(message)\n".utf8)
-    _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
-    exit(2)
-}
+

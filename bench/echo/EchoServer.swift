@@ -4,6 +4,7 @@
 // uv_write block, reading paused above 4 MiB unwritten — and no work: every
 // request is answered with a bare 12-byte OK header (what PING gets).
 
+import BenchSupport
 import CLibUV
 import StockProtocol
 #if canImport(Glibc)
@@ -112,7 +113,7 @@ final class EchoConnection {
             }
             guard written < count else { return }
             let rest = count - written
-            failed = !queueWrite(stream(tcp), raw.baseAddress! + written, rest)
+            failed = !queueWrite(stream(tcp), raw.baseAddress! + written, rest, onWrite: echoOnWrite)
             if !failed { unwritten += rest }
         }
         out.removeAll()
@@ -198,6 +199,7 @@ func echoWorkerThread(_ arg: UnsafeMutableRawPointer?) -> UnsafeMutableRawPointe
 @main
 enum EchoMain {
     static func main() {
+        programName = "stockd-echo"
         var port: UInt16 = 0
         var portFile: String?
         var workers = 1

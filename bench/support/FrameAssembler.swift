@@ -4,28 +4,28 @@ import StockProtocol
 /// buffer; only a frame split across reads is copied, into a per-connection
 /// carry buffer of `maxFrame` bytes, and completed from the next read.
 ///
-/// (A copy of bench/echo/FrameAssembler.swift: targets cannot share sources.)
-struct FrameAssembler {
+/// Shared by the echo and the driver (target `BenchSupport`).
+public struct FrameAssembler {
     /// Largest frame accepted; the carry buffer's size.
-    let maxFrame: Int
+    public let maxFrame: Int
     private let carry: UnsafeMutableRawPointer
     /// Bytes of a partial frame held over from earlier reads.
-    private(set) var carried = 0
+    public private(set) var carried = 0
 
-    init(maxFrame: Int) {
+    public init(maxFrame: Int) {
         precondition(maxFrame >= Limits.headerSize)
         self.maxFrame = maxFrame
         carry = UnsafeMutableRawPointer.allocate(byteCount: maxFrame, alignment: 16)
     }
 
     /// Frees the carry buffer (the owner calls it once, when the connection closes).
-    func deallocate() { carry.deallocate() }
+    public func deallocate() { carry.deallocate() }
 
     /// Calls `onFrame` for every complete frame in the carried bytes followed
     /// by `input`, in order, and keeps an incomplete tail. Returns nil, or the
     /// framing error that ends the connection.
     @inline(__always)
-    mutating func consume(_ input: UnsafeRawBufferPointer,
+    public mutating func consume(_ input: UnsafeRawBufferPointer,
                           _ onFrame: (FrameHeader, UnsafeRawBufferPointer) -> Void) -> FrameParse? {
         let n = input.count
         guard n > 0, let base = input.baseAddress else { return nil }
