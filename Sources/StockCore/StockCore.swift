@@ -507,26 +507,16 @@ public final class StockCore: @unchecked Sendable {
             throw Failure(.stockChanged, .stockChanged(current: 0))  // a new SKU has on-hand 0
         }
         let (sku, created) = try catalog.intern(s.sku)
-        let lock = counters.lock(sku)
-        lock.lock()
-        let current = counters.onHand[Int(sku)].load(ordering: .relaxed)
-        if let expected = s.expectedOnHand, UInt64(current) != expected {
-            lock.unlock()
-            throw Failure(.stockChanged, .stockChanged(current: UInt64(current)))
+        let current = try changeOnHand(sku, shard: w.shard) { (current) throws(Failure) -> Int64 in
+            if let expected = s.expectedOnHand, UInt64(current) != expected {
+                throw Failure(.stockChanged, .stockChanged(current: UInt64(current)))
+            }
+            return Int64(s.onHand)
         }
-        let delta = Int64(s.onHand) - current
-        if delta < 0, !counters.takeLocked(sku, -delta, shard: w.shard) {
-            lock.unlock()
-            let available = UInt64(max(0, counters.sum(counters.available, sku)))
-            throw Failure(.insufficientAvailable, .insufficientAvailable(available: available))
-        }
-        if delta > 0 { counters.spread(sku, delta) }
-        counters.onHand[Int(sku)].store(Int64(s.onHand), ordering: .relaxed)
         if s.lowStockThreshold != nil || s.perCustomerLimit != nil {
             counters.setPolicy(sku, threshold: s.lowStockThreshold ?? counters.threshold(sku),
                                limit: s.perCustomerLimit ?? counters.customerLimit(sku))
         }
-        lock.unlock()
         w.count(.stockChanges)
         w.emit(Change(kind: .stockSet, sku: sku, quantity: Int64(s.onHand), aux: current, timeMs: nowMs))
         if !(created && s.onHand == 0) {
@@ -539,27 +529,40 @@ public final class StockCore: @unchecked Sendable {
     public func adjustStock(_ a: StockAdjust, nowMs: UInt64, on w: Worker) throws(Failure) -> StockInfo {
         guard a.delta != 0, a.delta.magnitude <= Limits.maxStock else { throw Failure(.quantityInvalid) }
         guard let sku = catalog.lookup(a.sku) else { throw Failure(.unknownSKU, .unknownSKU(line: 0)) }
-        let lock = counters.lock(sku)
-        lock.lock()
-        let current = counters.onHand[Int(sku)].load(ordering: .relaxed)
-        let target = current + a.delta
-        guard target <= Int64(Limits.maxStock) else {
-            lock.unlock()
-            throw Failure(.quantityInvalid)
+        _ = try changeOnHand(sku, shard: w.shard) { (current) throws(Failure) -> Int64 in
+            guard current + a.delta <= Int64(Limits.maxStock) else { throw Failure(.quantityInvalid) }
+            return current + a.delta
         }
-        if a.delta < 0, !counters.takeLocked(sku, -a.delta, shard: w.shard) {
-            lock.unlock()
-            let available = UInt64(max(0, counters.sum(counters.available, sku)))
-            throw Failure(.insufficientAvailable, .insufficientAvailable(available: available))
-        }
-        if a.delta > 0 { counters.spread(sku, a.delta) }
-        counters.onHand[Int(sku)].store(target, ordering: .relaxed)
-        lock.unlock()
         w.count(.stockChanges)
         w.emit(Change(kind: .stockAdjusted, sku: sku, quantity: a.delta, aux: Int64(a.reason.rawValue),
                       timeMs: nowMs))
         evaluateAlert(sku, available: counters.sum(counters.available, sku), nowMs: nowMs, on: w)
         return info(sku)
+    }
+
+    /// Sets a SKU's on-hand to what `target` computes from the current value,
+    /// under the SKU's stripe lock: more units are spread over the shards,
+    /// fewer are taken from available ones only (`insufficientAvailable`
+    /// otherwise, and nothing changes). `target` may refuse by throwing, and
+    /// runs under the lock, so its check and the change are one step.
+    /// Returns the previous on-hand.
+    private func changeOnHand(_ sku: UInt32, shard: Int,
+                              _ target: (Int64) throws(Failure) -> Int64) throws(Failure) -> Int64 {
+        let lock = counters.lock(sku)
+        lock.lock()
+        defer { lock.unlock() }
+        let current = counters.onHand[Int(sku)].load(ordering: .relaxed)
+        let wanted = try target(current)
+        precondition(wanted <= Int64(Limits.maxStock), "on-hand above the protocol maximum")
+        let delta = wanted - current
+        // A shrink below zero can never be met: available <= on-hand.
+        if delta < 0, wanted < 0 || !counters.takeLocked(sku, -delta, shard: shard) {
+            let available = UInt64(max(0, counters.sum(counters.available, sku)))
+            throw Failure(.insufficientAvailable, .insufficientAvailable(available: available))
+        }
+        if delta > 0 { counters.spread(sku, delta) }
+        counters.onHand[Int(sku)].store(wanted, ordering: .relaxed)
+        return current
     }
 
     /// STOCK_GET.
