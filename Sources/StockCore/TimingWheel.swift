@@ -56,7 +56,7 @@
 // ## Storage
 // Entries are 16-byte `Slot`s (entry + deadlineMs) in fixed blocks of 256 (4 KiB),
 // carved out of chunks allocated with `UnsafeMutablePointer` (each chunk doubles the
-// pool). Block headers live in one table indexed by `Int32` block id; each bucket, the
+// pool while it is under 4 MiB, then adds 4 MiB, so an idle tail stays small). Block headers live in one table indexed by `Int32` block id; each bucket, the
 // due queue and the pending cascade is a singly linked chain of block ids. Emptied blocks
 // go back to a free list and are reused, so steady state allocates nothing; memory grows
 // only when live entries (plus at most one partially filled tail block per bucket) exceed
@@ -174,7 +174,7 @@ public final class TimingWheel {
     /// - Parameters:
     ///   - nowMs: the current time in milliseconds, at most ``maxDeadlineMs``.
     ///   - initialCapacity: entries to pre-allocate storage for (rounded up to whole
-    ///     256-entry blocks); the pool grows by doubling when live entries exceed it.
+    ///     256-entry blocks); the pool grows by doubling (at most 4 MiB at a time) when live entries exceed it.
     public init(nowMs: UInt64, initialCapacity: Int = 1024) {
         precondition(nowMs <= TimingWheel.maxDeadlineMs, "TimingWheel: nowMs beyond maxDeadlineMs")
         precondition(initialCapacity >= 0, "TimingWheel: negative initialCapacity")
@@ -585,7 +585,9 @@ public final class TimingWheel {
     @inline(__always)
     private func takeBlock() -> Int32 {
         if freeHead == TimingWheel.noBlock {
-            addBlocks(blocksTotal)
+            // Double while small, then grow 4 MiB at a time: at millions of
+            // live entries, doubling would leave up to half the pool idle.
+            addBlocks(min(blocksTotal, TimingWheel.maxGrowthBlocks))
         }
         let block = freeHead
         freeHead = headers[Int(block)].next
@@ -607,6 +609,9 @@ public final class TimingWheel {
         blocksFree += 1
         assert(blocksFree <= blocksTotal, "TimingWheel: more free blocks than blocks")
     }
+
+    /// Largest single growth of the block pool: 1,024 blocks of 256 entries (4 MiB).
+    static let maxGrowthBlocks = 1024
 
     /// Grows the pool by `blockCount` blocks carved out of one new chunk.
     private func addBlocks(_ blockCount: Int) {
