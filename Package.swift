@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "StockProtocol", targets: ["StockProtocol"]),
         .library(name: "StockCore", targets: ["StockCore"]),
         .executable(name: "stockd", targets: ["stockd"]),
+        .library(name: "StockClient", targets: ["StockClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
@@ -74,6 +75,14 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The Swift client library for checkout services and tools.
+        .target(
+            name: "StockClient",
+            dependencies: ["StockProtocol"],
+            path: "clients/swift",
+            swiftSettings: strict
+        ),
+        // stockctl: insert its .executableTarget here (path "clients/cli").
         // Benchmarks (bench/): print figures, never assert speed.
         .target(name: "CMallocCounter", path: "bench/malloc-counter"),
         .executableTarget(
@@ -96,7 +105,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(
             name: "StockServerTests",
-            dependencies: ["StockProtocol", "stockd", "TestSupport"],
+            dependencies: ["StockProtocol", "StockClient", "stockd", "TestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -1,0 +1,94 @@
+import StockProtocol
+
+/// Every way a call can fail. Server rejections (the server answered with a
+/// status) are distinct from transport failures (`connectionLost`,
+/// `unreachable`, `timeout`), after which the outcome of the request is
+/// unknown — retry a RESERVE with the same idempotency key.
+public enum StockError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// Not enough units; `available` is what there is now (`line` for bundles).
+    case outOfStock(available: UInt64, line: Int)
+    case unknownSKU(line: Int)
+    /// Forged token, or its slot has since been reused.
+    case tokenUnknown
+    case tokenExpired
+    case tokenAlreadyConfirmed
+    case tokenAlreadyReleased
+    /// Compare-and-set lost: on-hand is `current`.
+    case stockChanged(current: UInt64)
+    /// The customer may take `remaining` more units of the SKU on `line`.
+    case customerLimit(remaining: UInt64, line: Int)
+    case quantityInvalid
+    case ttlTooLong(maxMs: UInt32)
+    /// A shrink needs more than the `available` units.
+    case insufficientAvailable(available: UInt64)
+    case idempotencyConflict
+    case invalidSKU
+    case invalidArgument
+    /// Any other status the server answered with (protocol or session errors).
+    case rejected(Status)
+    /// The connection dropped with this request unanswered: its outcome is unknown.
+    case connectionLost
+    /// No connection could be made (message says why).
+    case unreachable(String)
+    /// No answer within the call's timeout: its outcome is unknown.
+    case timeout
+    /// The server sent something that does not follow the protocol.
+    case protocolError(String)
+    /// The client was closed.
+    case closed
+
+    /// The error for a failure answer.
+    init(status: Status, detail: ErrorDetail) {
+        switch (status, detail) {
+        case (.outOfStock, .outOfStock(let line, let available)): self = .outOfStock(available: available, line: Int(line))
+        case (.unknownSKU, .unknownSKU(let line)): self = .unknownSKU(line: Int(line))
+        case (.tokenUnknown, _): self = .tokenUnknown
+        case (.tokenExpired, _): self = .tokenExpired
+        case (.tokenConfirmed, _): self = .tokenAlreadyConfirmed
+        case (.tokenReleased, _): self = .tokenAlreadyReleased
+        case (.stockChanged, .stockChanged(let current)): self = .stockChanged(current: current)
+        case (.customerLimit, .customerLimit(let line, let remaining)): self = .customerLimit(remaining: remaining, line: Int(line))
+        case (.quantityInvalid, _): self = .quantityInvalid
+        case (.ttlTooLong, .ttlTooLong(let max)): self = .ttlTooLong(maxMs: max)
+        case (.insufficientAvailable, .insufficientAvailable(let a)): self = .insufficientAvailable(available: a)
+        case (.idempotencyConflict, _): self = .idempotencyConflict
+        case (.invalidSKU, _): self = .invalidSKU
+        case (.invalidArgument, _): self = .invalidArgument
+        default: self = .rejected(status)
+        }
+    }
+
+    /// Whether the server made a decision (as opposed to a transport failure
+    /// where the request's outcome is unknown).
+    public var isServerRejection: Bool {
+        switch self {
+        case .connectionLost, .unreachable, .timeout, .protocolError, .closed: false
+        default: true
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .outOfStock(let available, _): "out of stock (\(available) available)"
+        case .unknownSKU: "unknown SKU"
+        case .tokenUnknown: "token unknown"
+        case .tokenExpired: "token expired"
+        case .tokenAlreadyConfirmed: "token already confirmed"
+        case .tokenAlreadyReleased: "token already released"
+        case .stockChanged(let current): "stock changed (on hand is now \(current))"
+        case .customerLimit(let remaining, _): "per-customer limit reached (\(remaining) more allowed)"
+        case .quantityInvalid: "invalid quantity"
+        case .ttlTooLong(let max): "ttl above the server maximum of \(max) ms"
+        case .insufficientAvailable(let available): "not enough available units (\(available) available)"
+        case .idempotencyConflict: "idempotency key reused with different parameters"
+        case .invalidSKU: "invalid SKU"
+        case .invalidArgument: "invalid argument"
+        case .rejected(let status): "server answered \(status.name)"
+        case .connectionLost: "connection lost"
+        case .unreachable(let why): "server unreachable: \(why)"
+        case .timeout: "timed out"
+        case .protocolError(let why): "protocol error: \(why)"
+        case .closed: "client closed"
+        }
+    }
+}
