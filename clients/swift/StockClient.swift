@@ -248,14 +248,18 @@ private final class Slot: Sendable {
         }
         do {
             let (c, hello) = try await client.connect()
-            state.with { s in
-                s.connection?.close()
+            // Concurrent callers may have connected this slot meanwhile: keep
+            // the first live connection (others may already be using it).
+            let winner = state.with { s -> (ClientConnection, HelloReply) in
+                if let existing = s.connection, let h = s.hello, existing.isAlive { return (existing, h) }
                 s.connection = c
                 s.hello = hello
                 s.backoffNs = 0
                 s.lastError = nil
+                return (c, hello)
             }
-            return (c, hello)
+            if winner.0 !== c { c.close() }
+            return winner
         } catch {
             state.with { s in
                 s.backoffNs = s.backoffNs == 0 ? Slot.minBackoffNs : min(s.backoffNs * 2, Slot.maxBackoffNs)
