@@ -82,7 +82,16 @@ let package = Package(
             path: "clients/swift",
             swiftSettings: strict
         ),
-        // stockctl: insert its .executableTarget here (path "clients/cli").
+        // stockctl: the operator CLI.
+        .executableTarget(
+            name: "stockctl",
+            dependencies: [
+                "StockClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "clients/cli",
+            swiftSettings: strict
+        ),
         // Benchmarks (bench/): print figures, never assert speed.
         .target(name: "CMallocCounter", path: "bench/malloc-counter"),
         .executableTarget(
@@ -105,7 +114,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(
             name: "StockServerTests",
-            dependencies: ["StockProtocol", "StockClient", "stockd", "TestSupport"],
+            dependencies: ["StockProtocol", "StockClient", "stockd", "stockctl", "TestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

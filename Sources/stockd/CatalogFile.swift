@@ -22,7 +22,9 @@ enum CatalogFile {
     static func parse(_ text: String, name: String) throws -> [StockSet] {
         var result: [StockSet] = []
         var seen = Set<SKU>()
-        for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        // Swift treats "\r\n" as one Character, so a split on "\n" alone would
+        // see a Windows-saved file as a single line.
+        for (i, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             let lineNo = i + 1
             let line = raw.trimmingCharacters(in: .whitespaces.union(CharacterSet(charactersIn: "\r")))
             if line.isEmpty || line.hasPrefix("#") { continue }

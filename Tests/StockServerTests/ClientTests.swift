@@ -18,6 +18,16 @@ func stockError<R>(_ body: () async throws -> R) async -> StockError? {
 }
 
 extension StockServerTests {
+    @Test("a --catalog saved with CRLF line ends loads every line")
+    func crlfCatalog() async throws {
+        let server = try StockdProcess(catalog: "sku,on_hand,low,limit\r\nA,10,2,3\r\n# note\r\nB,5\r\n")
+        let client = StockClient(port: server.port, connections: 1)
+        defer { client.close() }
+        #expect(try await client.stock("A") == StockInfo(onHand: 10, available: 10, reserved: 0, confirmed: 0,
+                                                        lowStockThreshold: 2, perCustomerLimit: 3))
+        #expect(try await client.stock("B").onHand == 5)
+    }
+
     @Test("StockClient: every call, and every error it can get from a server")
     func clientEveryCall() async throws {
         let server = try StockdProcess(["--workers", "2", "--max-ttl", "10m", "--default-ttl", "90s"],

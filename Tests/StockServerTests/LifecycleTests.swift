@@ -202,6 +202,7 @@ extension StockServerTests {
               ("# staged\n\nA,1\nB,2\nC,1,2,3,4\n", "line 5"),
               ("A,1\nB,2\nA,3\n", "line 3"),
               ("A,1\n,2\n", "line 2"),
+              ("sku,on_hand\r\nA,10\r\nB,notanumber\r\n", "line 3"),  // saved on Windows
           ])
     func badCatalog(csv: String, needle: String) throws {
         let dir = try TempDirectory(prefix: "stockd-catalog")

@@ -1,0 +1,303 @@
+import Foundation
+import Glibc
+import Testing
+
+/// What one `stockctl` run produced.
+struct StockctlRun: CustomStringConvertible {
+    let code: Int32
+    let stdout: String
+    let stderr: String
+
+    var stderrLines: [String] { stderr.split(separator: "\n").map(String.init) }
+    var stdoutLines: [String] { stdout.split(separator: "\n").map(String.init) }
+
+    /// stdout parsed as one JSON document.
+    var json: Any? { try? JSONSerialization.jsonObject(with: Data(stdout.utf8), options: [.fragmentsAllowed]) }
+    var object: [String: Any]? { json as? [String: Any] }
+    var keys: Set<String> { Set(object?.keys.map { $0 } ?? []) }
+
+    var description: String { "exit \(code); stdout: \(stdout); stderr: \(stderr)" }
+}
+
+/// Runs the built `stockctl` binary (found next to the test runner, like
+/// `stockd`) with a bounded wait; STOCKD_SERVER / STOCKD_TOKEN come only from `env`.
+func stockctl(_ args: [String], env: [String: String] = [:], timeout: Double = 15) throws -> StockctlRun {
+    let fm = FileManager.default
+    var candidates: [String] = []
+    if let exe = try? fm.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+        let dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
+        candidates += [dir, dir.deletingLastPathComponent()].map { $0.appendingPathComponent("stockctl").path }
+    }
+    guard let path = candidates.first(where: { fm.isExecutableFile(atPath: $0) }) else {
+        throw HarnessError("stockctl executable not found; tried \(candidates.joined(separator: ", "))")
+    }
+    let dir = try TempDirectory(prefix: "stockctl-run")
+    defer { dir.remove() }
+    let outPath = dir.path("stdout"), errPath = dir.path("stderr")
+    _ = fm.createFile(atPath: outPath, contents: nil)
+    _ = fm.createFile(atPath: errPath, contents: nil)
+    guard let out = FileHandle(forWritingAtPath: outPath), let err = FileHandle(forWritingAtPath: errPath) else {
+        throw HarnessError("cannot open output files")
+    }
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: path)
+    p.arguments = args
+    var environment = ProcessInfo.processInfo.environment
+    environment["STOCKD_SERVER"] = nil
+    environment["STOCKD_TOKEN"] = nil
+    for (k, v) in env { environment[k] = v }
+    p.environment = environment
+    p.standardOutput = out
+    p.standardError = err
+    p.standardInput = FileHandle.nullDevice
+    try p.run()
+    guard StockdProcess.waitForExit(p, timeout: timeout) else {
+        Glibc.kill(p.processIdentifier, SIGKILL)
+        _ = StockdProcess.waitForExit(p, timeout: 5)
+        throw HarnessError("stockctl \(args.joined(separator: " ")) did not exit within \(timeout) s")
+    }
+    try? out.close()
+    try? err.close()
+    return StockctlRun(code: p.terminationStatus,
+                       stdout: (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
+                       stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
+}
+
+/// A port nobody listens on: bound, read, closed.
+func unusedPort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw HarnessError("socket failed") }
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = 0
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let bound = withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard bound == 0 else { throw HarnessError("bind failed") }
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let named = withUnsafeMutablePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+    }
+    guard named == 0 else { throw HarnessError("getsockname failed") }
+    return Int(UInt16(bigEndian: addr.sin_port))
+}
+
+/// A stockd with a small catalog, and `run` pointing stockctl at it.
+struct CtlFixture {
+    let server: StockdProcess
+    var address: String { "127.0.0.1:\(server.port)" }
+
+    init(catalog: String = "JACKET,10,3,2\nSCARF,5\nHAT,1\n") throws {
+        server = try StockdProcess(["--workers", "1"], catalog: catalog)
+    }
+
+    func run(_ args: [String], env: [String: String] = [:]) throws -> StockctlRun {
+        try stockctl(args + ["--server", address], env: env)
+    }
+}
+
+let stockKeys: Set<String> = ["sku", "on_hand", "available", "reserved", "confirmed"]
+
+@Suite struct StockctlTests {
+    @Test func pingStatsAndEnvironment() throws {
+        let f = try CtlFixture()
+        let ping = try f.run(["ping"])
+        #expect(ping.code == 0, "\(ping)")
+        #expect(ping.stdout.contains("pong from \(f.address)") && ping.stdout.contains(" ms"), "\(ping)")
+        let pingJSON = try f.run(["ping", "--json"])
+        #expect(pingJSON.code == 0 && pingJSON.object?["rtt_ms"] is NSNumber, "\(pingJSON)")
+
+        // STOCKD_SERVER is used when --server is absent.
+        let viaEnv = try stockctl(["ping"], env: ["STOCKD_SERVER": f.address])
+        #expect(viaEnv.code == 0 && viaEnv.stdout.contains(f.address), "\(viaEnv)")
+
+        _ = try f.run(["reserve", "SCARF", "1"])
+        let stats = try f.run(["stats"])
+        #expect(stats.code == 0, "\(stats)")
+        #expect(stats.stdoutLines.first?.hasPrefix("NAME") == true)
+        #expect(stats.stdoutLines.contains { $0.hasPrefix("tokens.reserved") && $0.hasSuffix(" 1") }, "\(stats)")
+        let statsJSON = try f.run(["stats", "--json"])
+        #expect((statsJSON.object?["tokens.reserved"] as? NSNumber)?.intValue == 1, "\(statsJSON)")
+    }
+
+    @Test func reserveConfirmReleaseExtendBundle() throws {
+        let f = try CtlFixture()
+        let human = try f.run(["reserve", "SCARF", "2", "--ttl", "30s"])
+        #expect(human.code == 0, "\(human)")
+        #expect(human.stdout.contains("SCARF") && human.stdout.contains("available   3"), "\(human)")
+        let tokenLine = human.stdoutLines.first { $0.hasPrefix("token") }
+        let humanToken = String(tokenLine?.split(separator: " ").last ?? "")
+        #expect(humanToken.count == 32)
+
+        let r = try f.run(["reserve", "SCARF", "1", "--json", "--customer", "c1", "--key", "k1"])
+        #expect(r.code == 0, "\(r)")
+        #expect(r.keys == ["token", "sku", "quantity", "expires_in_ms", "available"], "\(r)")
+        let token = try #require(r.object?["token"] as? String)
+        #expect(token.count == 32 && token.allSatisfy(\.isHexDigit))
+        #expect(r.object?["sku"] as? String == "SCARF")
+        #expect((r.object?["quantity"] as? NSNumber)?.intValue == 1)
+        #expect((r.object?["available"] as? NSNumber)?.intValue == 2)
+        let expiresIn = (r.object?["expires_in_ms"] as? NSNumber)?.intValue ?? -1
+        #expect(expiresIn > 80_000 && expiresIn <= 91_000, "default ttl 90s: \(expiresIn)")
+
+        // Beyond stock: exit 3, one line.
+        let oos = try f.run(["reserve", "SCARF", "50"])
+        #expect(oos.code == 3, "\(oos)")
+        #expect(oos.stderrLines == ["stockctl: out of stock (2 available)"], "\(oos)")
+        #expect(oos.stdout.isEmpty)
+
+        let extended = try f.run(["extend", token, "--ttl", "60s", "--json"])
+        #expect(extended.code == 0 && extended.keys == ["token", "expires_at_ms", "expires_in_ms"], "\(extended)")
+        #expect(((extended.object?["expires_in_ms"] as? NSNumber)?.intValue ?? 0) > 50_000, "\(extended)")
+        let extendedHuman = try f.run(["extend", token, "--ttl", "60s"])
+        #expect(extendedHuman.code == 0 && extendedHuman.stdout.contains("expires in"), "\(extendedHuman)")
+
+        let confirmed = try f.run(["confirm", token, "--order", "ORD-1", "--json"])
+        #expect(confirmed.code == 0, "\(confirmed)")
+        #expect(confirmed.keys == ["confirmed", "returned"])
+        #expect((confirmed.object?["confirmed"] as? NSNumber)?.intValue == 1)
+        let again = try f.run(["confirm", token])
+        #expect(again.code == 4 && again.stderrLines == ["stockctl: token already confirmed"], "\(again)")
+
+        let partial = try f.run(["confirm", humanToken, "--quantity", "1"])
+        #expect(partial.code == 0 && partial.stdout.contains("confirmed 1 units, returned 1"), "\(partial)")
+
+        let held = try f.run(["reserve", "HAT", "1", "--json"])
+        let heldToken = try #require(held.object?["token"] as? String)
+        let released = try f.run(["release", heldToken])
+        #expect(released.code == 0 && released.stdout.contains("released 1 units"), "\(released)")
+        let releasedTwice = try f.run(["release", heldToken, "--json"])
+        #expect(releasedTwice.code == 4, "\(releasedTwice)")
+
+        let forged = try f.run(["release", "0123456789abcdef0123456789abcdef"])
+        #expect(forged.code == 4 && forged.stderrLines.count == 1, "\(forged)")
+        let badHex = try f.run(["release", "not-a-token"])
+        #expect(badHex.code == 2 && badHex.stderrLines.count == 1, "\(badHex)")
+        #expect(badHex.stderr.contains("32 hex digits"))
+
+        // JACKET allows 2 per customer.
+        let two = try f.run(["reserve", "JACKET", "2", "--customer", "c9"])
+        #expect(two.code == 0, "\(two)")
+        let limit = try f.run(["reserve", "JACKET", "1", "--customer", "c9"])
+        #expect(limit.code == 5 && limit.stderrLines.count == 1, "\(limit)")
+
+        let bundle = try f.run(["bundle", "JACKET:1", "HAT:1", "--json"])
+        #expect(bundle.code == 0 && bundle.keys == ["token", "lines", "expires_in_ms"], "\(bundle)")
+        #expect((bundle.object?["lines"] as? [Any])?.count == 2)
+        let bundleHuman = try f.run(["bundle", "JACKET:1", "SCARF:1"])
+        #expect(bundleHuman.code == 0 && bundleHuman.stdout.contains("JACKET:1 SCARF:1"), "\(bundleHuman)")
+        let bundleOOS = try f.run(["bundle", "JACKET:1", "HAT:1"])
+        #expect(bundleOOS.code == 3 && bundleOOS.stderr.contains("HAT"), "\(bundleOOS)")
+    }
+
+    @Test func stockGetSetAdjustList() throws {
+        let f = try CtlFixture()
+        let get = try f.run(["stock", "get", "JACKET"])
+        #expect(get.code == 0, "\(get)")
+        #expect(get.stdoutLines.count == 2 && get.stdoutLines[0].hasPrefix("SKU"), "\(get)")
+        #expect(get.stdoutLines[1].split(separator: " ").map(String.init) == ["JACKET", "10", "10", "0", "0", "3", "2"])
+        let getJSON = try f.run(["stock", "get", "JACKET", "--json"])
+        #expect(getJSON.keys == stockKeys, "\(getJSON)")
+        #expect((getJSON.object?["on_hand"] as? NSNumber)?.intValue == 10)
+
+        let unknown = try f.run(["stock", "get", "NOPE"])
+        #expect(unknown.code == 1 && unknown.stderrLines == ["stockctl: unknown SKU 'NOPE'"], "\(unknown)")
+
+        let set = try f.run(["stock", "set", "BOOTS", "4", "--low", "5", "--limit", "1", "--json"])
+        #expect(set.code == 0 && set.keys == stockKeys && (set.object?["available"] as? NSNumber)?.intValue == 4,
+                "\(set)")
+        let cas = try f.run(["stock", "set", "BOOTS", "9", "--expect", "3"])
+        #expect(cas.code == 1 && cas.stderr.contains("stock changed"), "\(cas)")
+
+        // Negative deltas parse as arguments, before or after options.
+        let down = try f.run(["stock", "adjust", "JACKET", "-5", "--reason", "damage"])
+        #expect(down.code == 0 && down.stdoutLines.last?.split(separator: " ").prefix(3) == ["JACKET", "5", "5"], "\(down)")
+        let downJSON = try f.run(["stock", "adjust", "--json", "JACKET", "-1"])
+        #expect(downJSON.code == 0 && (downJSON.object?["on_hand"] as? NSNumber)?.intValue == 4, "\(downJSON)")
+        let dashDash = try stockctl(["stock", "adjust", "--json", "--server", f.address, "JACKET", "--", "-1"])
+        #expect(dashDash.code == 0 && (dashDash.object?["on_hand"] as? NSNumber)?.intValue == 3, "\(dashDash)")
+        let up = try f.run(["stock", "adjust", "JACKET", "+7", "--reason", "restock", "--json"])
+        #expect(up.code == 0 && (up.object?["on_hand"] as? NSNumber)?.intValue == 10, "\(up)")
+        let badReason = try f.run(["stock", "adjust", "JACKET", "5", "--reason", "theft"])
+        #expect(badReason.code == 2 && badReason.stderrLines.count == 1, "\(badReason)")
+        let badDelta = try f.run(["stock", "adjust", "JACKET", "-x"])
+        #expect(badDelta.code == 2 && badDelta.stderrLines.count == 1, "\(badDelta)")
+
+        _ = try f.run(["reserve", "HAT", "1"])
+        let list = try f.run(["stock", "list"])
+        #expect(list.code == 0, "\(list)")
+        #expect(list.stdoutLines.count == 5, "\(list)")  // header + 4 SKUs
+        #expect(list.stdoutLines.contains { $0.hasPrefix("HAT") && $0.hasSuffix("SOLD OUT") }, "\(list)")
+        #expect(list.stdoutLines.contains { $0.hasPrefix("BOOTS") && $0.hasSuffix("LOW") }, "\(list)")
+        let listJSON = try f.run(["stock", "list", "--json"])
+        let items = try #require(listJSON.json as? [[String: Any]], "\(listJSON)")
+        #expect(items.count == 4 && items.allSatisfy { Set($0.keys) == stockKeys })
+        let low = try f.run(["stock", "list", "--low-only", "--json"])
+        let lowSKUs = ((low.json as? [[String: Any]]) ?? []).compactMap { $0["sku"] as? String }
+        #expect(Set(lowSKUs) == ["HAT", "BOOTS"], "\(low)")
+    }
+
+    @Test func stockImport() throws {
+        let f = try CtlFixture()
+        let dir = try TempDirectory(prefix: "stockctl-csv")
+        defer { dir.remove() }
+        let bad = try dir.write("bad.csv", "sku,on_hand,low,limit\n# comment\nGOOD-1,5\nBROKEN,lots\n\nGOOD-2,1,2,3\nX\n")
+        let rejected = try f.run(["stock", "import", bad])
+        #expect(rejected.code == 2, "\(rejected)")
+        #expect(rejected.stderr.contains("\(bad):4: ") && rejected.stderr.contains("\(bad):7: "), "\(rejected)")
+        #expect(!rejected.stderr.contains("\(bad):3:") && rejected.stdout.isEmpty, "\(rejected)")
+        let absent = try f.run(["stock", "get", "GOOD-1"])
+        #expect(absent.code == 1 && absent.stderr.contains("unknown SKU"), "nothing applied: \(absent)")
+
+        let good = try dir.write("good.csv", "sku,on_hand\nGOOD-1,5\n# x\nGOOD-2,1,2,3\r\nJACKET,20\n")
+        let imported = try f.run(["stock", "import", good])
+        #expect(imported.code == 0 && imported.stdout == "imported 3 SKUs\n", "\(imported)")
+        #expect(imported.stderr.isEmpty, "no progress bar when stderr is not a terminal: \(imported)")
+        let g2 = try f.run(["stock", "get", "GOOD-2", "--json"])
+        #expect((g2.object?["on_hand"] as? NSNumber)?.intValue == 1, "\(g2)")
+        let jacket = try f.run(["stock", "get", "JACKET", "--json"])
+        #expect((jacket.object?["on_hand"] as? NSNumber)?.intValue == 20, "\(jacket)")
+        let importedJSON = try f.run(["stock", "import", good, "--json"])
+        #expect((importedJSON.object?["imported"] as? NSNumber)?.intValue == 3, "\(importedJSON)")
+        let missing = try f.run(["stock", "import", dir.path("missing.csv")])
+        #expect(missing.code == 2 && missing.stderrLines.count == 1, "\(missing)")
+    }
+
+    @Test func watchPipedPrintsOneLinePerRefresh() throws {
+        let f = try CtlFixture()
+        let w = try f.run(["watch", "--count", "2"])
+        #expect(w.code == 0, "\(w)")
+        #expect(w.stdoutLines.count == 2, "\(w)")
+        #expect(w.stdoutLines.allSatisfy { $0.contains("skus=3") && !$0.contains("\u{1B}") }, "\(w)")
+        #expect(w.stdoutLines.last?.contains("reservations/s=0.0") == true, "\(w)")
+        let j = try f.run(["watch", "--count", "1", "--json"])
+        #expect(j.code == 0 && j.keys == ["time_ms", "reservations_per_s", "skus"], "\(j)")
+    }
+
+    @Test func usageAndTransportErrors() throws {
+        let help = try stockctl(["--help"])
+        #expect(help.code == 0 && help.stdout.contains("Exit codes") && help.stdout.contains("69"), "\(help)")
+        let subHelp = try stockctl(["stock", "adjust", "--help"])
+        #expect(subHelp.code == 0 && subHelp.stdout.contains("--reason"), "\(subHelp)")
+
+        for args in [["frobnicate"], ["reserve", "JACKET", "many"], ["reserve", "JACKET", "0"],
+                     ["reserve", "JACKET"], ["confirm", "abc"], ["extend", "0123456789abcdef0123456789abcdef"],
+                     ["ping", "--timeout", "soon"], ["ping", "--server", "127.0.0.1:99999"], ["bundle", "JACKET"]] {
+            let r = try stockctl(args)
+            #expect(r.code == 2, "\(args): \(r)")
+            #expect(r.stderrLines.count == 1 && r.stderr.hasPrefix("stockctl: "), "\(args): \(r)")
+            #expect(r.stdout.isEmpty, "\(args): \(r)")
+        }
+
+        let port = try unusedPort()
+        for args in [["ping"], ["stock", "get", "JACKET", "--json"]] {
+            let r = try stockctl(args + ["--server", "127.0.0.1:\(port)", "--timeout", "2s"])
+            #expect(r.code == 69, "\(r)")
+            #expect(r.stderrLines.count == 1 && r.stderr.contains("unreachable"), "\(r)")
+        }
+        let viaEnv = try stockctl(["ping"], env: ["STOCKD_SERVER": "127.0.0.1:\(port)"])
+        #expect(viaEnv.code == 69, "\(viaEnv)")
+    }
+}
