@@ -54,6 +54,9 @@ final class ShardedCounters: @unchecked Sendable {
     let available: AtomicCounters
     let reserved: AtomicCounters
     let confirmed: AtomicCounters
+    /// Reservations granted (a count of operations, not units; monotonic).
+    /// Sharded like the others so counting costs no shared cache line.
+    let reservations: AtomicCounters
     /// Per SKU: on-hand (changed only under the SKU's stripe lock).
     let onHand: AtomicCounters
     /// Per SKU: low-stock threshold << 32 | per-customer limit.
@@ -70,6 +73,7 @@ final class ShardedCounters: @unchecked Sendable {
         available = AtomicCounters(count: shards * stride)
         reserved = AtomicCounters(count: shards * stride)
         confirmed = AtomicCounters(count: shards * stride)
+        reservations = AtomicCounters(count: shards * stride)
         onHand = AtomicCounters(count: capacity)
         policy = AtomicWords(count: capacity)
         alert = AtomicWords(count: capacity)
@@ -80,6 +84,7 @@ final class ShardedCounters: @unchecked Sendable {
         available.deallocate()
         reserved.deallocate()
         confirmed.deallocate()
+        reservations.deallocate()
         onHand.deallocate()
         policy.deallocate()
         alert.deallocate()

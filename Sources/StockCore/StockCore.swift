@@ -130,6 +130,7 @@ public final class StockCore: @unchecked Sendable {
             throw Failure(.outOfStock, .outOfStock(line: 0, available: UInt64(available)))
         }
         counters.add(counters.reserved, sku, q, shard: w.shard)
+        counters.add(counters.reservations, sku, 1, shard: w.shard)
         let token = prepare(slot, item: UInt64(sku) << 32 | UInt64(q), flags: 0, on: w)
         publish(token, deadline: deadline, on: w)
         w.count(.reserves)
@@ -247,7 +248,10 @@ public final class StockCore: @unchecked Sendable {
             w.count(.reserveFailures)
             throw error
         }
-        for line in lines { counters.add(counters.reserved, line.sku, line.quantity, shard: w.shard) }
+        for line in lines {
+            counters.add(counters.reserved, line.sku, line.quantity, shard: w.shard)
+            counters.add(counters.reservations, line.sku, 1, shard: w.shard)
+        }
         publish(token, deadline: deadline, on: w)
         w.count(bundle ? .bundles : .reserves)
         for line in lines {
@@ -590,7 +594,8 @@ public final class StockCore: @unchecked Sendable {
                   available: UInt64(max(0, counters.sum(counters.available, i))),
                   reserved: UInt64(max(0, counters.sum(counters.reserved, i))),
                   confirmed: UInt64(max(0, counters.sum(counters.confirmed, i))),
-                  lowStockThreshold: counters.threshold(i), perCustomerLimit: counters.customerLimit(i))
+                  lowStockThreshold: counters.threshold(i), perCustomerLimit: counters.customerLimit(i),
+                  reservations: UInt64(max(0, counters.sum(counters.reservations, i))))
     }
 
     // MARK: - alerts

@@ -123,21 +123,26 @@ public struct ConfirmReply: Sendable, Equatable {
 /// The counters of one SKU. Invariant: `onHand = available + reserved + confirmed`.
 public struct StockInfo: Sendable, Equatable {
     /// Bytes of the encoded form.
-    public static let size = 40
+    public static let size = 48
     public var onHand: UInt64
     public var available: UInt64
     public var reserved: UInt64
     public var confirmed: UInt64
     public var lowStockThreshold: UInt32
     public var perCustomerLimit: UInt32
+    /// Reservations (single or bundle line) granted on this SKU since the
+    /// server started: a monotonic count, so a monitor derives reservations/s
+    /// from two reads. Idempotent replays are not counted.
+    public var reservations: UInt64
     public init(onHand: UInt64, available: UInt64, reserved: UInt64, confirmed: UInt64,
-                lowStockThreshold: UInt32 = 0, perCustomerLimit: UInt32 = 0) {
+                lowStockThreshold: UInt32 = 0, perCustomerLimit: UInt32 = 0, reservations: UInt64 = 0) {
         self.onHand = onHand
         self.available = available
         self.reserved = reserved
         self.confirmed = confirmed
         self.lowStockThreshold = lowStockThreshold
         self.perCustomerLimit = perCustomerLimit
+        self.reservations = reservations
     }
 }
 

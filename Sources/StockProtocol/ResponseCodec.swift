@@ -75,7 +75,8 @@ public enum ResponseCodec {
 
     static func readInfo(_ r: inout ByteReader) throws(Status) -> StockInfo {
         StockInfo(onHand: try r.readU64(), available: try r.readU64(), reserved: try r.readU64(),
-                  confirmed: try r.readU64(), lowStockThreshold: try r.readU32(), perCustomerLimit: try r.readU32())
+                  confirmed: try r.readU64(), lowStockThreshold: try r.readU32(), perCustomerLimit: try r.readU32(),
+                  reservations: try r.readU64())
     }
 
     // MARK: encoding
@@ -145,7 +146,7 @@ public enum ResponseCodec {
         }
     }
 
-    /// Appends a StockInfo's 40 bytes.
+    /// Appends a StockInfo's 48 bytes.
     public static func writeInfo(_ i: StockInfo, into w: inout ByteWriter) {
         w.writeU64(i.onHand)
         w.writeU64(i.available)
@@ -153,6 +154,7 @@ public enum ResponseCodec {
         w.writeU64(i.confirmed)
         w.writeU32(i.lowStockThreshold)
         w.writeU32(i.perCustomerLimit)
+        w.writeU64(i.reservations)
     }
 
     static func encodeDetail(_ d: ErrorDetail, into w: inout ByteWriter) {

@@ -33,12 +33,15 @@ public final class StockServer: @unchecked Sendable {
         self.logger = logger
         // Loops read time with libuv's coarse monotonic clock, which may lag
         // uv_hrtime by a few ms: start the core's epoch a second early.
+        // Both clocks are read back to back, before the core allocates its
+        // tables (which takes ~100 ms at 10M tokens): reading the wall clock
+        // after that put every expires_at_ms that much in the future.
         let monoMs = uv_hrtime() / 1_000_000
-        core = try StockCore(config: config.core, nowMs: monoMs - 1000)
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         let wallMs = UInt64(ts.tv_sec) * 1000 + UInt64(ts.tv_nsec) / 1_000_000
         wallOffsetMs = wallMs &- monoMs
+        core = try StockCore(config: config.core, nowMs: monoMs - 1000)
         startMs = monoMs
     }
 

@@ -7,7 +7,7 @@ import Testing
         let f = Fixture(stock: [("JACKET-RED-M", 10)])
         let a = try f.reserve("JACKET-RED-M", 3)
         #expect(a.available == 7 && a.deadlineMs == f.now + 90_000 && !a.replayed)
-        #expect(f.info("JACKET-RED-M") == StockInfo(onHand: 10, available: 7, reserved: 3, confirmed: 0))
+        #expect(f.info("JACKET-RED-M") == StockInfo(onHand: 10, available: 7, reserved: 3, confirmed: 0, reservations: 1))
         let c = try f.core.confirm(Confirm(token: a.token), nowMs: f.now, on: f.worker)
         #expect(c == ConfirmReply(confirmed: 3, returned: 0))
         expectFailure(.tokenConfirmed) { try f.core.confirm(Confirm(token: a.token), nowMs: f.now, on: f.worker) }
@@ -20,7 +20,7 @@ import Testing
         expectFailure(.tokenReleased) {
             try f.core.extend(Extend(token: b.token, ttlMs: 1000), nowMs: f.now, on: f.worker)
         }
-        #expect(f.info("JACKET-RED-M") == StockInfo(onHand: 10, available: 7, reserved: 0, confirmed: 3))
+        #expect(f.info("JACKET-RED-M") == StockInfo(onHand: 10, available: 7, reserved: 0, confirmed: 3, reservations: 2))
 
         // Forged: right slot and generation, wrong secret; wrong generation; slot beyond the slab.
         let live = try f.reserve("JACKET-RED-M", 1)
@@ -80,7 +80,7 @@ import Testing
         let c = try f.core.confirm(Confirm(token: r.token, quantity: 1, orderReference: ShortBytes("ORD-1")!),
                                    nowMs: f.now, on: f.worker)
         #expect(c == ConfirmReply(confirmed: 1, returned: 3))
-        #expect(f.info("BAG") == StockInfo(onHand: 10, available: 9, reserved: 0, confirmed: 1))
+        #expect(f.info("BAG") == StockInfo(onHand: 10, available: 9, reserved: 0, confirmed: 1, reservations: 1))
         f.expectInvariants()
     }
 
@@ -93,7 +93,7 @@ import Testing
         #expect(f.info("HOODIE").reserved == 2)
         f.now = Fixture.t0 + 200
         #expect(f.worker.tick(nowMs: f.now) == 1)
-        #expect(f.info("HOODIE") == StockInfo(onHand: 3, available: 3, reserved: 0, confirmed: 0))
+        #expect(f.info("HOODIE") == StockInfo(onHand: 3, available: 3, reserved: 0, confirmed: 0, reservations: 1))
         expectFailure(.tokenExpired) { try f.core.confirm(Confirm(token: r.token), nowMs: f.now, on: f.worker) }
         f.expectInvariants()
     }
@@ -106,7 +106,7 @@ import Testing
         #expect(try f.core.confirm(Confirm(token: early.token), nowMs: f.now, on: f.worker).confirmed == 1)
         f.now = Fixture.t0 + 100
         expectFailure(.tokenExpired) { try f.core.confirm(Confirm(token: late.token), nowMs: f.now, on: f.worker) }
-        #expect(f.info("HOODIE") == StockInfo(onHand: 3, available: 2, reserved: 0, confirmed: 1))
+        #expect(f.info("HOODIE") == StockInfo(onHand: 3, available: 2, reserved: 0, confirmed: 1, reservations: 2))
         // The wheel finds both entries stale: nothing expires twice.
         #expect(f.worker.tick(nowMs: f.now + 10) == 0)
         #expect(f.core.stats().expiries == 1)
@@ -153,6 +153,9 @@ import Testing
         let again = try bundle([("JACKET", 1), ("CAP", 2)])
         #expect(try f.core.release(again.token, nowMs: f.now, on: f.worker) == 3)
         #expect(f.info("JACKET").available == 3 && f.info("CAP").available == 9)
+        // Granted bundles count once per line; refused ones not at all.
+        #expect(f.info("JACKET").reservations == 2 && f.info("BELT").reservations == 1
+                && f.info("CAP").reservations == 1)
         f.expectInvariants()
     }
 
@@ -186,6 +189,7 @@ import Testing
         let fresh = try f.reserve("SNEAKER-42", 2, key: "checkout-777")  // the key died with its token
         #expect(fresh.token != a.token && !fresh.replayed)
         #expect(f.core.stats().idempotencyEntries == 1)
+        #expect(f.info("SNEAKER-42").reservations == 2, "a replay is not a new reservation")
         f.expectInvariants()
     }
 
@@ -205,7 +209,7 @@ import Testing
         }
         #expect(try adjust(5).onHand == 20)
         expectFailure(.insufficientAvailable, .insufficientAvailable(available: 20)) { try adjust(-21) }
-        #expect(try adjust(-20) == StockInfo(onHand: 0, available: 0, reserved: 0, confirmed: 0))
+        #expect(try adjust(-20) == StockInfo(onHand: 0, available: 0, reserved: 0, confirmed: 0, reservations: 1))
         expectFailure(.quantityInvalid) { try adjust(0) }
         expectFailure(.unknownSKU) {
             try f.core.adjustStock(StockAdjust(sku: SKU("NOPE")!, delta: 1), nowMs: f.now, on: f.worker)
@@ -266,7 +270,8 @@ import Testing
             ticks += 1
         }
         #expect(total == n && ticks == 20)
-        #expect(f.info("HOT") == StockInfo(onHand: UInt64(n), available: UInt64(n), reserved: 0, confirmed: 0))
+        #expect(f.info("HOT") == StockInfo(onHand: UInt64(n), available: UInt64(n), reserved: 0, confirmed: 0,
+                                           reservations: UInt64(n)))
         #expect(f.core.stats().expiries == UInt64(n) && f.core.stats().liveTokens == 0)
         f.expectInvariants()
     }

@@ -105,7 +105,7 @@ struct Gen {
 
     mutating func info() -> StockInfo {
         StockInfo(onHand: u64(), available: u64(), reserved: u64(), confirmed: u64(),
-                  lowStockThreshold: u32(), perCustomerLimit: u32())
+                  lowStockThreshold: u32(), perCustomerLimit: u32(), reservations: u64())
     }
 
     mutating func detail(for status: Status) -> ErrorDetail {

@@ -242,7 +242,7 @@ func vectorFields(_ info: StockInfo) -> JSON {
     .object([
         "on_hand": .int(info.onHand), "available": .int(info.available), "reserved": .int(info.reserved),
         "confirmed": .int(info.confirmed), "low_stock_threshold": .int(info.lowStockThreshold),
-        "per_customer_limit": .int(info.perCustomerLimit),
+        "per_customer_limit": .int(info.perCustomerLimit), "reservations": .int(info.reservations),
     ])
 }
 

@@ -60,7 +60,7 @@ extension StockServerTests {
         // Stock management.
         #expect(try await client.stock("JACKET-RED-M") == StockInfo(onHand: 10, available: 8, reserved: 0,
                                                                    confirmed: 2, lowStockThreshold: 2,
-                                                                   perCustomerLimit: 3))
+                                                                   perCustomerLimit: 3, reservations: 2))
         let set = try await client.setStock("CAP", onHand: 4, lowStockThreshold: 1)
         #expect(set.onHand == 4 && set.available == 4)
         #expect(try await client.setStock("CAP", onHand: 6, expected: 4).onHand == 6)

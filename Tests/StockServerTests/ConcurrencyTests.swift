@@ -85,7 +85,8 @@ extension StockServerTests {
 
         let c = try server.connect()
         let info = try c.info("HOT")
-        #expect(info == StockInfo(onHand: UInt64(onHand), available: 0, reserved: UInt64(onHand), confirmed: 0))
+        #expect(info == StockInfo(onHand: UInt64(onHand), available: 0, reserved: UInt64(onHand), confirmed: 0,
+                                  reservations: UInt64(onHand)))
         #expect(info.balances)
         let stats = try c.stats()
         #expect(stats["tokens.live"] == UInt64(onHand))
@@ -95,6 +96,6 @@ extension StockServerTests {
         for t in o.tokens.prefix(10) { #expect(try c.confirm(t).status == .ok) }
         for t in o.tokens.dropFirst(10).prefix(10) { #expect(try c.release(t).status == .ok) }
         #expect(try c.info("HOT") == StockInfo(onHand: UInt64(onHand), available: 10, reserved: UInt64(onHand - 20),
-                                              confirmed: 10))
+                                              confirmed: 10, reservations: UInt64(onHand)))
     }
 }

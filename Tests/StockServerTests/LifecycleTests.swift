@@ -22,7 +22,7 @@ extension StockServerTests {
         let back = try waitForStock(c, "SKU-A", timeout: 2) { $0.available == 10 && $0.reserved == 0 }
         let elapsed = monotonicSeconds() - t0
         #expect(elapsed >= 0.15, "units back after \(elapsed) s, before the 200 ms deadline")
-        #expect(back == StockInfo(onHand: 10, available: 10, reserved: 0, confirmed: 0))
+        #expect(back == StockInfo(onHand: 10, available: 10, reserved: 0, confirmed: 0, reservations: 1))
         let conf = try c.confirm(res.token)
         #expect(conf.status == .tokenExpired, "\(conf)")
         #expect(try c.release(res.token).status == .tokenExpired)

@@ -92,7 +92,7 @@ extension StockServerTests {
         #expect(try c.release(dropped.token).releasedUnits == 3)
         #expect(try c.release(dropped.token).status == .tokenReleased)
         #expect(try c.confirm(dropped.token).status == .tokenReleased)
-        #expect(try c.info("SKU-A") == StockInfo(onHand: 10, available: 8, reserved: 0, confirmed: 2))
+        #expect(try c.info("SKU-A") == StockInfo(onHand: 10, available: 8, reserved: 0, confirmed: 2, reservations: 2))
     }
 
     @Test("STOCK_CHANGED when a compare-and-set's expectation is stale")
@@ -175,10 +175,10 @@ extension StockServerTests {
         let set = try c.stockSet("SKU-A", onHand: 3)
         #expect(set.status == .insufficientAvailable)
         #expect(set.detail == .insufficientAvailable(available: 6))
-        #expect(try c.info("SKU-A") == StockInfo(onHand: 10, available: 6, reserved: 4, confirmed: 0))
+        #expect(try c.info("SKU-A") == StockInfo(onHand: 10, available: 6, reserved: 4, confirmed: 0, reservations: 1))
         // Exactly the available units may go.
         #expect(try c.stockSet("SKU-A", onHand: 4).stockInfo == StockInfo(onHand: 4, available: 0, reserved: 4,
-                                                                          confirmed: 0))
+                                                                          confirmed: 0, reservations: 1))
     }
 
     @Test("IDEMPOTENCY_CONFLICT; a same-parameter retry answers the original token")
@@ -354,7 +354,7 @@ extension StockServerTests {
         #expect(at >= 16, "AT_CAPACITY at attempt \(at), before 16 tokens were live")
         // The refusal had no effect, and the connection is kept.
         #expect(try c.info("CAP") == StockInfo(onHand: 1000, available: UInt64(1000 - granted), reserved: UInt64(granted),
-                                              confirmed: 0))
+                                              confirmed: 0, reservations: UInt64(granted)))
         #expect(try c.ping().status == .ok)
     }
 

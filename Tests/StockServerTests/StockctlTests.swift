@@ -21,7 +21,10 @@ struct StockctlRun: CustomStringConvertible {
 
 /// Runs the built `stockctl` binary (found next to the test runner, like
 /// `stockd`) with a bounded wait; STOCKD_SERVER / STOCKD_TOKEN come only from `env`.
-func stockctl(_ args: [String], env: [String: String] = [:], timeout: Double = 15) throws -> StockctlRun {
+/// `whileRunning`, if given, runs once the process started, with a reader of
+/// the stdout written so far.
+func stockctl(_ args: [String], env: [String: String] = [:], timeout: Double = 15,
+              whileRunning: ((_ stdoutSoFar: () -> String) throws -> Void)? = nil) throws -> StockctlRun {
     let fm = FileManager.default
     var candidates: [String] = []
     if let exe = try? fm.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
@@ -51,6 +54,15 @@ func stockctl(_ args: [String], env: [String: String] = [:], timeout: Double = 1
     p.standardError = err
     p.standardInput = FileHandle.nullDevice
     try p.run()
+    if let whileRunning {
+        do {
+            try whileRunning { (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "" }
+        } catch {
+            Glibc.kill(p.processIdentifier, SIGKILL)
+            _ = StockdProcess.waitForExit(p, timeout: 5)
+            throw error
+        }
+    }
     guard StockdProcess.waitForExit(p, timeout: timeout) else {
         Glibc.kill(p.processIdentifier, SIGKILL)
         _ = StockdProcess.waitForExit(p, timeout: 5)
@@ -93,8 +105,9 @@ struct CtlFixture {
         server = try StockdProcess(["--workers", "1"], catalog: catalog)
     }
 
-    func run(_ args: [String], env: [String: String] = [:]) throws -> StockctlRun {
-        try stockctl(args + ["--server", address], env: env)
+    func run(_ args: [String], env: [String: String] = [:],
+             whileRunning: ((_ stdoutSoFar: () -> String) throws -> Void)? = nil) throws -> StockctlRun {
+        try stockctl(args + ["--server", address], env: env, whileRunning: whileRunning)
     }
 }
 
@@ -274,6 +287,32 @@ let stockKeys: Set<String> = ["sku", "on_hand", "available", "reserved", "confir
         #expect(w.stdoutLines.last?.contains("reservations/s=0.0") == true, "\(w)")
         let j = try f.run(["watch", "--count", "1", "--json"])
         #expect(j.code == 0 && j.keys == ["time_ms", "reservations_per_s", "skus"], "\(j)")
+    }
+
+    @Test func watchRatesPerSKU() throws {
+        let f = try CtlFixture()
+        let c = try f.server.connect()
+        // Between the first and the second refresh (2 s apart), 3 reservations of SCARF.
+        let w = try f.run(["watch", "--count", "2", "--interval", "2s", "--json"]) { stdoutSoFar in
+            let deadline = monotonicSeconds() + 10
+            while !stdoutSoFar().contains("\n") {
+                guard monotonicSeconds() < deadline else { throw HarnessError("no first refresh within 10 s") }
+                usleep(5_000)
+            }
+            for _ in 0..<3 { _ = try c.reserveOK("SCARF", 1) }
+        }
+        #expect(w.code == 0 && w.stdoutLines.count == 2, "\(w)")
+        func skus(_ line: String) -> [String: [String: Any]] {
+            let o = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
+            let list = (o?["skus"] as? [[String: Any]]) ?? []
+            return Dictionary(uniqueKeysWithValues: list.compactMap { e in (e["sku"] as? String).map { ($0, e) } })
+        }
+        let first = skus(w.stdoutLines.first ?? ""), second = skus(w.stdoutLines.last ?? "")
+        #expect(first["SCARF"]?["reservations_per_s"] is NSNull, "no rate before two reads: \(w)")
+        let scarf = (second["SCARF"]?["reservations_per_s"] as? NSNumber)?.doubleValue ?? -1
+        #expect(scarf > 0.5 && scarf <= 3.0, "3 reservations over ≥ 2 s: \(scarf)")
+        #expect((second["HAT"]?["reservations_per_s"] as? NSNumber)?.doubleValue == 0, "\(w)")
+        #expect((second["SCARF"]?["reserved"] as? NSNumber)?.intValue == 3, "\(w)")
     }
 
     @Test func usageAndTransportErrors() throws {

@@ -59,7 +59,7 @@ extension StockServerTests {
         // Nothing more arrives.
         #expect(c.staysSilent(for: 0.1))
         #expect(try c.info("HOT") == StockInfo(onHand: 1_000_000, available: 1_000_000 - 2_000, reserved: 2_000,
-                                              confirmed: 0))
+                                              confirmed: 0, reservations: 2_000))
     }
 
     @Test("a stream fed one byte per send: 50 requests, all answered in order")
@@ -168,7 +168,7 @@ extension StockServerTests {
         sleepSeconds(0.1)
         #expect(server.isRunning)
         let after = try watcher.info("SKU-A")
-        #expect(after == StockInfo(onHand: before.onHand, available: before.available - 3, reserved: 3, confirmed: 0))
+        #expect(after == StockInfo(onHand: before.onHand, available: before.available - 3, reserved: 3, confirmed: 0, reservations: 1))
         let deadline = monotonicSeconds() + 3
         var open = try watcher.stats()["connections.open"]
         while open != 1 && monotonicSeconds() < deadline {

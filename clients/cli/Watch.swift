@@ -25,26 +25,35 @@ struct WatchCommand: AsyncParsableCommand {
         defer { client.close() }
         let terminal = isTerminal(STDOUT_FILENO) && !options.json
         let clock = ContinuousClock()
-        var previous: (reserved: UInt64, at: ContinuousClock.Instant)?
+        var previous: (reserved: UInt64, perSKU: [SKU: UInt64], at: ContinuousClock.Instant)?
         var n = 0
         while true {
             let started = clock.now
             let entries = try await client.listAllStock()
             let stats = try await client.stats()
             let reserved = stats.first { $0.name == "tokens.reserved" }?.value ?? 0
-            var rate: Double?
+            var perSKU = [SKU: UInt64](minimumCapacity: entries.count)
+            for e in entries { perSKU[e.sku] = e.info.reservations }
+            var rates = Rates(total: nil, perSKU: [:])
             if let previous {
                 let c = (started - previous.at).components
                 let secs = Double(c.seconds) + Double(c.attoseconds) / 1e18
-                if secs > 0 { rate = Double(reserved &- previous.reserved) / secs }
+                if secs > 0 {
+                    rates.total = Double(reserved &- previous.reserved) / secs
+                    for e in entries {
+                        // A SKU new since the last refresh counts from zero.
+                        let before = previous.perSKU[e.sku] ?? 0
+                        rates.perSKU[e.sku] = Double(e.info.reservations &- before) / secs
+                    }
+                }
             }
-            previous = (reserved, started)
+            previous = (reserved, perSKU, started)
             if options.json {
-                print(Self.json(entries, rate: rate).rendered)
+                print(Self.json(entries, rates: rates).rendered)
             } else if terminal {
-                print(Self.screen(entries, rate: rate, server: options.address), terminator: "")
+                print(Self.screen(entries, rates: rates, server: options.address), terminator: "")
             } else {
-                print(Self.line(entries, rate: rate))
+                print(Self.line(entries, rates: rates))
             }
             fflush(nil)
             n += 1
@@ -52,6 +61,12 @@ struct WatchCommand: AsyncParsableCommand {
             let next = started + interval.duration
             if next > clock.now { try await clock.sleep(until: next) }
         }
+    }
+
+    /// Reservations per second since the previous refresh (nil on the first).
+    struct Rates {
+        var total: Double?
+        var perSKU: [SKU: Double]
     }
 
     static func rateText(_ rate: Double?) -> String {
@@ -65,43 +80,45 @@ struct WatchCommand: AsyncParsableCommand {
     }
 
     /// One plain line: time, totals, reservations/s, sold-out and low SKUs.
-    static func line(_ entries: [StockEntry], rate: Double?) -> String {
+    static func line(_ entries: [StockEntry], rates: Rates) -> String {
         let t = totals(entries)
         let soldOut = entries.filter { stockStatus($0.info) == "SOLD OUT" }.map(\.sku.string)
         let low = entries.filter { stockStatus($0.info) == "LOW" }.map(\.sku.string)
         let time = ISO8601DateFormatter().string(from: Date())
         return "\(time) skus=\(entries.count) on_hand=\(t.onHand) available=\(t.available) reserved=\(t.reserved) "
-            + "sold=\(t.sold) reservations/s=\(rateText(rate)) "
+            + "sold=\(t.sold) reservations/s=\(rateText(rates.total)) "
             + "sold_out=\(soldOut.isEmpty ? "-" : soldOut.joined(separator: ",")) "
             + "low=\(low.isEmpty ? "-" : low.joined(separator: ","))"
     }
 
-    static func json(_ entries: [StockEntry], rate: Double?) -> JSON {
+    static func json(_ entries: [StockEntry], rates: Rates) -> JSON {
         .object([
             ("time_ms", .uint(wallClockMs())),
-            ("reservations_per_s", rate.map { .double($0) } ?? .null),
+            ("reservations_per_s", rates.total.map { .double($0) } ?? .null),
             ("skus", .array(entries.map { e in
                 .object([("sku", .string(e.sku.string)), ("on_hand", .uint(e.info.onHand)),
                          ("available", .uint(e.info.available)), ("reserved", .uint(e.info.reserved)),
-                         ("sold", .uint(e.info.confirmed)), ("status", .string(stockStatus(e.info)))])
+                         ("sold", .uint(e.info.confirmed)),
+                         ("reservations_per_s", rates.perSKU[e.sku].map { .double($0) } ?? .null),
+                         ("status", .string(stockStatus(e.info)))])
             })),
         ])
     }
 
     /// Clear screen, header, colored table.
-    static func screen(_ entries: [StockEntry], rate: Double?, server: String) -> String {
+    static func screen(_ entries: [StockEntry], rates: Rates, server: String) -> String {
         let red = "\u{1B}[1;31m", yellow = "\u{1B}[33m", reset = "\u{1B}[0m"
         let rows = entries.map { e in
             [e.sku.string, "\(e.info.onHand)", "\(e.info.available)", "\(e.info.reserved)", "\(e.info.confirmed)",
-             stockStatus(e.info)]
+             rateText(rates.perSKU[e.sku]), stockStatus(e.info)]
         }
-        let lines = formatTable(["SKU", "ON_HAND", "AVAILABLE", "RESERVED", "SOLD", "STATUS"], rows,
-                                leftColumns: [0, 5])
+        let lines = formatTable(["SKU", "ON_HAND", "AVAILABLE", "RESERVED", "SOLD", "RES/S", "STATUS"], rows,
+                                leftColumns: [0, 6])
         var out = "\u{1B}[H\u{1B}[2J"
         let formatter = DateFormatter()
         formatter.dateFormat = "HH:mm:ss"
         let time = formatter.string(from: Date())
-        out += "stockd \(server)  \(time)  reservations/s: \(rateText(rate))  (Ctrl-C to stop)\n\n"
+        out += "stockd \(server)  \(time)  reservations/s: \(rateText(rates.total))  (Ctrl-C to stop)\n\n"
         out += lines[0] + "\n"
         for (i, e) in entries.enumerated() {
             let text = lines[i + 1]

@@ -100,6 +100,7 @@ STOCK_INFO = [
     ("confirmed", "u64"),
     ("low_stock_threshold", "u32"),
     ("per_customer_limit", "u32"),
+    ("reservations", "u64"),
 ]
 
 REQUEST_LAYOUTS = {
@@ -538,10 +539,12 @@ def confirm_payload(quantity=0, order=b"", token=None):
     return bytes.fromhex(token or T1) + u32(quantity) + str8(order)
 
 
-def stock_info(on_hand, available, reserved, confirmed, low_stock_threshold=0, per_customer_limit=0):
+def stock_info(on_hand, available, reserved, confirmed, low_stock_threshold=0, per_customer_limit=0,
+               reservations=0):
     assert on_hand == available + reserved + confirmed
     return {"on_hand": on_hand, "available": available, "reserved": reserved, "confirmed": confirmed,
-            "low_stock_threshold": low_stock_threshold, "per_customer_limit": per_customer_limit}
+            "low_stock_threshold": low_stock_threshold, "per_customer_limit": per_customer_limit,
+            "reservations": reservations}
 
 
 T1 = tok(1, 1, 0x0123456789ABCDEF)
@@ -665,9 +668,9 @@ def responses():
     add("confirm ok partial", "CONFIRM", 302, "OK", {"confirmed": 2, "returned": 1})
     add("release ok", "RELEASE", 400, "OK", {"released": 3})
     add("extend ok", "EXTEND", 501, "OK", {"expires_at_ms": 1732665720000})
-    add("stock_set ok", "STOCK_SET", 600, "OK", {"stock_info": stock_info(50, 47, 2, 1, 5, 2)})
+    add("stock_set ok", "STOCK_SET", 600, "OK", {"stock_info": stock_info(50, 47, 2, 1, 5, 2, 3)})
     add("stock_adjust ok", "STOCK_ADJUST", 701, "OK", {"stock_info": stock_info(47, 44, 2, 1)})
-    add("stock_get ok", "STOCK_GET", 800, "OK", {"stock_info": stock_info(MAX_STOCK, MAX_STOCK - 10, 7, 3, 100, 4)})
+    add("stock_get ok", "STOCK_GET", 800, "OK", {"stock_info": stock_info(MAX_STOCK, MAX_STOCK - 10, 7, 3, 100, 4, 0xFFFFFFFFFFFFFFFF)})
     add("stock_list ok page", "STOCK_LIST", 900, "OK",
         {"next_cursor": 2, "count": 2,
          "entries": [{"sku": SKU, "stock_info": stock_info(50, 47, 2, 1, 5, 2)},
