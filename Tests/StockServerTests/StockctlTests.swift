@@ -125,6 +125,9 @@ let stockKeys: Set<String> = ["sku", "on_hand", "available", "reserved", "confir
         // STOCKD_SERVER is used when --server is absent.
         let viaEnv = try stockctl(["ping"], env: ["STOCKD_SERVER": f.address])
         #expect(viaEnv.code == 0 && viaEnv.stdout.contains(f.address), "\(viaEnv)")
+        // A host name is resolved (every address tried in turn).
+        let byName = try stockctl(["ping", "--server", "localhost:\(f.server.port)"])
+        #expect(byName.code == 0 && byName.stdout.contains("pong from localhost:"), "\(byName)")
 
         _ = try f.run(["reserve", "SCARF", "1"])
         let stats = try f.run(["stats"])

@@ -9,32 +9,53 @@ enum Socket {
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 
-    /// A connected TCP socket to `host:port` (IPv4 address or `localhost`),
-    /// or `unreachable` within `timeoutMs`.
+    /// A connected TCP socket to `host:port` — an IPv4 or IPv6 address or a
+    /// host name (every resolved address is tried in turn) — or
+    /// `unreachable` within `timeoutMs` of connecting.
     static func connect(host: String, port: Int, timeoutMs: Int) throws(StockError) -> Int32 {
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(truncatingIfNeeded: port).bigEndian)
-        let name = host == "localhost" ? "127.0.0.1" : host
-        guard port > 0, port <= 65_535, inet_pton(AF_INET, name, &addr.sin_addr) == 1 else {
-            throw .unreachable("\(host):\(port) is not an IPv4 address and port")
+        guard port > 0, port <= 65_535, !host.isEmpty else {
+            throw .unreachable("\(host):\(port) is not a host and port")
         }
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw .unreachable("socket: \(String(cString: strerror(errno)))") }
+        // "[::1]" as written in host:port form.
+        let name = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_ADDRCONFIG | AI_NUMERICSERV
+        var list: UnsafeMutablePointer<addrinfo>?
+        let rc = getaddrinfo(name, String(port), &hints, &list)
+        guard rc == 0, let first = list else {
+            throw .unreachable("\(host):\(port): \(String(cString: gai_strerror(rc)))")
+        }
+        defer { freeaddrinfo(list) }
+        let deadline = nowNs() + UInt64(max(1, timeoutMs)) * 1_000_000
+        var lastError = "no address"
+        var next: UnsafeMutablePointer<addrinfo>? = first
+        while let ai = next {
+            next = ai.pointee.ai_next
+            let now = nowNs()
+            guard now < deadline else { lastError = "connect timed out"; break }
+            switch attempt(ai.pointee, timeoutMs: Int((deadline - now) / 1_000_000)) {
+            case .success(let fd): return fd
+            case .failure(let why): lastError = why.reason
+            }
+        }
+        throw .unreachable("\(host):\(port): \(lastError)")
+    }
+
+    /// One non-blocking connect to one resolved address, bounded by `timeoutMs`.
+    private static func attempt(_ ai: addrinfo, timeoutMs: Int) -> Result<Int32, Failure> {
+        let fd = socket(ai.ai_family, ai.ai_socktype, ai.ai_protocol)
+        guard fd >= 0 else { return .failure(Failure("socket: \(String(cString: strerror(errno)))")) }
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         let flags = fcntl(fd, F_GETFL)
         _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        if rc != 0 {
+        if Glibc.connect(fd, ai.ai_addr, ai.ai_addrlen) != 0 {
             guard errno == EINPROGRESS else {
                 let e = errno
                 Glibc.close(fd)
-                throw .unreachable("\(host):\(port): \(String(cString: strerror(e)))")
+                return .failure(Failure(String(cString: strerror(e))))
             }
             var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
             let ready = poll(&p, 1, Int32(max(1, timeoutMs)))
@@ -43,11 +64,16 @@ enum Socket {
             getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len)
             guard ready == 1, err == 0 else {
                 Glibc.close(fd)
-                throw .unreachable("\(host):\(port): " + (ready == 1 ? String(cString: strerror(err)) : "connect timed out"))
+                return .failure(Failure(ready == 1 ? String(cString: strerror(err)) : "connect timed out"))
             }
         }
         _ = fcntl(fd, F_SETFL, flags)  // blocking again: the reader thread waits with SO_RCVTIMEO
-        return fd
+        return .success(fd)
+    }
+
+    struct Failure: Error {
+        let reason: String
+        init(_ reason: String) { self.reason = reason }
     }
 
     /// Writes all of `bytes`; false if the connection failed.
