@@ -19,6 +19,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        // stockbench only (latency histograms); stockd does not link it.
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         // Debian's libuv1-dev through pkg-config. Used by the server layer.
@@ -99,6 +101,25 @@ let package = Package(
             dependencies: ["StockCore", "CMallocCounter", .product(name: "Atomics", package: "swift-atomics")],
             path: "bench/core"
         ),
+        // stockbench: the flash-sale load generator, stockd and the Redis baseline side by side.
+        .target(
+            name: "StockBenchRedis",
+            dependencies: ["BenchSupport"],
+            path: "bench/redis",
+            exclude: ["README.md"],
+            resources: [.copy("reserve.lua"), .copy("confirm.lua"), .copy("release.lua"), .copy("sweep.lua")],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "stockbench",
+            dependencies: [
+                "BenchSupport", "StockBenchRedis", "StockProtocol", "StockClient", "CLibUV",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            path: "bench/stockbench",
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "stockproto-bench",
             dependencies: ["StockProtocol"],
@@ -114,7 +135,12 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(
             name: "StockServerTests",
-            dependencies: ["StockProtocol", "StockClient", "stockd", "stockctl", "TestSupport"],
+            dependencies: ["StockProtocol", "StockClient", "stockd", "stockctl", "stockbench", "TestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "StockBenchRedisTests",
+            dependencies: ["StockBenchRedis", "BenchSupport"],
             swiftSettings: strict
         ),
         .testTarget(

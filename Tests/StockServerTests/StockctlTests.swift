@@ -2,8 +2,8 @@ import Foundation
 import Glibc
 import Testing
 
-/// What one `stockctl` run produced.
-struct StockctlRun: CustomStringConvertible {
+/// What one run of a built tool (`stockctl`, `stockbench`) produced.
+struct ToolRun: CustomStringConvertible {
     let code: Int32
     let stdout: String
     let stderr: String
@@ -24,17 +24,23 @@ struct StockctlRun: CustomStringConvertible {
 /// `whileRunning`, if given, runs once the process started, with a reader of
 /// the stdout written so far.
 func stockctl(_ args: [String], env: [String: String] = [:], timeout: Double = 15,
-              whileRunning: ((_ stdoutSoFar: () -> String) throws -> Void)? = nil) throws -> StockctlRun {
+              whileRunning: ((_ stdoutSoFar: () -> String) throws -> Void)? = nil) throws -> ToolRun {
+    try runTool("stockctl", args, env: env, timeout: timeout, whileRunning: whileRunning)
+}
+
+/// Runs the built executable `name` with a bounded wait.
+func runTool(_ name: String, _ args: [String], env: [String: String] = [:], timeout: Double = 15,
+             whileRunning: ((_ stdoutSoFar: () -> String) throws -> Void)? = nil) throws -> ToolRun {
     let fm = FileManager.default
     var candidates: [String] = []
     if let exe = try? fm.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
         let dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
-        candidates += [dir, dir.deletingLastPathComponent()].map { $0.appendingPathComponent("stockctl").path }
+        candidates += [dir, dir.deletingLastPathComponent()].map { $0.appendingPathComponent(name).path }
     }
     guard let path = candidates.first(where: { fm.isExecutableFile(atPath: $0) }) else {
-        throw HarnessError("stockctl executable not found; tried \(candidates.joined(separator: ", "))")
+        throw HarnessError("\(name) executable not found; tried \(candidates.joined(separator: ", "))")
     }
-    let dir = try TempDirectory(prefix: "stockctl-run")
+    let dir = try TempDirectory(prefix: "\(name)-run")
     defer { dir.remove() }
     let outPath = dir.path("stdout"), errPath = dir.path("stderr")
     _ = fm.createFile(atPath: outPath, contents: nil)
@@ -66,11 +72,11 @@ func stockctl(_ args: [String], env: [String: String] = [:], timeout: Double = 1
     guard StockdProcess.waitForExit(p, timeout: timeout) else {
         Glibc.kill(p.processIdentifier, SIGKILL)
         _ = StockdProcess.waitForExit(p, timeout: 5)
-        throw HarnessError("stockctl \(args.joined(separator: " ")) did not exit within \(timeout) s")
+        throw HarnessError("\(name) \(args.joined(separator: " ")) did not exit within \(timeout) s")
     }
     try? out.close()
     try? err.close()
-    return StockctlRun(code: p.terminationStatus,
+    return ToolRun(code: p.terminationStatus,
                        stdout: (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
                        stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
 }
@@ -106,7 +112,7 @@ struct CtlFixture {
     }
 
     func run(_ args: [String], env: [String: String] = [:],
-             whileRunning: ((_ stdoutSoFar: () -> String) throws -> Void)? = nil) throws -> StockctlRun {
+             whileRunning: ((_ stdoutSoFar: () -> String) throws -> Void)? = nil) throws -> ToolRun {
         try stockctl(args + ["--server", address], env: env, whileRunning: whileRunning)
     }
 }
