@@ -135,6 +135,9 @@ struct EngineWorker {
                                       numberOfSignificantValueDigits: .three)
     /// Units confirmed per SKU (the generator's own books, checked against the server's).
     let confirmedUnits: UnsafeMutablePointer<UInt64>
+    /// Per SKU: when an answer first showed it exhausted (a grant leaving 0
+    /// available, or OUT_OF_STOCK); 0 while it has not been.
+    let exhaustedAt: UnsafeMutablePointer<UInt64>
     /// Flash-sale: arrival time of every confirm answer.
     let confirmTimes: UnsafeMutablePointer<UInt64>
     var confirmTimesCount = 0
@@ -152,6 +155,8 @@ struct EngineWorker {
         confirmedUnits = .allocate(capacity: config.pointee.skuCount)
         confirmedUnits.initialize(repeating: 0, count: config.pointee.skuCount)
         confirmTimes = .allocate(capacity: max(1, config.pointee.confirmTimesCapacity))
+        exhaustedAt = .allocate(capacity: config.pointee.skuCount)
+        exhaustedAt.initialize(repeating: 0, count: config.pointee.skuCount)
     }
 }
 
@@ -215,8 +220,9 @@ extension UnsafeMutablePointer where Pointee == EngineConnection {
         switch p.kind {
         case Kind.reserve:
             switch reply {
-            case .reserved(let token, _):
+            case .reserved(let token, let available):
                 w.pointee.tally.reservesGranted += 1
+                if available <= 0 && w.pointee.exhaustedAt[Int(p.sku)] == 0 { w.pointee.exhaustedAt[Int(p.sku)] = now }
                 let t = token == .zero ? p.token : token  // Redis: the token we sent
                 switch Fate(rawValue: p.fate)! {
                 case .confirm:
@@ -230,6 +236,7 @@ extension UnsafeMutablePointer where Pointee == EngineConnection {
                 }
             case .outOfStock:
                 w.pointee.tally.refused += 1
+                if w.pointee.exhaustedAt[Int(p.sku)] == 0 { w.pointee.exhaustedAt[Int(p.sku)] = now }
             case .tokenGone, .confirmed, .released, .failed:
                 w.pointee.tally.failed += 1
             }

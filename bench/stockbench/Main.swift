@@ -159,11 +159,12 @@ struct FlashSale: AsyncParsableCommand, Scenario {
     static let configuration = CommandConfiguration(
         commandName: "flash-sale",
         abstract: "A drop: --buyers arrive within --within; each reserves one unit, then confirms, releases "
-            + "or lets it expire by --mix (default 10:7:2:1). Reports time to sell-out, oversold (must be 0), "
-            + "refusals and latency, and checks the server's final counts against the generator's books.")
+            + "or lets it expire by --mix (default 10:7:2:1). Reports the time to sell-out (every SKU ran out: "
+            + "all units held or sold) and to the last unit sold, oversold (must be 0), refusals and latency, "
+            + "and checks the server's final counts against the generator's books.")
     @OptionGroup var common: CommonOptions
     @Option(help: "Buyers in all.") var buyers = 20_000
-    @Option(help: "Time over which the buyers arrive.") var within = Seconds(5)
+    @Option(help: "Time over which the buyers arrive.") var within = Seconds(1)
     @Option(help: "Backend: stockd or redis.") var backend = "stockd"
     @Option(help: "Server host:port (default: start one).") var server: String?
 

@@ -14,8 +14,8 @@ private func cell(_ x: Double, digits: Int = 1) -> String { String(format: "%.\(
 /// The human table: one line per run.
 func printTable(_ results: [RunResult], header: Bool = true) {
     let columns = ["backend", "scenario", "conns", "depth/rate", "ops/s", "p50 µs", "p99 µs", "p99.9 µs", "granted",
-                   "refused", "confirmed", "released", "to expire", "errors", "oversold", "books", "sell-out"]
-    let widths = [8, 11, 6, 11, 11, 9, 9, 10, 10, 9, 10, 9, 10, 7, 9, 6, 10]
+                   "refused", "confirmed", "released", "to expire", "errors", "oversold", "books", "sell-out", "all sold"]
+    let widths = [8, 11, 6, 11, 11, 9, 9, 10, 10, 9, 10, 9, 10, 7, 9, 6, 10, 10]
     func line(_ cells: [String]) -> String {
         zip(cells, widths).map { c, w in c.count >= w ? c + " " : c + String(repeating: " ", count: w - c.count) }
             .joined().trimmingCharacters(in: .whitespaces)
@@ -27,7 +27,8 @@ func printTable(_ results: [RunResult], header: Bool = true) {
                     cell(r.p50_us), cell(r.p99_us), cell(r.p999_us), "\(r.reservations_granted)", "\(r.refused)",
                     "\(r.confirmed)", "\(r.released)", "\(r.left_to_expire)", "\(r.errors)", "\(r.oversold)",
                     r.accounting_mismatches == 0 ? "ok" : "\(r.accounting_mismatches) off",
-                    r.sell_out_ms.map { cell($0, digits: 0) + " ms" } ?? "-"]))
+                    r.sell_out_ms.map { cell($0, digits: 0) + " ms" } ?? "-",
+                    r.all_sold_ms.map { cell($0, digits: 0) + " ms" } ?? "-"]))
         if let s = r.sweeper {
             print("         redis sweeper: every \(s.interval_ms) ms, \(s.calls) calls, \(s.expired) holds expired, "
                   + "\(cell(s.busy_ms)) ms inside sweep calls")
@@ -44,6 +45,7 @@ struct CompareSummary: Codable {
         var p99_us: Double
         var p999_us: Double
         var sell_out_ms: Double?
+        var all_sold_ms: Double?
         var oversold: Int64
         var errors: UInt64
     }
@@ -66,9 +68,11 @@ struct CompareSummary: Codable {
         func medians(_ backend: BackendKind) -> Medians {
             let rs = rounds.filter { $0.backend == backend.rawValue }
             let sellOuts = rs.compactMap(\.sell_out_ms)
+            let allSold = rs.compactMap(\.all_sold_ms)
             return Medians(ops_per_sec: median(rs.map(\.ops_per_sec)), p50_us: median(rs.map(\.p50_us)),
                            p99_us: median(rs.map(\.p99_us)), p999_us: median(rs.map(\.p999_us)),
                            sell_out_ms: sellOuts.count == rs.count && !rs.isEmpty ? median(sellOuts) : nil,
+                           all_sold_ms: allSold.count == rs.count && !rs.isEmpty ? median(allSold) : nil,
                            oversold: rs.map(\.oversold).reduce(0, +), errors: rs.map(\.errors).reduce(0, +))
         }
         stockd = medians(.stockd)
@@ -100,6 +104,7 @@ func printSummary(_ s: CompareSummary) {
             + "p50 \(cell(m.p50_us)) µs  p99 \(cell(m.p99_us)) µs  p99.9 \(cell(m.p999_us)) µs  "
             + "oversold \(m.oversold)  errors \(m.errors)"
         if let so = m.sell_out_ms { text += "  sell-out \(cell(so, digits: 0)) ms" }
+        if let a = m.all_sold_ms { text += "  all sold \(cell(a, digits: 0)) ms" }
         print(text)
     }
     var ratios = "ratio stockd/redis: throughput \(cell(s.ratio, digits: 2))×, p99 redis/stockd \(cell(s.p99_ratio, digits: 2))×"

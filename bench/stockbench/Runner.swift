@@ -57,8 +57,11 @@ struct RunResult: Codable, Sendable {
     var accounting_mismatches: Int
     var units_staged: Int64
     var units_sold: Int64
-    /// Flash-sale: first arrival to the confirm of the last unit (nil: not sold out).
+    /// Flash-sale: first arrival to the moment every SKU had run out (all
+    /// units held or sold; a buyer sees "sold out" everywhere). nil: some SKU never ran out.
     var sell_out_ms: Double?
+    /// Flash-sale: first arrival to the confirm of the last unit (nil: not every unit was sold).
+    var all_sold_ms: Double?
     var sweeper: SweeperStats?
     var redis_persistence: String?
     /// (percentile, µs) points for the plot.
@@ -185,7 +188,7 @@ func runOnce(_ spec: RunSpec, on target: BackendTarget, label: String) async thr
         left_to_expire: t.leftToExpire, token_gone: t.tokenGone,
         errors: t.failed + t.connectionErrors + t.protocolErrors + t.undrained,
         oversold: oversold, accounting_mismatches: mismatches, units_staged: spec.stock * Int64(spec.skus),
-        units_sold: sold, sell_out_ms: outcome.sellOutMs, sweeper: sweeperStats,
+        units_sold: sold, sell_out_ms: outcome.sellOutMs, all_sold_ms: outcome.allSoldMs, sweeper: sweeperStats,
         redis_persistence: target.kind == .redis ? target.persistence.label : nil, latency_curve: curve)
     switch spec.pacing {
     case .closed(let depth): result.pipeline = depth
@@ -202,6 +205,7 @@ struct EngineOutcome {
     var opsPerSecond = 0.0
     var windowSeconds = 0.0
     var sellOutMs: Double?
+    var allSoldMs: Double?
 }
 
 /// The libuv part: workers on threads (the first on this one), then merge.
@@ -259,6 +263,7 @@ func runEngine(_ spec: RunSpec, target: BackendTarget, names: [String], label: S
     var out = EngineOutcome(confirmedUnits: [UInt64](repeating: 0, count: spec.skus))
     var confirmTimes: [UInt64] = []
     var earliestStart = UInt64.max
+    var exhausted = [UInt64](repeating: 0, count: spec.skus)
     for w in workers {
         let p = w.pointee
         out.histogram.add(p.histogram)
@@ -275,7 +280,11 @@ func runEngine(_ spec: RunSpec, target: BackendTarget, names: [String], label: S
         out.tally.protocolErrors += t.protocolErrors
         out.tally.backlogged += t.backlogged
         out.tally.undrained += t.undrained
-        for i in 0..<spec.skus { out.confirmedUnits[i] += p.confirmedUnits[i] }
+        for i in 0..<spec.skus {
+            out.confirmedUnits[i] += p.confirmedUnits[i]
+            let at = p.exhaustedAt[i]
+            if at != 0 && (exhausted[i] == 0 || at < exhausted[i]) { exhausted[i] = at }
+        }
         let seconds = Double(p.windowEndNs &- p.windowStartNs) / 1e9
         // Each thread timed its own window; the rates add up.
         if p.windowStartNs > 0 && p.windowEndNs > p.windowStartNs {
@@ -285,11 +294,14 @@ func runEngine(_ spec: RunSpec, target: BackendTarget, names: [String], label: S
         if p.startNs > 0 { earliestStart = min(earliestStart, p.startNs) }
         confirmTimes.append(contentsOf: UnsafeBufferPointer(start: p.confirmTimes, count: p.confirmTimesCount))
     }
-    if spec.scenario == "flash-sale" && !confirmTimes.isEmpty && earliestStart != .max {
+    if spec.scenario == "flash-sale" && earliestStart != .max {
+        if !exhausted.contains(0), let last = exhausted.max() {
+            out.sellOutMs = Double(last &- earliestStart) / 1e6
+        }
         let units = Int(spec.stock) * spec.skus
-        if confirmTimes.count >= units {
+        if confirmTimes.count >= units && units > 0 {
             confirmTimes.sort()
-            out.sellOutMs = Double(confirmTimes[units - 1] &- earliestStart) / 1e6
+            out.allSoldMs = Double(confirmTimes[units - 1] &- earliestStart) / 1e6
         }
     }
     if out.tally.connectionErrors > 0 && out.tally.answered == 0 {
