@@ -2,7 +2,9 @@ import StockProtocol
 
 /// What kind of state change a `Change` reports.
 public enum ChangeKind: UInt8, Sendable, CaseIterable {
-    /// Units taken out of sale by a token. `quantity`: units; `reference`: customer.
+    /// Units taken out of sale by a token. `quantity`: units; `aux`: deadline
+    /// (core ms); `reference`: customer; `key`: idempotency key; `extra`: 1
+    /// for a bundle line.
     case reserved = 1
     /// Units sold. `quantity`: confirmed; `aux`: units returned by a partial confirm; `reference`: order.
     case confirmed = 2
@@ -12,7 +14,8 @@ public enum ChangeKind: UInt8, Sendable, CaseIterable {
     case expired = 4
     /// Deadline moved. `aux`: new deadline (core ms).
     case extended = 5
-    /// On-hand set. `quantity`: new on-hand; `aux`: previous on-hand.
+    /// On-hand set. `quantity`: new on-hand; `aux`: previous on-hand;
+    /// `extra`: low-stock threshold << 32 | per-customer limit after the change.
     case stockSet = 6
     /// On-hand adjusted. `quantity`: signed delta; `aux`: `AdjustReason` raw value.
     case stockAdjusted = 7
@@ -25,8 +28,13 @@ public enum ChangeKind: UInt8, Sendable, CaseIterable {
 }
 
 /// One state change, reported synchronously to the worker's `onChange` sink
-/// on the thread that made it, after the change took effect. A bundle
-/// reports one change per line, all with the same token.
+/// on the thread that made it. A change that takes units out of sale is
+/// reported after it took them; a change that puts units back on sale
+/// (release, expiry, a partial confirm's rest, a stock increase) is reported
+/// *before* those units become visible to other threads — so a journal that
+/// numbers changes as they are reported orders every reservation after the
+/// change that made its units available. A bundle reports one change per
+/// line, all with the same token.
 public struct Change: Sendable, Equatable {
     public var kind: ChangeKind
     /// Catalog index of the SKU (`StockCore.sku(at:)` gives its name).
@@ -39,10 +47,14 @@ public struct Change: Sendable, Equatable {
     public var timeMs: UInt64
     /// Customer (reserved) or order reference (confirmed); empty otherwise.
     public var reference: ShortBytes
+    /// Idempotency key (reserved); empty otherwise.
+    public var key: ShortBytes
+    /// Kind-specific (see `ChangeKind`).
+    public var extra: UInt64
 
     public init(kind: ChangeKind, sku: UInt32, quantity: Int64, aux: Int64 = 0,
                 token: Token = Token(slot: 0, generation: 0, secret: 0), timeMs: UInt64,
-                reference: ShortBytes = .empty) {
+                reference: ShortBytes = .empty, key: ShortBytes = .empty, extra: UInt64 = 0) {
         self.kind = kind
         self.sku = sku
         self.quantity = quantity
@@ -50,5 +62,7 @@ public struct Change: Sendable, Equatable {
         self.token = token
         self.timeMs = timeMs
         self.reference = reference
+        self.key = key
+        self.extra = extra
     }
 }

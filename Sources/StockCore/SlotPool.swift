@@ -48,6 +48,24 @@ final class SlotPool: @unchecked Sendable {
         assert(recycled.count <= capacity)
     }
 
+    /// Before any allocation: marks `used` as taken (restored tokens) and
+    /// every other slot below the highest one as free. False if a slot repeats.
+    func restore(used: [UInt32]) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        precondition(highWater == 0 && recycled.isEmpty, "restore after slots were handed out")
+        guard let top = used.max() else { return true }
+        var taken = [Bool](repeating: false, count: Int(top) + 1)
+        for s in used {
+            if taken[Int(s)] { return false }
+            taken[Int(s)] = true
+        }
+        // Highest first, so the free ones are handed out lowest first.
+        for s in stride(from: Int(top), through: 0, by: -1) where !taken[s] { recycled.append(UInt32(s)) }
+        highWater = Int(top) + 1
+        return true
+    }
+
     /// Slots ever handed out (an upper bound for scans).
     var used: Int {
         lock.lock()

@@ -134,7 +134,7 @@ public final class StockCore: @unchecked Sendable {
         let token = prepare(slot, item: UInt64(sku) << 32 | UInt64(q), flags: 0, on: w)
         publish(token, deadline: deadline, on: w)
         w.count(.reserves)
-        w.emit(Change(kind: .reserved, sku: sku, quantity: q, token: token, timeMs: nowMs))
+        w.emit(Change(kind: .reserved, sku: sku, quantity: q, aux: Int64(deadline), token: token, timeMs: nowMs))
         let available = counters.sum(counters.available, sku)
         evaluateAlert(sku, available: available, nowMs: nowMs, on: w)
         return ReserveOutcome(token: token, deadlineMs: deadline, available: UInt64(max(0, available)), replayed: false)
@@ -255,8 +255,8 @@ public final class StockCore: @unchecked Sendable {
         publish(token, deadline: deadline, on: w)
         w.count(bundle ? .bundles : .reserves)
         for line in lines {
-            w.emit(Change(kind: .reserved, sku: line.sku, quantity: line.quantity, token: token, timeMs: nowMs,
-                          reference: customer))
+            w.emit(Change(kind: .reserved, sku: line.sku, quantity: line.quantity, aux: Int64(deadline), token: token,
+                          timeMs: nowMs, reference: customer, key: key, extra: bundle ? 1 : 0))
         }
         var firstAvailable: Int64 = 0
         for (i, line) in lines.enumerated() {
@@ -428,7 +428,7 @@ public final class StockCore: @unchecked Sendable {
         counters.add(counters.reserved, sku, -held, shard: w.shard)
         if confirmed > 0 { counters.add(counters.confirmed, sku, confirmed, shard: w.shard) }
         let back = held - confirmed
-        if back > 0 { counters.put(sku, back, shard: w.shard) }
+        // Reported before the units are back on sale (see `Change`).
         switch fate {
         case .confirmed:
             w.emit(Change(kind: .confirmed, sku: sku, quantity: confirmed, aux: back, token: token, timeMs: nowMs,
@@ -440,6 +440,7 @@ public final class StockCore: @unchecked Sendable {
         case .free, .live:
             preconditionFailure("settleLine needs a decided fate")
         }
+        if back > 0 { counters.put(sku, back, shard: w.shard) }
         if back > 0 { evaluateAlert(sku, available: counters.sum(counters.available, sku), nowMs: nowMs, on: w) }
     }
 
@@ -511,18 +512,22 @@ public final class StockCore: @unchecked Sendable {
             throw Failure(.stockChanged, .stockChanged(current: 0))  // a new SKU has on-hand 0
         }
         let (sku, created) = try catalog.intern(s.sku)
-        let current = try changeOnHand(sku, shard: w.shard) { (current) throws(Failure) -> Int64 in
+        _ = try changeOnHand(sku, shard: w.shard) { (current) throws(Failure) -> Int64 in
             if let expected = s.expectedOnHand, UInt64(current) != expected {
                 throw Failure(.stockChanged, .stockChanged(current: UInt64(current)))
             }
             return Int64(s.onHand)
-        }
-        if s.lowStockThreshold != nil || s.perCustomerLimit != nil {
-            counters.setPolicy(sku, threshold: s.lowStockThreshold ?? counters.threshold(sku),
-                               limit: s.perCustomerLimit ?? counters.customerLimit(sku))
+        } announce: { current in
+            // Under the SKU's lock, before more units are on sale (see `Change`).
+            let threshold = s.lowStockThreshold ?? counters.threshold(sku)
+            let limit = s.perCustomerLimit ?? counters.customerLimit(sku)
+            if s.lowStockThreshold != nil || s.perCustomerLimit != nil {
+                counters.setPolicy(sku, threshold: threshold, limit: limit)
+            }
+            w.emit(Change(kind: .stockSet, sku: sku, quantity: Int64(s.onHand), aux: current, timeMs: nowMs,
+                          extra: UInt64(threshold) << 32 | UInt64(limit)))
         }
         w.count(.stockChanges)
-        w.emit(Change(kind: .stockSet, sku: sku, quantity: Int64(s.onHand), aux: current, timeMs: nowMs))
         if !(created && s.onHand == 0) {
             evaluateAlert(sku, available: counters.sum(counters.available, sku), nowMs: nowMs, on: w)
         }
@@ -536,10 +541,11 @@ public final class StockCore: @unchecked Sendable {
         _ = try changeOnHand(sku, shard: w.shard) { (current) throws(Failure) -> Int64 in
             guard current + a.delta <= Int64(Limits.maxStock) else { throw Failure(.quantityInvalid) }
             return current + a.delta
+        } announce: { _ in
+            w.emit(Change(kind: .stockAdjusted, sku: sku, quantity: a.delta, aux: Int64(a.reason.rawValue),
+                          timeMs: nowMs))
         }
         w.count(.stockChanges)
-        w.emit(Change(kind: .stockAdjusted, sku: sku, quantity: a.delta, aux: Int64(a.reason.rawValue),
-                      timeMs: nowMs))
         evaluateAlert(sku, available: counters.sum(counters.available, sku), nowMs: nowMs, on: w)
         return info(sku)
     }
@@ -549,9 +555,12 @@ public final class StockCore: @unchecked Sendable {
     /// fewer are taken from available ones only (`insufficientAvailable`
     /// otherwise, and nothing changes). `target` may refuse by throwing, and
     /// runs under the lock, so its check and the change are one step.
+    /// `announce` (also under the lock) reports the change once it is sure:
+    /// after a shrink took its units, before an increase spreads new ones.
     /// Returns the previous on-hand.
     private func changeOnHand(_ sku: UInt32, shard: Int,
-                              _ target: (Int64) throws(Failure) -> Int64) throws(Failure) -> Int64 {
+                              _ target: (Int64) throws(Failure) -> Int64,
+                              announce: (Int64) -> Void) throws(Failure) -> Int64 {
         let lock = counters.lock(sku)
         lock.lock()
         defer { lock.unlock() }
@@ -564,6 +573,7 @@ public final class StockCore: @unchecked Sendable {
             let available = UInt64(max(0, counters.sum(counters.available, sku)))
             throw Failure(.insufficientAvailable, .insufficientAvailable(available: available))
         }
+        announce(current)
         if delta > 0 { counters.spread(sku, delta) }
         counters.onHand[Int(sku)].store(wanted, ordering: .relaxed)
         return current

@@ -1,0 +1,152 @@
+import StockProtocol
+
+// Restoring the core from the journal after a restart: SKUs with their
+// counts, then the tokens that were live, in the same slots with the same
+// generations and secrets, so the tokens clients hold keep working. Runs
+// before any worker serves (single-threaded), and checks everything it is
+// given: a journal that does not add up stops the server instead of being
+// half-applied.
+
+/// One line of a restored token.
+public struct RestoredLine: Sendable, Equatable {
+    public var sku: SKU
+    public var quantity: UInt32
+    public init(sku: SKU, quantity: UInt32) {
+        self.sku = sku
+        self.quantity = quantity
+    }
+}
+
+/// A token as the journal remembers it.
+public struct RestoredToken: Sendable, Equatable {
+    public var token: Token
+    public var lines: [RestoredLine]
+    /// Deadline on the core's clock (the caller converts from wall time).
+    public var deadlineMs: UInt64
+    public var customer: ShortBytes
+    public var idempotencyKey: ShortBytes
+    public var bundle: Bool
+
+    public init(token: Token, lines: [RestoredLine], deadlineMs: UInt64, customer: ShortBytes,
+                idempotencyKey: ShortBytes, bundle: Bool) {
+        self.token = token
+        self.lines = lines
+        self.deadlineMs = deadlineMs
+        self.customer = customer
+        self.idempotencyKey = idempotencyKey
+        self.bundle = bundle
+    }
+}
+
+/// Why a restore was refused.
+public struct RestoreError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ d: String) { description = d }
+}
+
+extension StockCore {
+    /// Creates (or resets) `sku` with `onHand` units of which `confirmed` are
+    /// sold; the rest is available until `restoreTokens` puts holds on it.
+    public func restoreStock(_ sku: SKU, onHand: UInt64, confirmed: UInt64, lowStockThreshold: UInt32,
+                             perCustomerLimit: UInt32) throws(RestoreError) {
+        guard onHand <= Limits.maxStock, confirmed <= onHand else {
+            throw RestoreError("SKU \(sku): confirmed \(confirmed) above on-hand \(onHand)")
+        }
+        let i: UInt32
+        do { i = try catalog.intern(sku).index } catch { throw RestoreError("SKU \(sku): catalog full") }
+        guard counters.onHand[Int(i)].load(ordering: .relaxed) == 0, counters.sum(counters.confirmed, i) == 0 else {
+            throw RestoreError("SKU \(sku) restored twice")
+        }
+        counters.onHand[Int(i)].store(Int64(onHand), ordering: .relaxed)
+        if confirmed > 0 { counters.add(counters.confirmed, i, Int64(confirmed), shard: 0) }
+        if onHand > confirmed { counters.spread(i, Int64(onHand - confirmed)) }
+        counters.setPolicy(i, threshold: lowStockThreshold, limit: perCustomerLimit)
+    }
+
+    /// Units a customer already bought of a SKU (they count against the
+    /// per-customer limit as they did before the restart).
+    public func restoreCustomerSold(customer: ShortBytes, sku: SKU, units: UInt64) throws(RestoreError) {
+        guard let i = catalog.lookup(sku) else { throw RestoreError("customer units for unknown SKU \(sku)") }
+        do {
+            try customers.with(stripe: customers.stripe(Int(truncatingIfNeeded: customer.hash64))) {
+                (bucket) throws(Failure) in
+                let k = CustomerKey(customer: customer, sku: i)
+                try bucket.set(k, (bucket[k] ?? 0) + Int64(units))
+            }
+        } catch {
+            throw RestoreError("customer table full")
+        }
+    }
+
+    /// Makes `tokens` live again, spread over `workers`' timing wheels.
+    /// Call once, after `restoreStock`, before any worker serves.
+    public func restoreTokens(_ tokens: [RestoredToken], workers: [Worker]) throws(RestoreError) {
+        precondition(!workers.isEmpty)
+        var used = [UInt32]()
+        used.reserveCapacity(tokens.count)
+        for t in tokens {
+            guard Int(t.token.slot) < slab.capacity else {
+                throw RestoreError("token \(t.token) beyond --max-tokens \(slab.capacity)")
+            }
+            guard t.token.generation != 0, !t.lines.isEmpty, t.bundle || t.lines.count == 1 else {
+                throw RestoreError("token \(t.token): malformed")
+            }
+            used.append(t.token.slot)
+        }
+        guard slotPool.restore(used: used) else { throw RestoreError("two live tokens in one slot") }
+        for (n, t) in tokens.enumerated() { try restoreToken(t, on: workers[n % workers.count]) }
+    }
+
+    private func restoreToken(_ t: RestoredToken, on w: Worker) throws(RestoreError) {
+        var lines: [LineRef] = []
+        for line in t.lines {
+            guard let i = catalog.lookup(line.sku) else { throw RestoreError("token \(t.token): unknown SKU \(line.sku)") }
+            guard line.quantity > 0, counters.take(i, Int64(line.quantity), shard: w.shard) else {
+                throw RestoreError("token \(t.token): \(line.quantity) of \(line.sku) not available")
+            }
+            counters.add(counters.reserved, i, Int64(line.quantity), shard: w.shard)
+            lines.append(LineRef(sku: i, quantity: Int64(line.quantity)))
+        }
+        var flags: UInt64 = 0
+        if !t.customer.isEmpty { flags |= TokenFlags.customer }
+        if !t.idempotencyKey.isEmpty { flags |= TokenFlags.idempotencyKey }
+        if t.bundle { flags |= TokenFlags.bundle }
+        let total = lines.reduce(Int64(0)) { $0 + $1.quantity }
+        let item = t.bundle ? UInt64(TokenSlab.bundleSKU) << 32 | UInt64(total)
+                            : UInt64(lines[0].sku) << 32 | UInt64(lines[0].quantity)
+        let slot = t.token.slot
+        slab.secret(slot).store(t.token.secret, ordering: .relaxed)
+        slab.item(slot).store(item, ordering: .relaxed)
+        slab.meta(slot).store(flags, ordering: .relaxed)
+        do {
+            if flags != 0 {
+                try extras.with(stripe: extras.stripe(Int(slot))) { (bucket) throws(Failure) in
+                    try bucket.set(slot, TokenExtra(customer: t.customer, key: t.idempotencyKey,
+                                                    lines: t.bundle ? lines : []))
+                }
+            }
+            if !t.customer.isEmpty {
+                try customers.with(stripe: customers.stripe(Int(truncatingIfNeeded: t.customer.hash64))) {
+                    (bucket) throws(Failure) in
+                    for line in lines {
+                        let k = CustomerKey(customer: t.customer, sku: line.sku)
+                        try bucket.set(k, (bucket[k] ?? 0) + line.quantity)
+                    }
+                }
+            }
+            if !t.idempotencyKey.isEmpty {
+                let fingerprint = Self.fingerprint(lines, bundle: t.bundle, customer: t.customer)
+                try idempotency.with(stripe: idempotency.stripe(Int(truncatingIfNeeded: t.idempotencyKey.hash64))) {
+                    (bucket) throws(Failure) in
+                    try bucket.set(t.idempotencyKey, IdempotencyEntry(token: t.token, fingerprint: fingerprint))
+                }
+            }
+        } catch {
+            throw RestoreError("token \(t.token): side table full")
+        }
+        let state = TokenState.pack(.live, generation: t.token.generation, deadline: relative(t.deadlineMs))
+        slab.state(slot).store(state, ordering: .releasing)
+        w.wheel.schedule(UInt64(slot) | UInt64(t.token.generation) << 32, deadlineMs: t.deadlineMs)
+        w.count(.issued)
+    }
+}

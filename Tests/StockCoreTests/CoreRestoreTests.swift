@@ -1,0 +1,105 @@
+@testable import StockCore
+import StockProtocol
+import Testing
+
+/// Restoring a core from what a journal remembers (stock, live tokens,
+/// customers' sold units): the restored core answers exactly like the first.
+@Suite struct CoreRestoreTests {
+    /// Collects `Change`s as a journal would.
+    final class Recorder: @unchecked Sendable {
+        var changes: [Change] = []
+    }
+
+    @Test func restoredTokensKeepWorkingWithTheirSideTables() throws {
+        let a = Fixture(stock: [("JACKET", 10), ("CAP", 5)])
+        _ = try a.set("JACKET", 10, limit: 4)
+        let rec = Recorder()
+        a.worker.onChange = { rec.changes.append($0) }
+        let keyed = try a.reserve("JACKET", 3, ttl: 60_000, customer: "c-1", key: "k-1")
+        let bundle = try a.core.reserveBundle(
+            ReserveBundle(lines: [BundleLine(sku: SKU("JACKET")!, quantity: 1), BundleLine(sku: SKU("CAP")!, quantity: 2)],
+                          ttlMs: 60_000), nowMs: a.now, on: a.worker)
+        let sold = try a.reserve("CAP", 1, customer: "c-1")
+        _ = try a.core.confirm(Confirm(token: sold.token), nowMs: a.now, on: a.worker)
+
+        // Rebuild from the change stream, as recovery does from the journal.
+        var b = Fixture(stock: [])
+        b.now = a.now
+        try b.core.restoreStock(SKU("JACKET")!, onHand: 10, confirmed: 0, lowStockThreshold: 0, perCustomerLimit: 4)
+        try b.core.restoreStock(SKU("CAP")!, onHand: 5, confirmed: 1, lowStockThreshold: 0, perCustomerLimit: 0)
+        try b.core.restoreCustomerSold(customer: ShortBytes("c-1")!, sku: SKU("CAP")!, units: 1)
+        let reserved = rec.changes.filter { $0.kind == .reserved && $0.token != sold.token }
+        var restored: [RestoredToken] = []
+        for token in [keyed.token, bundle.token] {
+            let lines = reserved.filter { $0.token == token }
+            restored.append(RestoredToken(
+                token: token, lines: lines.map { RestoredLine(sku: a.core.sku(at: $0.sku), quantity: UInt32($0.quantity)) },
+                deadlineMs: UInt64(lines[0].aux), customer: lines[0].reference, idempotencyKey: lines[0].key,
+                bundle: lines[0].extra == 1))
+        }
+        try b.core.restoreTokens(restored, workers: [b.worker])
+
+        for sku in ["JACKET", "CAP"] { #expect(b.info(sku) == a.info(sku).withReservations(0), "\(sku)") }
+        b.expectInvariants()
+        // The idempotency key still names its hold; the customer limit still counts it.
+        let retry = try b.reserve("JACKET", 3, ttl: 60_000, customer: "c-1", key: "k-1")
+        #expect(retry.token == keyed.token && retry.replayed)
+        expectFailure(.customerLimit) { try b.reserve("JACKET", 2, customer: "c-1") }
+        // New tokens take other slots; restored ones confirm, release and expire as before.
+        let fresh = try b.reserve("JACKET", 1)
+        #expect(fresh.token.slot != keyed.token.slot && fresh.token.slot != bundle.token.slot)
+        #expect(try b.core.confirm(Confirm(token: keyed.token, quantity: 2), nowMs: b.now, on: b.worker)
+                == ConfirmReply(confirmed: 2, returned: 1))
+        #expect(try b.core.release(bundle.token, nowMs: b.now, on: b.worker) == 3)
+        expectFailure(.tokenUnknown) {
+            try b.core.release(Token(slot: keyed.token.slot, generation: keyed.token.generation, secret: 1),
+                               nowMs: b.now, on: b.worker)
+        }
+        #expect(b.info("JACKET").confirmed == 2 && b.info("CAP").available == 4)
+        b.expectInvariants()
+    }
+
+    @Test func restoredHoldsExpireAtTheirDeadline() throws {
+        var b = Fixture(stock: [])
+        try b.core.restoreStock(SKU("HAT")!, onHand: 3, confirmed: 0, lowStockThreshold: 0, perCustomerLimit: 0)
+        let t = Token(slot: 7, generation: 3, secret: 0xABCDEF)
+        try b.core.restoreTokens([RestoredToken(token: t, lines: [RestoredLine(sku: SKU("HAT")!, quantity: 2)],
+                                                deadlineMs: b.now + 500, customer: .empty, idempotencyKey: .empty,
+                                                bundle: false)], workers: [b.worker])
+        #expect(b.info("HAT").reserved == 2)
+        b.now += 499
+        #expect(b.worker.tick(nowMs: b.now) == 0)
+        b.now += 1
+        #expect(b.worker.tick(nowMs: b.now) == 1)
+        #expect(b.info("HAT").available == 3)
+        b.expectInvariants()
+    }
+
+    @Test func aJournalThatDoesNotAddUpIsRefused() throws {
+        let b = Fixture(stock: [])
+        try b.core.restoreStock(SKU("HAT")!, onHand: 1, confirmed: 0, lowStockThreshold: 0, perCustomerLimit: 0)
+        let line = [RestoredLine(sku: SKU("HAT")!, quantity: 2)]
+        #expect(throws: RestoreError.self) {
+            try b.core.restoreTokens([RestoredToken(token: Token(slot: 1, generation: 1, secret: 1), lines: line,
+                                                    deadlineMs: b.now + 10, customer: .empty, idempotencyKey: .empty,
+                                                    bundle: false)], workers: [b.worker])
+        }
+        let one = [RestoredLine(sku: SKU("HAT")!, quantity: 1)]
+        let twice = RestoredToken(token: Token(slot: 2, generation: 1, secret: 1), lines: one, deadlineMs: b.now + 10,
+                                  customer: .empty, idempotencyKey: .empty, bundle: false)
+        let c = Fixture(stock: [])
+        try c.core.restoreStock(SKU("HAT")!, onHand: 5, confirmed: 0, lowStockThreshold: 0, perCustomerLimit: 0)
+        #expect(throws: RestoreError.self) { try c.core.restoreTokens([twice, twice], workers: [c.worker]) }
+        #expect(throws: RestoreError.self) {
+            try c.core.restoreStock(SKU("HAT")!, onHand: 5, confirmed: 0, lowStockThreshold: 0, perCustomerLimit: 0)
+        }
+    }
+}
+
+extension StockInfo {
+    func withReservations(_ n: UInt64) -> StockInfo {
+        var c = self
+        c.reservations = n
+        return c
+    }
+}
