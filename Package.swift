@@ -57,11 +57,19 @@ let package = Package(
             exclude: ["run-matrix.sh"],
             swiftSettings: strict
         ),
+        // CRC32C (Castagnoli) for journal records: SSE4.2 when the CPU has it, a table otherwise.
+        .target(name: "CCRC32C", path: "Sources/CCRC32C"),
+        // The journal: record codec, segment files, snapshots, recovery. File I/O, no libuv.
+        .target(
+            name: "StockJournal",
+            dependencies: ["StockProtocol", "CCRC32C"],
+            swiftSettings: strict
+        ),
         // The server layer: libuv loops, connections, dispatch, limits, stats.
         .target(
             name: "StockServer",
             dependencies: [
-                "StockCore", "StockProtocol", "CLibUV",
+                "StockCore", "StockProtocol", "StockJournal", "CLibUV",
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -71,7 +79,7 @@ let package = Package(
         .executableTarget(
             name: "stockd",
             dependencies: [
-                "StockServer", "StockCore", "StockProtocol",
+                "StockServer", "StockCore", "StockProtocol", "StockJournal",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -136,6 +144,11 @@ let package = Package(
         .testTarget(
             name: "StockServerTests",
             dependencies: ["StockProtocol", "StockClient", "stockd", "stockctl", "stockbench", "TestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "StockJournalTests",
+            dependencies: ["StockJournal", "StockProtocol", "TestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -61,6 +61,9 @@ public enum Status: UInt8, Sendable, CaseIterable, Error {
     case shuttingDown = 43
     /// An unexpected internal failure; the request had no effect.
     case `internal` = 44
+    /// The journal cannot write (disk full, I/O error): the server refuses
+    /// state changes until restarted; reads are still answered.
+    case storageFailed = 45
 
     /// Whether the server closes the connection after sending this status.
     public var closesConnection: Bool {
@@ -101,6 +104,7 @@ public enum Status: UInt8, Sendable, CaseIterable, Error {
         case .helloOutOfOrder: "HELLO_OUT_OF_ORDER"
         case .shuttingDown: "SHUTTING_DOWN"
         case .internal: "INTERNAL"
+        case .storageFailed: "STORAGE_FAILED"
         }
     }
 

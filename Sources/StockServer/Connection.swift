@@ -48,6 +48,13 @@ final class Connection {
     /// Session: HELLO succeeded / a request other than HELLO or PING was seen.
     @exclusivity(unchecked) var helloDone = false
     @exclusivity(unchecked) var sawRequest = false
+    /// `out` holds the answer to a state change journaled as this record:
+    /// it goes out once the journal's watermark passes it (0: nothing waits).
+    @exclusivity(unchecked) var heldUntil: UInt64 = 0
+    /// In the worker's list of held connections.
+    @exclusivity(unchecked) var isHeld = false
+    /// Close (after the answers) once they are released.
+    @exclusivity(unchecked) var closeWhenReleased = false
 
     init(worker: LoopWorker, tcp: UnsafeMutablePointer<uv_tcp_t>, admitted: Bool) {
         self.worker = worker
@@ -145,6 +152,8 @@ final class Connection {
         var offset = 0
         let now = uv_now(worker.loop)
         counters.add(.readBursts)
+        let seqBefore = worker.lastSeq
+        defer { if worker.lastSeq != seqBefore { heldUntil = worker.lastSeq } }
         while state == .open && !backlogged {
             let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
             switch FrameParser.parse(rest, maxFrame: worker.config.maxFrame) {
@@ -179,6 +188,10 @@ final class Connection {
     /// Hands `out` to the kernel: `uv_try_write` first, the rest to `uv_write`.
     func flush() {
         guard out.count > 0, state != .closed else { return }
+        if heldUntil != 0 && heldUntil > worker.durableSeq {
+            worker.hold(self)  // answers to state changes go out once those are durable
+            return
+        }
         counters.add(.bytesOut, Int64(out.count))
         var written = 0
         if queuedBytes == 0 {  // with writes queued, order demands we queue too
@@ -242,6 +255,12 @@ final class Connection {
     /// reset caused by unread input.
     func closeAfterFlush() {
         guard state == .open else { return }
+        if heldUntil != 0 && heldUntil > worker.durableSeq && out.count > 0 {
+            closeWhenReleased = true
+            worker.hold(self)
+            stopReading()
+            return
+        }
         flush()
         guard state == .open else { return }
         state = .draining
@@ -256,6 +275,16 @@ final class Connection {
         if rc != 0 {
             req.deallocate()
             close()
+        }
+    }
+
+    /// The journal made this connection's answers durable: send them, read on.
+    func releaseHeldAnswers() {
+        if closeWhenReleased {
+            closeWhenReleased = false
+            closeAfterFlush()
+        } else {
+            pump()
         }
     }
 

@@ -7,6 +7,11 @@ import StockProtocol
 /// answer bytes in the connection's output buffer).
 extension Connection {
     func dispatch(_ header: FrameHeader, _ payload: UnsafeRawBufferPointer, nowMs: UInt64) {
+        if worker.journal != nil, Self.changesState(header.opcode), worker.journalFailed {
+            // The journal cannot write: nothing may change that could not be made durable.
+            fail(opcode: header.opcode, requestID: header.requestID, .storageFailed)
+            return
+        }
         // The checkout traffic — RESERVE, RELEASE, CONFIRM, PING — skips the
         // `Request` enum: decode one struct, call the core, write the answer.
         if header.isWellFormedRequest, (helloDone || sawRequest || header.opcode == Opcode.ping.rawValue) {
@@ -37,6 +42,17 @@ extension Connection {
         } catch {
             fail(opcode: header.opcode, requestID: id, error.status, error.detail)
             if error.status.closesConnection { closeAfterFlush() }
+        }
+    }
+
+    /// Requests that change state (and so need the journal).
+    static func changesState(_ opcode: UInt8) -> Bool {
+        switch opcode {
+        case Opcode.reserve.rawValue, Opcode.reserveBundle.rawValue, Opcode.confirm.rawValue, Opcode.release.rawValue,
+             Opcode.extend.rawValue, Opcode.stockSet.rawValue, Opcode.stockAdjust.rawValue:
+            return true
+        default:
+            return false
         }
     }
 

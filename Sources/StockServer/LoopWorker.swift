@@ -2,6 +2,7 @@ import Atomics
 import CLibUV
 import Glibc
 import StockCore
+import StockJournal
 import StockProtocol
 
 /// One event-loop thread: its libuv loop, its own SO_REUSEPORT listener, its
@@ -38,6 +39,16 @@ final class LoopWorker {
     var nextTarget = 0
     private var stopping = false
     private var expiryArmedAtMs = UInt64.max
+    // Journal (nil with --sync none): this iteration's records, and
+    // connections whose answers wait for them to be durable.
+    var journal: JournalPipeline?
+    var recordBuffer = RecordBuffer(capacity: 1 << 20)
+    var pendingRecords = 0
+    /// The number of the last record this worker journaled.
+    var lastSeq: UInt64 = 0
+    var heldConnections: [Connection] = []
+    let handOverCheck: UnsafeMutablePointer<uv_check_t>
+    let durableAsync: UnsafeMutablePointer<uv_async_t>
     private var openHandles = 0
     var thread = pthread_t()
 
@@ -55,6 +66,8 @@ final class LoopWorker {
         stopAsync = .allocate(capacity: 1)
         readBuffer = .allocate(capacity: LoopWorker.readBufferSize)
         handoffAsync = .allocate(capacity: 1)
+        handOverCheck = .allocate(capacity: 1)
+        durableAsync = .allocate(capacity: 1)
         handoffLock = .allocate(capacity: 1)
         pthread_mutex_init(handoffLock, nil)
         connections.reserveCapacity(1024)
@@ -64,7 +77,8 @@ final class LoopWorker {
         readBuffer.deallocate()
         for p in [UnsafeMutableRawPointer(listener), UnsafeMutableRawPointer(expiryTimer),
                   UnsafeMutableRawPointer(sweepTimer), UnsafeMutableRawPointer(stopAsync),
-                  UnsafeMutableRawPointer(handoffAsync)] { p.deallocate() }
+                  UnsafeMutableRawPointer(handoffAsync), UnsafeMutableRawPointer(handOverCheck),
+                  UnsafeMutableRawPointer(durableAsync)] { p.deallocate() }
         pthread_mutex_destroy(handoffLock)
         handoffLock.deallocate()
         listenPoll?.deallocate()
@@ -209,6 +223,11 @@ final class LoopWorker {
         armExpiry(at: deadlineMs)
     }
 
+    /// After restored tokens were scheduled on this worker's wheel (before the loop runs).
+    func armExpiryAfterRestore() {
+        if let next = coreWorker.nextWakeMs { armExpiry(at: next) }
+    }
+
     private func armExpiry(at deadline: UInt64) {
         let now = uv_now(loop)
         expiryArmedAtMs = deadline
@@ -274,6 +293,8 @@ final class LoopWorker {
         uv_close(handleOf(UnsafeMutableRawPointer(expiryTimer)), nil)
         uv_close(handleOf(UnsafeMutableRawPointer(sweepTimer)), nil)
         uv_close(handleOf(UnsafeMutableRawPointer(stopAsync)), nil)
+        handOverRecords()
+        closeJournalHandles()
         if config.acceptMode == .handOff {
             uv_close(handleOf(UnsafeMutableRawPointer(handoffAsync)), nil)
             for fd in drainHandOffs() { Glibc.close(fd) }

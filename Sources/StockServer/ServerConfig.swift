@@ -29,6 +29,12 @@ public struct ServerConfig: Sendable {
     public var shutdownGraceMs: UInt64 = 3_000
     /// Sizes of the core (SKUs, tokens, TTLs, side tables).
     public var core = CoreConfig()
+    /// The journal's directory; nil: in-memory only (`--sync none`).
+    public var journalDirectory: String?
+    /// The first record number the journal hands out (after recovery).
+    public var journalFirstSeq: UInt64 = 1
+    /// A journal segment file is closed past this size.
+    public var segmentBytes = 64 << 20
 
     public init() {}
 

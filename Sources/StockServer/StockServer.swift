@@ -3,6 +3,7 @@ import CLibUV
 import Glibc
 import Logging
 import StockCore
+import StockJournal
 import StockProtocol
 
 /// The stockd server: one `StockCore` shared by `config.workers` libuv
@@ -26,6 +27,10 @@ public final class StockServer: @unchecked Sendable {
     private let startMs: UInt64
     /// The bound port (after `start`).
     public private(set) var port = 0
+    /// Group commit (nil with `--sync none`).
+    private(set) var journal: JournalPipeline?
+    /// What recovery found, applied to the core in `start` (tokens are spread over the workers' wheels).
+    private var restoredTokens: [RestoredToken] = []
 
     public init(config: ServerConfig, logger: Logger) throws(ConfigError) {
         try config.validate()
@@ -51,6 +56,27 @@ public final class StockServer: @unchecked Sendable {
         for line in lines { _ = try core.setStock(line, nowMs: uv_hrtime() / 1_000_000, on: admin) }
     }
 
+    /// Restores recovered stock (before `start`): SKUs in their original
+    /// order, customers' sold units, and the live tokens (applied in
+    /// `start`, when the workers exist). Deadlines are wall-clock ms.
+    public func restore(skus: [(sku: SKU, onHand: UInt64, confirmed: UInt64, lowStockThreshold: UInt32,
+                                perCustomerLimit: UInt32)],
+                        customerSold: [(customer: ShortBytes, sku: SKU, units: UInt64)],
+                        tokens: [RestoredToken]) throws(RestoreError) {
+        for s in skus {
+            try core.restoreStock(s.sku, onHand: s.onHand, confirmed: s.confirmed,
+                                  lowStockThreshold: s.lowStockThreshold, perCustomerLimit: s.perCustomerLimit)
+        }
+        for c in customerSold { try core.restoreCustomerSold(customer: c.customer, sku: c.sku, units: c.units) }
+        let nowCore = uv_hrtime() / 1_000_000
+        restoredTokens = tokens.map { t in
+            var t = t
+            // Wall to core clock; a deadline already past expires on the first tick.
+            t.deadlineMs = max(t.deadlineMs &- wallOffsetMs, nowCore)
+            return t
+        }
+    }
+
     /// Binds every worker's listener (worker 0 first, so port 0 resolves to
     /// one port all workers share) and starts the loop threads.
     public func start() throws(ConfigError) {
@@ -73,6 +99,30 @@ public final class StockServer: @unchecked Sendable {
             workers.append(w)
         }
         self.port = port
+        if !restoredTokens.isEmpty {
+            do {
+                try core.restoreTokens(restoredTokens, workers: workers.map(\.coreWorker))
+            } catch {
+                throw ConfigError("--data-dir: \(error)")
+            }
+            for w in workers { w.armExpiryAfterRestore() }
+            restoredTokens = []
+        }
+        if let dir = config.journalDirectory {
+            let log = logger
+            let pipeline: JournalPipeline
+            do {
+                pipeline = try JournalPipeline(directory: dir, firstSeq: config.journalFirstSeq, workers: workers.count,
+                                               segmentBytes: config.segmentBytes) { message in log.critical("\(message)") }
+            } catch {
+                throw ConfigError("--data-dir \(dir): \(error)")
+            }
+            let loops = workers
+            pipeline.onDurable = { for w in loops { w.signalDurable() } }
+            for w in workers { w.attachJournal(pipeline) }
+            pipeline.start()
+            journal = pipeline
+        }
         for w in workers {
             let context = Unmanaged.passUnretained(w).toOpaque()
             let rc = pthread_create(&w.thread, nil, { arg in
@@ -90,9 +140,11 @@ public final class StockServer: @unchecked Sendable {
         for w in workers { w.requestStop() }
     }
 
-    /// Waits for every loop thread to end.
+    /// Waits for every loop thread to end, then for the journal to write
+    /// what they handed over.
     public func wait() {
         for w in workers { pthread_join(w.thread, nil) }
+        journal?.stop()
     }
 
     // MARK: connections
@@ -152,6 +204,23 @@ public final class StockServer: @unchecked Sendable {
         add("reserve.idempotent_replays", Int64(s.idempotentReplays))
         add("skus", Int64(s.skus))
         add("skus.capacity", Int64(s.skuCapacity))
+        if let j = journal {
+            let syncs = j.syncs.load(ordering: .relaxed)
+            let records = j.recordsWritten.load(ordering: .relaxed)
+            add("journal.failed", j.failed.load(ordering: .relaxed) ? 1 : 0)
+            add("journal.durable_seq", Int64(j.durable.load(ordering: .relaxed)))
+            add("journal.records", Int64(records))
+            add("journal.bytes", Int64(j.bytesWritten.load(ordering: .relaxed)))
+            add("journal.fsyncs", Int64(syncs))
+            add("journal.fsync_us_avg", syncs == 0 ? 0 : Int64(j.syncNanosTotal.load(ordering: .relaxed) / syncs / 1000))
+            add("journal.fsync_us_max", Int64(j.syncNanosMax.load(ordering: .relaxed) / 1000))
+            add("journal.batch_records_avg", syncs == 0 ? 0 : Int64(records / syncs))
+            add("journal.batch_records_max", Int64(j.batchRecordsMax.load(ordering: .relaxed)))
+            for (i, b) in j.syncLatencyBuckets.enumerated() {
+                let n = b.load(ordering: .relaxed)
+                if n > 0 { add("journal.fsync_us_le_\(1 << i)", Int64(n)) }
+            }
+        }
         for w in workers {
             add("worker.\(w.index).connections", w.counters.value(.connectionsAccepted) - w.counters.value(.connectionsClosed))
             add("worker.\(w.index).requests", Opcode.allCases.reduce(Int64(0)) { $0 + w.counters.requests(opcode: $1.rawValue) })

@@ -5,7 +5,8 @@ import StockCore
 import StockProtocol
 import StockServer
 
-/// `stockd`: flags, logging, signals. Everything else lives in StockServer.
+/// `stockd`: flags, logging, signals; everything else lives in StockServer.
+/// `stockd verify` checks a data directory.
 @main
 struct Stockd: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -13,9 +14,12 @@ struct Stockd: ParsableCommand {
         abstract: "Stock-reservation server for live shopping.",
         discussion: """
             Serves the stockd binary protocol (protocol/PROTOCOL.md) on TCP. Durations take a unit: \
-            200ms, 90s, 5m, 1h. SIGINT or SIGTERM stops it gracefully.
+            200ms, 90s, 5m, 1h. SIGINT or SIGTERM stops it gracefully. With --sync always (the default) \
+            every acknowledged change is in the journal under --data-dir before its answer is sent, and a \
+            restart recovers it; --sync none keeps everything in memory only.
             """,
-        version: StockServer.version)
+        version: StockServer.version,
+        subcommands: [Verify.self])
 
     @Option(help: "IPv4 address to listen on.")
     var host = "127.0.0.1"
@@ -65,6 +69,15 @@ struct Stockd: ParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
+    @Option(name: .customLong("data-dir"), help: "Directory of the journal and snapshots.")
+    var dataDir = "./stockd-data"
+
+    @Option(help: ArgumentHelp("always: an answer to a change is sent once the change is on disk (fdatasync); none: in memory only, nothing survives a restart (benchmarks)."))
+    var sync = "always"
+
+    @Option(name: .customLong("segment-size"), help: "Journal segment file size in MiB before a new one starts.")
+    var segmentMiB = 64
+
     func makeConfig() throws -> ServerConfig {
         var c = ServerConfig()
         c.host = host
@@ -95,6 +108,9 @@ struct Stockd: ParsableCommand {
         c.core.shardCount = c.workers
         c.core.customerCapacity = maxTokens
         c.core.idempotencyCapacity = maxTokens
+        guard sync == "always" || sync == "none" else { throw ValidationError("--sync must be always or none") }
+        guard segmentMiB >= 1 && segmentMiB <= 4096 else { throw ValidationError("--segment-size must be 1...4096") }
+        c.segmentBytes = segmentMiB << 20
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be trace, debug, info, notice, warning, error or critical")
         }
@@ -103,7 +119,7 @@ struct Stockd: ParsableCommand {
     }
 
     func run() throws {
-        let config = try makeConfig()
+        var config = try makeConfig()
         let stock = try catalog.map { try CatalogFile.load(path: $0) } ?? []
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
@@ -123,9 +139,29 @@ struct Stockd: ParsableCommand {
         sigaddset(&mask, SIGTERM)
         pthread_sigmask(SIG_BLOCK, &mask, nil)
 
+        var recovered: RecoveredData?
+        if sync == "always" {
+            let r = try StartupRecovery.recover(dataDir, catalog: stock, logger: logger)
+            config.journalDirectory = dataDir
+            config.journalFirstSeq = r.nextSeq
+            recovered = r
+        } else {
+            logger.warning("""
+                stockd: --sync none: IN-MEMORY ONLY. Nothing is journaled; every reservation, sale and stock \
+                change is lost when stockd stops. For benchmarks, not for a live show.
+                """)
+        }
         let server = try StockServer(config: config, logger: logger)
-        do { try server.stage(stock) } catch {
-            throw ValidationError("--catalog: \(error.status.name) while staging")
+        if let recovered {
+            do {
+                try server.restore(skus: recovered.skus, customerSold: recovered.customerSold, tokens: recovered.tokens)
+            } catch {
+                throw ValidationError("--data-dir \(dataDir): \(error)")
+            }
+        } else {
+            do { try server.stage(stock) } catch {
+                throw ValidationError("--catalog: \(error.status.name) while staging")
+            }
         }
         try server.start()
         if let portFile {
@@ -138,7 +174,8 @@ struct Stockd: ParsableCommand {
             stockd \(StockServer.version) listening on \(c.host):\(server.port) workers=\(c.workers) accept=\(c.acceptMode.rawValue) \
             skus=\(stock.count) max_connections=\(c.maxConnections) max_frame=\(c.maxFrame) \
             max_tokens=\(c.core.tokenCapacity) max_skus=\(c.core.skuCapacity) max_inflight=\(c.maxInflight) \
-            default_ttl=\(defaultTTL) max_ttl=\(maxTTL) idle_timeout=\(idleTimeout)
+            default_ttl=\(defaultTTL) max_ttl=\(maxTTL) idle_timeout=\(idleTimeout) \
+            sync=\(sync)\(sync == "always" ? " data_dir=\(dataDir)" : "")
             """)
 
         var signo: Int32 = 0
@@ -156,6 +193,9 @@ struct Stockd: ParsableCommand {
         do {
             var command = try parseAsRoot()
             try command.run()
+        } catch let e as VerifyFailed {
+            FileHandle.standardError.write(Data("stockd: \(e.description)\n".utf8))
+            Foundation.exit(1)
         } catch {
             if exitCode(for: error) == .success { exit(withError: error) }
             let message = (error as? CatalogFile.LineError)?.description ?? Self.message(for: error)

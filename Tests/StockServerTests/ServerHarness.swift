@@ -124,6 +124,8 @@ final class StockdProcess {
         let portFile = dir.path("port")
         stderrPath = dir.path("stderr.log")
         var args = ["--host", "127.0.0.1", "--port", "0", "--port-file", portFile, "--log-level", "info"]
+        // Each server journals into its own temporary directory (removed with it).
+        if !extra.contains("--data-dir") { args += ["--data-dir", dir.path("data")] }
         if let catalog { args += ["--catalog", try dir.write("catalog.csv", catalog)] }
         args += extra
         arguments = args

@@ -45,6 +45,8 @@ public final class RedisServer: @unchecked Sendable {
         case off
         /// AOF on, fsync once a second (Redis' recommended durable setting).
         case appendfsyncEverysec
+        /// AOF on, fsync before every write is acknowledged (Redis' strongest setting).
+        case appendfsyncAlways
     }
 
     public let host = "127.0.0.1"
@@ -147,7 +149,7 @@ public final class RedisServer: @unchecked Sendable {
             "--bind", "127.0.0.1",
             "--save", "",
             "--appendonly", persistence == .off ? "no" : "yes",
-            "--appendfsync", "everysec",
+            "--appendfsync", persistence == .appendfsyncAlways ? "always" : "everysec",
             "--dir", dataDir,
             "--daemonize", "no",
             "--protected-mode", "yes",

@@ -53,13 +53,15 @@ final class ManagedStockd {
     let port: Int
     private let dir: String
 
-    init(workers: Int, maxTokens: Int?) throws {
+    /// `sync`: "none" (in memory) or "always" (journal in a temporary directory).
+    init(workers: Int, maxTokens: Int?, sync: String) throws {
         let exe = try ManagedStockd.binary()
         dir = NSTemporaryDirectory() + "stockbench-stockd-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let portFile = dir + "/port"
         var args = ["--host", "127.0.0.1", "--port", "0", "--port-file", portFile, "--workers", "\(workers)",
-                    "--log-level", "warning"]
+                    "--log-level", "warning", "--sync", sync]
+        if sync == "always" { args += ["--data-dir", dir + "/data"] }
         if let maxTokens { args += ["--max-tokens", "\(maxTokens)"] }
         process.executableURL = URL(fileURLWithPath: exe)
         process.arguments = args
@@ -130,10 +132,12 @@ final class BackendTarget: @unchecked Sendable {
     private var redisDir: String?
     private(set) var scripts: (reserve: String, confirm: String, release: String, sweep: String)?
     let persistence: RedisServer.Persistence
+    /// How the stockd that stockbench started journals (nil: not started here).
+    private(set) var stockdSync: String?
 
     /// Starts a server unless `address` names one.
     init(kind: BackendKind, address: String?, stockdWorkers: Int, maxTokens: Int?,
-         persistence: RedisServer.Persistence) throws {
+         persistence: RedisServer.Persistence, stockdSync: String) throws {
         self.kind = kind
         self.persistence = persistence
         if let address {
@@ -147,7 +151,8 @@ final class BackendTarget: @unchecked Sendable {
             host = "127.0.0.1"
             switch kind {
             case .stockd:
-                let s = try ManagedStockd(workers: stockdWorkers, maxTokens: maxTokens)
+                let s = try ManagedStockd(workers: stockdWorkers, maxTokens: maxTokens, sync: stockdSync)
+                self.stockdSync = stockdSync
                 stockd = s
                 port = s.port
             case .redis:
@@ -231,6 +236,7 @@ extension RedisServer.Persistence {
         switch self {
         case .off: "off"
         case .appendfsyncEverysec: "appendfsync everysec"
+        case .appendfsyncAlways: "appendfsync always"
         }
     }
 }

@@ -53,8 +53,10 @@ struct CommonOptions: ParsableArguments {
     @Flag(help: "One JSON document on stdout.") var json = false
     @Option(help: "Draw the latency percentile curves into this SVG file.") var plot: String?
     @Option(help: "stockd worker threads when stockbench starts stockd.") var stockdWorkers = 1
-    @Option(help: "Redis persistence when stockbench starts redis: off or everysec (appendfsync everysec).")
+    @Option(help: "Redis persistence when stockbench starts redis: off, everysec or always (appendfsync).")
     var redisPersistence = "off"
+    @Option(help: "stockd journaling when stockbench starts stockd: none (in memory) or always (fdatasync before answering).")
+    var stockdSync = "none"
 
     func validate() throws {
         guard connections >= 1, connections <= 10_000 else { throw ValidationError("--connections must be 1...10000") }
@@ -68,12 +70,19 @@ struct CommonOptions: ParsableArguments {
         if let stock, stock < 0 || stock > 1 << 40 { throw ValidationError("--stock must be 0...2^40") }
         if let mix, case .failure(let e) = Mix.parse(mix) { throw ValidationError(e.description) }
         if let ttl, ttl.value < 0.001 || ttl.value > 3600 { throw ValidationError("--ttl must be 1ms...1h") }
-        guard ["off", "everysec"].contains(redisPersistence) else {
-            throw ValidationError("--redis-persistence must be off or everysec")
+        guard ["off", "everysec", "always"].contains(redisPersistence) else {
+            throw ValidationError("--redis-persistence must be off, everysec or always")
         }
+        guard ["none", "always"].contains(stockdSync) else { throw ValidationError("--stockd-sync must be none or always") }
     }
 
-    var persistence: RedisServer.Persistence { redisPersistence == "everysec" ? .appendfsyncEverysec : .off }
+    var persistence: RedisServer.Persistence {
+        switch redisPersistence {
+        case "everysec": .appendfsyncEverysec
+        case "always": .appendfsyncAlways
+        default: .off
+        }
+    }
 
     var shape: SKUChooser.Shape {
         if let zipf { return .zipf(zipf) }
@@ -234,7 +243,8 @@ func runSingle(_ s: some Scenario, backend: String, server: String?) async throw
     installInterruptHandler()
     let kind = BackendKind(rawValue: backend)!
     let target = try BackendTarget(kind: kind, address: server, stockdWorkers: s.common.stockdWorkers,
-                                   maxTokens: nil, persistence: s.common.persistence)
+                                   maxTokens: nil, persistence: s.common.persistence,
+                                   stockdSync: s.common.stockdSync)
     defer { target.stop() }
     let result = try await runOnce(s.spec(), on: target, label: "\(kind.rawValue) \(s.name)")
     if s.common.json {
@@ -259,7 +269,8 @@ func runCompare(_ s: some Scenario, _ c: CompareOptions) async throws {
         for kind in BackendKind.allCases {
             let address = kind == .stockd ? c.stockdServer : c.redisServer
             let target = try BackendTarget(kind: kind, address: address, stockdWorkers: s.common.stockdWorkers,
-                                           maxTokens: nil, persistence: s.common.persistence)
+                                           maxTokens: nil, persistence: s.common.persistence,
+                                   stockdSync: s.common.stockdSync)
             defer { target.stop() }
             let r = try await runOnce(s.spec(), on: target, label: "round \(round)/\(c.rounds) \(kind.rawValue) \(s.name)")
             if !s.common.json {

@@ -61,6 +61,7 @@ struct CompareSummary: Codable {
     /// redis over stockd, median sell-out time (flash-sale).
     var sell_out_ratio: Double?
     var redis_persistence: String
+    var stockd_sync: String
 
     init(scenario: String, rounds: [RunResult]) {
         self.scenario = scenario
@@ -81,6 +82,7 @@ struct CompareSummary: Codable {
         p99_ratio = stockd.p99_us > 0 ? redis.p99_us / stockd.p99_us : .infinity
         if let a = stockd.sell_out_ms, let b = redis.sell_out_ms, a > 0 { sell_out_ratio = b / a }
         redis_persistence = rounds.first { $0.backend == "redis" }?.redis_persistence ?? "off"
+        stockd_sync = rounds.first { $0.backend == "stockd" }?.stockd_sync ?? "as given by --stockd-server"
     }
 
     /// The round whose throughput is the backend's median (for the plot).
@@ -98,7 +100,8 @@ func median(_ xs: [Double]) -> Double {
 
 func printSummary(_ s: CompareSummary) {
     print("")
-    print("medians over \(s.rounds.count / 2) rounds each (redis persistence: \(s.redis_persistence)):")
+    print("medians over \(s.rounds.count / 2) rounds each (stockd sync: \(s.stockd_sync); "
+          + "redis persistence: \(s.redis_persistence)):")
     for (name, m) in [("stockd", s.stockd), ("redis", s.redis)] {
         var text = "  \(name.padding(toLength: 7, withPad: " ", startingAt: 0)) \(formatRate(m.ops_per_sec))  "
             + "p50 \(cell(m.p50_us)) µs  p99 \(cell(m.p99_us)) µs  p99.9 \(cell(m.p999_us)) µs  "

@@ -64,6 +64,8 @@ struct RunResult: Codable, Sendable {
     var all_sold_ms: Double?
     var sweeper: SweeperStats?
     var redis_persistence: String?
+    /// stockd's journaling when stockbench started it ("none" or "always").
+    var stockd_sync: String?
     /// (percentile, µs) points for the plot.
     var latency_curve: [[Double]]
 }
@@ -189,7 +191,8 @@ func runOnce(_ spec: RunSpec, on target: BackendTarget, label: String) async thr
         errors: t.failed + t.connectionErrors + t.protocolErrors + t.undrained,
         oversold: oversold, accounting_mismatches: mismatches, units_staged: spec.stock * Int64(spec.skus),
         units_sold: sold, sell_out_ms: outcome.sellOutMs, all_sold_ms: outcome.allSoldMs, sweeper: sweeperStats,
-        redis_persistence: target.kind == .redis ? target.persistence.label : nil, latency_curve: curve)
+        redis_persistence: target.kind == .redis ? target.persistence.label : nil,
+        stockd_sync: target.kind == .stockd ? target.stockdSync : nil, latency_curve: curve)
     switch spec.pacing {
     case .closed(let depth): result.pipeline = depth
     case .open(let rate, _): result.rate = rate

@@ -81,6 +81,7 @@ STATUSES = {
     "HELLO_OUT_OF_ORDER": 42,
     "SHUTTING_DOWN": 43,
     "INTERNAL": 44,
+    "STORAGE_FAILED": 45,
 }
 STATUS_NAMES = {v: k for k, v in STATUSES.items()}
 
@@ -716,6 +717,7 @@ def responses():
     add("hello_out_of_order", "HELLO", 5, "HELLO_OUT_OF_ORDER", {})
     add("shutting_down", "RESERVE", 100, "SHUTTING_DOWN", {})
     add("internal", "CONFIRM", 300, "INTERNAL", {})
+    add("storage_failed", "RESERVE", 101, "STORAGE_FAILED", {})
     assert v[3]["hex"] == "080000000201000007000000"  # the example in §2
     assert {STATUSES[x["status"]] for x in v} == set(STATUS_NAMES), "every status has a vector"
     assert {x["opcode"] for x in v if x["status"] == "OK"} == set(OPCODES), "every opcode has an OK vector"

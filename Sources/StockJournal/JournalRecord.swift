@@ -1,0 +1,56 @@
+import StockProtocol
+
+// # The journal's records
+//
+// Every acknowledged state change of stockd is one or more records in an
+// append-only journal (JournalWriter: segment files; Recovery: replay;
+// StockServer's JournalPipeline: group commit). Records are facts, not requests: "these units were held under
+// this token until this deadline", "this SKU's on-hand is now N".
+//
+// Every record carries a global sequence number. The server takes it from
+// one atomic counter at the moment the change takes effect in memory — and,
+// for a change that puts units back on sale (release, expiry, the returned
+// part of a partial confirm, a stock increase), *before* those units become
+// visible to other workers. So a record that took a unit always has a higher
+// sequence number than the record that made the unit available. Recovery
+// replays records in sequence order and stops at the first gap; responses
+// are sent only once every record up to theirs is durable. Hence the durable
+// prefix never holds a reservation without the stock it came from.
+//
+// Deadlines and times are Unix epoch milliseconds (wall clock): the core's
+// monotonic clock does not survive a restart.
+
+/// One state change as journaled.
+public enum JournalRecord: Sendable, Equatable {
+    /// On-hand set to `onHand` (creating the SKU if new), with the SKU's
+    /// policy after the change (0: none).
+    case stockSet(sku: SKU, onHand: UInt64, lowStockThreshold: UInt32, perCustomerLimit: UInt32)
+    /// On-hand changed by `delta` (positive: restock; negative: shrink).
+    case stockAdjusted(sku: SKU, delta: Int64, reason: UInt8)
+    /// `quantity` units of `sku` held by `token` until `deadlineMs`. A
+    /// bundle is one record per line, all with the same token, `bundle` set.
+    case reserved(token: Token, sku: SKU, quantity: UInt32, deadlineMs: UInt64, customer: ShortBytes,
+                  idempotencyKey: ShortBytes, bundle: Bool)
+    /// The token's line on `sku` was confirmed: `quantity` units sold,
+    /// `returned` units back on sale (a partial confirm). One per line.
+    case confirmed(token: Token, sku: SKU, quantity: UInt32, returned: UInt32, orderReference: ShortBytes)
+    /// The token's line on `sku` was released: `quantity` units back on sale.
+    case released(token: Token, sku: SKU, quantity: UInt32)
+    /// The token's line on `sku` expired: `quantity` units back on sale.
+    case expired(token: Token, sku: SKU, quantity: UInt32)
+    /// The token's deadline moved to `deadlineMs`.
+    case extended(token: Token, deadlineMs: UInt64)
+}
+
+/// A record with its place in the global order and its wall-clock time.
+public struct SequencedRecord: Sendable, Equatable {
+    public var seq: UInt64
+    public var timeMs: UInt64
+    public var record: JournalRecord
+
+    public init(seq: UInt64, timeMs: UInt64, record: JournalRecord) {
+        self.seq = seq
+        self.timeMs = timeMs
+        self.record = record
+    }
+}

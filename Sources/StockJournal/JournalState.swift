@@ -1,0 +1,285 @@
+import StockProtocol
+
+/// One SKU as the journal knows it.
+public struct SKUState: Sendable, Equatable {
+    public var sku: SKU
+    /// Units the shop has (sold units stay counted until on-hand is set again).
+    public var onHand: Int64
+    /// Units held by live tokens.
+    public var reserved: Int64
+    /// Units sold.
+    public var confirmed: Int64
+    public var lowStockThreshold: UInt32
+    public var perCustomerLimit: UInt32
+
+    /// Units on sale.
+    public var available: Int64 { onHand - reserved - confirmed }
+
+    public init(sku: SKU, onHand: Int64, reserved: Int64 = 0, confirmed: Int64 = 0, lowStockThreshold: UInt32 = 0,
+                perCustomerLimit: UInt32 = 0) {
+        self.sku = sku
+        self.onHand = onHand
+        self.reserved = reserved
+        self.confirmed = confirmed
+        self.lowStockThreshold = lowStockThreshold
+        self.perCustomerLimit = perCustomerLimit
+    }
+}
+
+/// One line of a live token.
+public struct TokenLine: Sendable, Equatable {
+    public var sku: SKU
+    public var quantity: UInt32
+
+    public init(sku: SKU, quantity: UInt32) {
+        self.sku = sku
+        self.quantity = quantity
+    }
+}
+
+/// A token holding units.
+public struct LiveToken: Sendable, Equatable {
+    public var token: Token
+    /// Unsettled lines, in reservation order (one unless `bundle`).
+    public var lines: [TokenLine]
+    /// Unix epoch ms.
+    public var deadlineMs: UInt64
+    public var customer: ShortBytes
+    public var idempotencyKey: ShortBytes
+    public var bundle: Bool
+
+    public init(token: Token, lines: [TokenLine], deadlineMs: UInt64, customer: ShortBytes,
+                idempotencyKey: ShortBytes, bundle: Bool) {
+        self.token = token
+        self.lines = lines
+        self.deadlineMs = deadlineMs
+        self.customer = customer
+        self.idempotencyKey = idempotencyKey
+        self.bundle = bundle
+    }
+}
+
+/// Units a customer bought of a SKU (they count against per-customer limits after a restart).
+public struct CustomerSKU: Sendable, Hashable {
+    public var customer: ShortBytes
+    public var sku: SKU
+
+    public init(customer: ShortBytes, sku: SKU) {
+        self.customer = customer
+        self.sku = sku
+    }
+}
+
+/// The replay state machine: what the records up to `lastSeq` add up to.
+/// Recovery builds it, snapshots serialize it, and the server restores the
+/// core from it (`skus`, `tokens`, `customerSold`).
+///
+/// `apply` checks everything before changing anything, so a record that
+/// does not fit leaves the state as it was and throws `.replay` naming its
+/// seq: an unknown SKU or token, a line that does not match, a count that
+/// would go negative, or available (on-hand − reserved − confirmed) below
+/// zero after the record. The ordering argument in JournalRecord.swift says
+/// that last one cannot happen in seq order; checking it after every record
+/// turns a flaw in that argument into an error at the record that shows it.
+public struct JournalState: Sendable, Equatable {
+    /// SKUs in creation order (the catalog indices a restored core gets).
+    public private(set) var skus: [SKUState] = []
+    private var skuIndex: [SKU: Int] = [:]
+    /// Live tokens.
+    public private(set) var tokens: [Token: LiveToken] = [:]
+    /// Units sold per customer and SKU (customers that reserved with an id only).
+    public private(set) var customerSold: [CustomerSKU: UInt64] = [:]
+    /// Seq of the last record applied (0: none).
+    public internal(set) var lastSeq: UInt64 = 0
+
+    /// An empty state (before seq 1).
+    public init() {}
+
+    /// Number of SKUs.
+    public var skuCount: Int { skus.count }
+    /// Number of live tokens.
+    public var tokenCount: Int { tokens.count }
+    /// Units held by live tokens, all SKUs.
+    public var reservedUnits: Int64 { skus.reduce(0) { $0 + $1.reserved } }
+
+    /// The SKU's state, if it exists.
+    public func sku(_ sku: SKU) -> SKUState? { skuIndex[sku].map { skus[$0] } }
+
+    /// Applies `r`, whose seq must be above `lastSeq`.
+    public mutating func apply(_ r: SequencedRecord) throws(JournalError) {
+        guard r.seq > lastSeq else { throw .replay(seq: r.seq, reason: "not after seq \(lastSeq)") }
+        do throws(Refusal) {
+            try apply(r.record)
+        } catch {
+            throw .replay(seq: r.seq, reason: error.reason)
+        }
+        lastSeq = r.seq
+    }
+
+    /// Why a record does not apply (turned into `.replay` with its seq).
+    struct Refusal: Error {
+        let reason: String
+        init(_ r: String) { reason = r }
+    }
+
+    private mutating func apply(_ record: JournalRecord) throws(Refusal) {
+        switch record {
+        case let .stockSet(sku, onHand, threshold, limit):
+            try setStock(sku, onHand: onHand, threshold: threshold, limit: limit)
+        case let .stockAdjusted(sku, delta, _):
+            let i = try index(sku)
+            try update(i) { $0.onHand += delta }
+        case let .reserved(token, sku, quantity, deadline, customer, key, bundle):
+            try reserve(token, TokenLine(sku: sku, quantity: quantity), deadlineMs: deadline, customer: customer,
+                        key: key, bundle: bundle)
+        case let .confirmed(token, sku, quantity, returned, _):
+            let held = UInt64(quantity) + UInt64(returned)
+            let (i, t) = try settle(token, sku: sku, held: held) {
+                $0.reserved -= Int64(held)
+                $0.confirmed += Int64(quantity)
+            }
+            if !t.customer.isEmpty && quantity > 0 {
+                customerSold[CustomerSKU(customer: t.customer, sku: skus[i].sku), default: 0] += UInt64(quantity)
+            }
+        case let .released(token, sku, quantity), let .expired(token, sku, quantity):
+            _ = try settle(token, sku: sku, held: UInt64(quantity)) { $0.reserved -= Int64(quantity) }
+        case let .extended(token, deadline):
+            guard tokens[token] != nil else { throw Refusal("unknown token \(token)") }
+            tokens[token]!.deadlineMs = deadline
+        }
+    }
+
+    private mutating func setStock(_ sku: SKU, onHand: UInt64, threshold: UInt32, limit: UInt32) throws(Refusal) {
+        guard onHand <= Limits.maxStock else { throw Refusal("on-hand \(onHand) above \(Limits.maxStock)") }
+        let i: Int
+        if let existing = skuIndex[sku] {
+            i = existing
+        } else {
+            guard sku.count > 0 else { throw Refusal("empty SKU") }
+            i = skus.count
+            try check(SKUState(sku: sku, onHand: Int64(onHand)))
+            skus.append(SKUState(sku: sku, onHand: 0))
+            skuIndex[sku] = i
+        }
+        try update(i) {
+            $0.onHand = Int64(onHand)
+            $0.lowStockThreshold = threshold
+            $0.perCustomerLimit = limit
+        }
+    }
+
+    private mutating func reserve(_ token: Token, _ line: TokenLine, deadlineMs: UInt64, customer: ShortBytes,
+                                  key: ShortBytes, bundle: Bool) throws(Refusal) {
+        guard line.quantity > 0 else { throw Refusal("reserved 0 units") }
+        let i = try index(line.sku)
+        if let t = tokens[token] {
+            // Another line of the same bundle: the same request wrote them all.
+            guard t.bundle && bundle else { throw Refusal("token \(token) reserved twice") }
+            guard t.customer == customer && t.idempotencyKey == key else {
+                throw Refusal("bundle token \(token): lines disagree on customer or key")
+            }
+        }
+        try update(i) { $0.reserved += Int64(line.quantity) }
+        if tokens[token] != nil {
+            tokens[token]!.lines.append(line)
+            tokens[token]!.deadlineMs = max(tokens[token]!.deadlineMs, deadlineMs)
+        } else {
+            tokens[token] = LiveToken(token: token, lines: [line], deadlineMs: deadlineMs, customer: customer,
+                                      idempotencyKey: key, bundle: bundle)
+        }
+    }
+
+    /// Removes the token's line on `sku` holding `held` units and applies
+    /// `change` to the SKU; the token goes with its last line.
+    private mutating func settle(_ token: Token, sku: SKU, held: UInt64, _ change: (inout SKUState) -> Void)
+        throws(Refusal) -> (Int, LiveToken)
+    {
+        guard let t = tokens[token] else { throw Refusal("unknown token \(token)") }
+        guard let l = t.lines.firstIndex(where: { $0.sku == sku && UInt64($0.quantity) == held }) else {
+            let has = t.lines.map { "\($0.quantity) of \($0.sku)" }.joined(separator: ", ")
+            throw Refusal("token \(token) has no line of \(held) of \(sku) (has \(has))")
+        }
+        let i = try index(sku)
+        try update(i, change)
+        if t.lines.count == 1 {
+            tokens[token] = nil
+        } else {
+            tokens[token]!.lines.remove(at: l)
+        }
+        return (i, t)
+    }
+
+    private func index(_ sku: SKU) throws(Refusal) -> Int {
+        guard let i = skuIndex[sku] else { throw Refusal("unknown SKU \(sku)") }
+        return i
+    }
+
+    /// Applies `change` to SKU `i` if the result passes `check`; otherwise nothing changes.
+    private mutating func update(_ i: Int, _ change: (inout SKUState) -> Void) throws(Refusal) {
+        var s = skus[i]
+        change(&s)
+        try check(s)
+        skus[i] = s
+    }
+
+    private func check(_ s: SKUState) throws(Refusal) {
+        guard s.onHand >= 0 else { throw Refusal("\(s.sku): on-hand \(s.onHand) below zero") }
+        guard s.onHand <= Int64(Limits.maxStock) else { throw Refusal("\(s.sku): on-hand \(s.onHand) above maximum") }
+        guard s.reserved >= 0 else { throw Refusal("\(s.sku): reserved \(s.reserved) below zero") }
+        guard s.confirmed >= 0 else { throw Refusal("\(s.sku): confirmed \(s.confirmed) below zero") }
+        guard s.available >= 0 else {
+            throw Refusal("\(s.sku): available \(s.available) below zero (on-hand \(s.onHand), "
+                          + "reserved \(s.reserved), confirmed \(s.confirmed))")
+        }
+    }
+
+    /// Checks the whole state: every SKU's counts, reserved == the sum of
+    /// the live tokens' lines, every line on a known SKU with units, every
+    /// non-bundle token with exactly one line.
+    public func checkInvariants() throws(JournalError) {
+        var held = [Int64](repeating: 0, count: skus.count)
+        for (token, t) in tokens {
+            guard t.token == token else { throw .invariant("token \(token) filed under another token") }
+            guard !t.lines.isEmpty, t.bundle || t.lines.count == 1 else {
+                throw .invariant("token \(token): \(t.lines.count) lines (bundle: \(t.bundle))")
+            }
+            for line in t.lines {
+                guard let i = skuIndex[line.sku] else { throw .invariant("token \(token): unknown SKU \(line.sku)") }
+                guard line.quantity > 0 else { throw .invariant("token \(token): line of 0 units") }
+                held[i] += Int64(line.quantity)
+            }
+        }
+        guard skuIndex.count == skus.count else { throw .invariant("SKU index out of step") }
+        for (i, s) in skus.enumerated() {
+            guard skuIndex[s.sku] == i else { throw .invariant("SKU \(s.sku) indexed wrongly") }
+            do throws(Refusal) { try check(s) } catch { throw .invariant(error.reason) }
+            guard s.reserved == held[i] else {
+                throw .invariant("\(s.sku): reserved \(s.reserved) but live tokens hold \(held[i])")
+            }
+        }
+        for (k, _) in customerSold where skuIndex[k.sku] == nil {
+            throw .invariant("customer units for unknown SKU \(k.sku)")
+        }
+    }
+}
+
+extension JournalState {
+    /// Rebuilds a state from its parts (snapshot loading); `checkInvariants` afterwards.
+    init(skus: [SKUState], tokens: [Token: LiveToken], customerSold: [CustomerSKU: UInt64], lastSeq: UInt64)
+        throws(JournalError)
+    {
+        for (i, s) in skus.enumerated() {
+            guard skuIndex.updateValue(i, forKey: s.sku) == nil else { throw .invariant("SKU \(s.sku) twice") }
+        }
+        self.skus = skus
+        self.tokens = tokens
+        self.customerSold = customerSold
+        self.lastSeq = lastSeq
+    }
+
+    /// Marks every seq up to `seq` as covered without a record (recovery
+    /// skipping numbers that were never acknowledged, see Recovery.swift).
+    mutating func advance(to seq: UInt64) {
+        lastSeq = max(lastSeq, seq)
+    }
+}

@@ -1,0 +1,215 @@
+import Atomics
+import Glibc
+import StockCore
+import StockJournal
+import StockProtocol
+
+// # Group commit
+//
+// Workers journal every state change as it happens (the core reports it
+// synchronously, see `Change`), into a buffer of their own, each record
+// numbered from one global atomic sequence. At the end of each loop
+// iteration a worker hands its buffer to the journal thread (one lock per
+// iteration, not per request). The journal thread writes everything handed
+// over since its last round with one `write`, makes it durable with one
+// `fdatasync`, and publishes the **durable watermark**: every record with
+// a sequence number at or below it is on disk. A connection whose answers
+// include a state change waits until the watermark passes that change's
+// record; answers are never reordered, so a read answer queued behind a
+// write answer waits too, and an idle reader is not delayed at all.
+//
+// Why a gap-free watermark is safe to compute without stopping workers:
+// before a worker's buffer goes from empty to non-empty it stores, in its
+// `pendingLow` slot, a lower bound of the sequence numbers it is about to
+// take (the global counter's current value), and it clears the slot (to
+// UInt64.max) only after handing the buffer over. The journal thread, each
+// round: (1) loads the global counter G, (2) loads every `pendingLow`,
+// (3) takes the handed-over buffers, (4) writes and syncs them, then
+// (5) publishes W = min(G, every pendingLow) − 1. A record numbered below
+// G was either handed over before step 2 read its worker's slot — so step 3
+// took it (or an earlier round did) — or its worker had not handed it over
+// yet, and then that worker's slot bounds W below it. All loads and stores
+// of G and the slots are sequentially consistent.
+
+/// The journal thread and what workers share with it.
+final class JournalPipeline: @unchecked Sendable {
+    let directory: String
+    /// The next sequence number to hand out.
+    let nextSeq: ManagedAtomic<UInt64>
+    /// Every record numbered at or below this is durable.
+    let durable: ManagedAtomic<UInt64>
+    /// Per worker: a lower bound of its unhanded records' numbers, or .max.
+    private let pendingLow: [ManagedAtomic<UInt64>]
+    /// Set when a write or sync failed: the journal no longer advances and
+    /// the server refuses state changes.
+    let failed = ManagedAtomic<Bool>(false)
+    private(set) var failure: String?
+
+    // Handed-over bytes per worker, swapped out by the journal thread.
+    private var handed: [[UInt8]]
+    private var spare: [[UInt8]]
+    private var handedRecords: [Int]
+    private var mutex = pthread_mutex_t()
+    private var cond = pthread_cond_t()
+    private var stopping = false
+    private var thread = pthread_t()
+    private let writer: JournalWriter
+    /// Called on the journal thread after the watermark moved (wakes the workers).
+    var onDurable: (() -> Void)?
+    let logFailure: @Sendable (String) -> Void
+
+    // Statistics (journal thread writes, STATS reads).
+    let syncs = ManagedAtomic<UInt64>(0)
+    let syncNanosTotal = ManagedAtomic<UInt64>(0)
+    let syncNanosMax = ManagedAtomic<UInt64>(0)
+    let recordsWritten = ManagedAtomic<UInt64>(0)
+    let bytesWritten = ManagedAtomic<UInt64>(0)
+    let batchRecordsMax = ManagedAtomic<UInt64>(0)
+    /// fdatasync latency histogram: bucket i counts syncs under 2^i µs (the last: the rest).
+    let syncLatencyBuckets = (0..<20).map { _ in ManagedAtomic<UInt64>(0) }
+
+    init(directory: String, firstSeq: UInt64, workers: Int, segmentBytes: Int,
+         logFailure: @escaping @Sendable (String) -> Void) throws {
+        precondition(firstSeq >= 1)
+        self.directory = directory
+        self.logFailure = logFailure
+        nextSeq = ManagedAtomic(firstSeq)
+        durable = ManagedAtomic(firstSeq - 1)
+        pendingLow = (0..<workers).map { _ in ManagedAtomic<UInt64>(.max) }
+        handed = Array(repeating: [], count: workers)
+        spare = Array(repeating: [], count: workers)
+        handedRecords = Array(repeating: 0, count: workers)
+        for i in 0..<workers {
+            handed[i].reserveCapacity(1 << 20)
+            spare[i].reserveCapacity(1 << 20)
+        }
+        writer = try JournalWriter(directory: directory, segmentBytes: Int64(segmentBytes))
+        pthread_mutex_init(&mutex, nil)
+        pthread_cond_init(&cond, nil)
+    }
+
+    func start() {
+        let context = Unmanaged.passRetained(self).toOpaque()
+        let rc = pthread_create(&thread, nil, { arg in
+            let p = Unmanaged<JournalPipeline>.fromOpaque(arg!).takeRetainedValue()
+            p.run()
+            return nil
+        }, context)
+        precondition(rc == 0, "cannot start the journal thread")
+    }
+
+    /// Stops after writing and syncing everything handed over.
+    func stop() {
+        pthread_mutex_lock(&mutex)
+        stopping = true
+        pthread_cond_signal(&cond)
+        pthread_mutex_unlock(&mutex)
+        pthread_join(thread, nil)
+    }
+
+    // MARK: worker side (each worker's own thread)
+
+    /// Before a worker appends its first record since its last hand-over.
+    @inline(__always) func willAppend(worker: Int) {
+        pendingLow[worker].store(nextSeq.load(ordering: .sequentiallyConsistent), ordering: .sequentiallyConsistent)
+    }
+
+    /// The number for one record.
+    @inline(__always) func takeSeq() -> UInt64 {
+        nextSeq.loadThenWrappingIncrement(ordering: .sequentiallyConsistent)
+    }
+
+    /// Hands a worker's records over (end of a loop iteration), then clears its slot.
+    func handOver(worker: Int, _ bytes: UnsafeRawBufferPointer, records: Int) {
+        pthread_mutex_lock(&mutex)
+        handed[worker].append(contentsOf: bytes)
+        handedRecords[worker] += records
+        pthread_cond_signal(&cond)
+        pthread_mutex_unlock(&mutex)
+        pendingLow[worker].store(.max, ordering: .sequentiallyConsistent)
+    }
+
+    // MARK: journal thread
+
+    private func run() {
+        while true {
+            let g = nextSeq.load(ordering: .sequentiallyConsistent)
+            var low = g
+            for slot in pendingLow { low = min(low, slot.load(ordering: .sequentiallyConsistent)) }
+            pthread_mutex_lock(&mutex)
+            var records = 0
+            for i in handed.indices {
+                swap(&handed[i], &spare[i])
+                records += handedRecords[i]
+                handedRecords[i] = 0
+            }
+            let done = stopping
+            pthread_mutex_unlock(&mutex)
+            if records > 0 { writeAndSync(records: records) }
+            if !failed.load(ordering: .acquiring) && low - 1 > durable.load(ordering: .relaxed) {
+                durable.store(low - 1, ordering: .releasing)
+                onDurable?()
+            }
+            if done && records == 0 { return }
+            if records == 0 { waitForWork(moreExpected: low < g) }
+        }
+    }
+
+    /// Sleeps until a hand-over, or 1 ms when records are still on their way.
+    private func waitForWork(moreExpected: Bool) {
+        pthread_mutex_lock(&mutex)
+        if !stopping && handedRecords.allSatisfy({ $0 == 0 }) {
+            if moreExpected {
+                var ts = timespec()
+                clock_gettime(CLOCK_REALTIME, &ts)
+                ts.tv_nsec += 1_000_000
+                if ts.tv_nsec >= 1_000_000_000 { ts.tv_sec += 1; ts.tv_nsec -= 1_000_000_000 }
+                pthread_cond_timedwait(&cond, &mutex, &ts)
+            } else {
+                pthread_cond_wait(&cond, &mutex)
+            }
+        }
+        pthread_mutex_unlock(&mutex)
+    }
+
+    private func writeAndSync(records: Int) {
+        guard !failed.load(ordering: .acquiring) else {
+            for i in spare.indices { spare[i].removeAll(keepingCapacity: true) }
+            return
+        }
+        var bytes = 0
+        do {
+            for i in spare.indices where !spare[i].isEmpty {
+                try spare[i].withUnsafeBytes { try writer.append($0) }
+                bytes += spare[i].count
+                spare[i].removeAll(keepingCapacity: true)
+            }
+            let t0 = Self.nanos()
+            try writer.sync()
+            let dt = Self.nanos() - t0
+            syncs.wrappingIncrement(ordering: .relaxed)
+            syncNanosTotal.wrappingIncrement(by: dt, ordering: .relaxed)
+            if dt > syncNanosMax.load(ordering: .relaxed) { syncNanosMax.store(dt, ordering: .relaxed) }
+            let micros = dt / 1000
+            let bucket = micros == 0 ? 0 : min(syncLatencyBuckets.count - 1, 64 - micros.leadingZeroBitCount)
+            syncLatencyBuckets[bucket].wrappingIncrement(ordering: .relaxed)
+            recordsWritten.wrappingIncrement(by: UInt64(records), ordering: .relaxed)
+            bytesWritten.wrappingIncrement(by: UInt64(bytes), ordering: .relaxed)
+            if UInt64(records) > batchRecordsMax.load(ordering: .relaxed) {
+                batchRecordsMax.store(UInt64(records), ordering: .relaxed)
+            }
+        } catch {
+            for i in spare.indices { spare[i].removeAll(keepingCapacity: true) }
+            failure = "\(error)"
+            failed.store(true, ordering: .releasing)
+            logFailure("journal write failed, refusing state changes from now on: \(error)")
+            onDurable?()  // wake the workers: held answers must not wait forever
+        }
+    }
+
+    static func nanos() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+}

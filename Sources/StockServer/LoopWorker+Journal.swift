@@ -1,0 +1,114 @@
+import CLibUV
+import StockCore
+import StockJournal
+import StockProtocol
+
+// A worker's side of group commit (see JournalPipeline): journal each state
+// change the core reports, hand the records over once per loop iteration,
+// and release connections' held answers when the watermark passes them.
+
+extension LoopWorker {
+    /// Sets up journaling on this worker (before its loop runs).
+    func attachJournal(_ journal: JournalPipeline) {
+        self.journal = journal
+        coreWorker.onChange = { [unowned(unsafe) self] change in self.journalChange(change) }
+        uv_check_init(loop, handOverCheck)
+        uv_check_start(handOverCheck) { check in
+            LoopWorker.from(UnsafeMutableRawPointer(check!).assumingMemoryBound(to: uv_handle_t.self)).handOverRecords()
+        }
+        uv_unref(handleOf(UnsafeMutableRawPointer(handOverCheck)))
+        uv_async_init(loop, durableAsync) { async in
+            LoopWorker.from(UnsafeMutableRawPointer(async!).assumingMemoryBound(to: uv_handle_t.self)).releaseHeld()
+        }
+    }
+
+    /// Every record at or below this is durable (no journal: everything is).
+    @inline(__always) var durableSeq: UInt64 {
+        journal?.durable.load(ordering: .acquiring) ?? .max
+    }
+
+    /// The journal failed: state changes are refused.
+    var journalFailed: Bool { journal?.failed.load(ordering: .relaxed) ?? false }
+
+    /// One state change, as the core reports it (on this thread).
+    func journalChange(_ change: Change) {
+        guard let journal, let record = journalRecord(change) else { return }
+        if pendingRecords == 0 { journal.willAppend(worker: index) }
+        let seq = journal.takeSeq()
+        RecordCodec.encode(SequencedRecord(seq: seq, timeMs: wallClock(change.timeMs), record: record),
+                           into: recordBuffer)
+        pendingRecords += 1
+        lastSeq = seq
+    }
+
+    private func journalRecord(_ c: Change) -> JournalRecord? {
+        let q = UInt32(truncatingIfNeeded: c.quantity)
+        switch c.kind {
+        case .reserved:
+            return .reserved(token: c.token, sku: core.sku(at: c.sku), quantity: q, deadlineMs: wallClock(UInt64(c.aux)),
+                             customer: c.reference, idempotencyKey: c.key, bundle: c.extra == 1)
+        case .confirmed:
+            return .confirmed(token: c.token, sku: core.sku(at: c.sku), quantity: q,
+                              returned: UInt32(truncatingIfNeeded: c.aux), orderReference: c.reference)
+        case .released: return .released(token: c.token, sku: core.sku(at: c.sku), quantity: q)
+        case .expired: return .expired(token: c.token, sku: core.sku(at: c.sku), quantity: q)
+        case .extended: return .extended(token: c.token, deadlineMs: wallClock(UInt64(c.aux)))
+        case .stockSet:
+            return .stockSet(sku: core.sku(at: c.sku), onHand: UInt64(c.quantity),
+                             lowStockThreshold: UInt32(truncatingIfNeeded: c.extra >> 32),
+                             perCustomerLimit: UInt32(truncatingIfNeeded: c.extra))
+        case .stockAdjusted:
+            return .stockAdjusted(sku: core.sku(at: c.sku), delta: c.quantity, reason: UInt8(truncatingIfNeeded: c.aux))
+        case .lowStock, .soldOut, .backInStock:
+            return nil  // derived from the counts; not state
+        }
+    }
+
+    /// End of a loop iteration: the records of this iteration go to the journal thread.
+    func handOverRecords() {
+        guard let journal, pendingRecords > 0 else { return }
+        recordBuffer.withUnsafeBytes { journal.handOver(worker: index, $0, records: pendingRecords) }
+        recordBuffer.reset()
+        pendingRecords = 0
+    }
+
+    /// A connection whose answers wait for the journal.
+    func hold(_ conn: Connection) {
+        guard !conn.isHeld else { return }
+        conn.isHeld = true
+        heldConnections.append(conn)
+    }
+
+    /// The watermark moved (or the journal failed): answers now durable go out.
+    func releaseHeld() {
+        let w = durableSeq
+        let failed = journalFailed
+        var kept: [Connection] = []
+        let held = heldConnections
+        heldConnections.removeAll(keepingCapacity: true)
+        for conn in held {
+            conn.isHeld = false
+            guard conn.state != .closed else { continue }
+            if conn.heldUntil <= w {
+                conn.releaseHeldAnswers()
+            } else if failed {
+                conn.close()  // never acknowledge what is not on disk: the client sees the outcome as unknown
+            } else {
+                conn.isHeld = true
+                kept.append(conn)
+            }
+        }
+        heldConnections.append(contentsOf: kept)
+    }
+
+    /// Wakes this worker from the journal thread.
+    func signalDurable() {
+        uv_async_send(durableAsync)
+    }
+
+    func closeJournalHandles() {
+        guard journal != nil else { return }
+        uv_close(handleOf(UnsafeMutableRawPointer(handOverCheck)), nil)
+        uv_close(handleOf(UnsafeMutableRawPointer(durableAsync)), nil)
+    }
+}

@@ -1,0 +1,92 @@
+import Foundation
+import Logging
+import StockCore
+import StockJournal
+import StockProtocol
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the data directory gave back, ready for `StockServer.restore`.
+struct RecoveredData {
+    var skus: [(sku: SKU, onHand: UInt64, confirmed: UInt64, lowStockThreshold: UInt32, perCustomerLimit: UInt32)]
+    var customerSold: [(customer: ShortBytes, sku: SKU, units: UInt64)]
+    var tokens: [RestoredToken]
+    /// The journal's first record number from now on.
+    var nextSeq: UInt64
+}
+
+/// Start-up with `--sync always`: lock the data directory, recover (newest
+/// snapshot + journal replay, torn tail truncated, holds past their deadline
+/// expired), add `--catalog` SKUs the directory does not know yet, write a
+/// fresh snapshot and start an empty journal after it.
+enum StartupRecovery {
+    /// Held for the life of the process: a second stockd on the same
+    /// directory would interleave two journals.
+    nonisolated(unsafe) private static var lockFD: Int32 = -1
+
+    static func recover(_ dir: String, catalog: [StockSet], logger: Logger) throws -> RecoveredData {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try lock(dir)
+        let now = UInt64(Date().timeIntervalSince1970 * 1000)
+        var result: RecoveryResult
+        do { result = try Recovery.run(dataDirectory: dir, nowWallMs: now) } catch {
+            throw RecoveryFailed("--data-dir \(dir): \(error)")
+        }
+        if let torn = result.tornTail {
+            logger.warning("recovery: torn tail truncated: \(torn)")
+        }
+        if let gap = result.gapAt {
+            logger.warning("recovery: sequence gap at \(gap): \(result.droppedAfterGap) later records were never acknowledged, dropped")
+        }
+        var staged = 0
+        for line in catalog where result.state.sku(line.sku) == nil {
+            let record = JournalRecord.stockSet(sku: line.sku, onHand: line.onHand,
+                                                lowStockThreshold: line.lowStockThreshold ?? 0,
+                                                perCustomerLimit: line.perCustomerLimit ?? 0)
+            do {
+                try result.state.apply(SequencedRecord(seq: result.nextSeq, timeMs: now, record: record))
+            } catch {
+                throw RecoveryFailed("--catalog: \(error)")
+            }
+            result.nextSeq += 1
+            staged += 1
+        }
+        do { try Recovery.finish(result, dataDirectory: dir, nowWallMs: now) } catch {
+            throw RecoveryFailed("--data-dir \(dir): cannot write the recovery snapshot: \(error)")
+        }
+        let ms = Double(result.elapsed.components.attoseconds) / 1e15 + Double(result.elapsed.components.seconds) * 1000
+        logger.info("""
+            recovery: \(dir): snapshot seq \(result.snapshotSeq), \(result.recordsReplayed) records replayed \
+            in \(String(format: "%.1f", ms)) ms, \(result.state.skuCount) SKUs, \(result.state.tokenCount) live holds, \
+            \(result.expiredAtRecovery.count) expired while down, \(staged) SKUs staged from --catalog \
+            (\(catalog.count - staged) already known, kept), journal continues at seq \(result.nextSeq)
+            """)
+        return RecoveredData(
+            skus: result.state.skus.map {
+                ($0.sku, UInt64($0.onHand), UInt64($0.confirmed), $0.lowStockThreshold, $0.perCustomerLimit)
+            },
+            customerSold: result.state.customerSold.map { ($0.key.customer, $0.key.sku, $0.value) },
+            tokens: result.state.tokens.values.map {
+                RestoredToken(token: $0.token, lines: $0.lines.map { RestoredLine(sku: $0.sku, quantity: $0.quantity) },
+                              deadlineMs: $0.deadlineMs, customer: $0.customer, idempotencyKey: $0.idempotencyKey,
+                              bundle: $0.bundle)
+            },
+            nextSeq: result.nextSeq)
+    }
+
+    private static func lock(_ dir: String) throws {
+        let fd = open(dir + "/LOCK", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw RecoveryFailed("--data-dir \(dir): cannot open LOCK: \(String(cString: strerror(errno)))") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            throw RecoveryFailed("--data-dir \(dir) is in use by another stockd")
+        }
+        lockFD = fd
+    }
+}
+
+struct RecoveryFailed: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}

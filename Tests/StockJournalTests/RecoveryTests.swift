@@ -1,0 +1,192 @@
+import Foundation
+import StockJournal
+import StockProtocol
+import Testing
+import TestSupport
+
+@Suite("Recovery")
+struct RecoveryTests {
+    @Test func emptyAndMissingDirectory() throws {
+        let dir = TempDirectory("fresh")
+        defer { dir.remove() }
+        let path = dir.file("a/b/data")
+        let result = try Recovery.run(dataDirectory: path, nowWallMs: 5)
+        #expect(result.nextSeq == 1 && result.state == JournalState() && result.snapshot == nil)
+        let snap = try Recovery.finish(result, dataDirectory: path, nowWallMs: 5)
+        #expect(snap.name == "snapshot-00000000000000000000.snap")
+        let again = try Recovery.run(dataDirectory: path, nowWallMs: 6)
+        #expect(again.nextSeq == 1 && again.snapshotSeq == 0 && again.snapshot == snap)
+    }
+
+    /// Records written slightly out of order (worker buffers interleaving),
+    /// across segments, with a snapshot in the middle: the same state as a
+    /// straight replay.
+    @Test(arguments: 1...4 as ClosedRange<UInt64>)
+    func outOfOrderWindowAndSnapshot(seed: UInt64) throws {
+        let dir = TempDirectory("window")
+        defer { dir.remove() }
+        var gen = HistoryGenerator(seed: 0x2EC0_0000 + seed)
+        let records = gen.generate(3000)
+        var rng = SplitMix64(seed: seed)
+        var shuffled = records
+        var i = 0
+        while i < shuffled.count {  // shuffle within windows of up to 16
+            let n = min(shuffled.count - i, 1 + Int(rng.next(below: 16)))
+            shuffled[i..<(i + n)].shuffle(using: &rng)
+            i += n
+        }
+        try writeJournal(shuffled, to: dir.path, segmentBytes: 8192, maxBatch: 10, seed: seed)
+        let cut = Int(rng.next(below: 3000))
+        try Snapshots.write(try replay(records[0..<cut]), wallTimeMs: 0, directory: dir.path)
+        let result = try Recovery.run(dataDirectory: dir.path, nowWallMs: 0)
+        #expect(differences(result.state, try replay(records)) == [])
+        #expect(result.recordsReplayed == 3000 - cut && result.recordsCoveredBySnapshot == cut)
+        #expect(result.nextSeq == 3001 && result.droppedAfterGap == 0 && result.gapAt == nil)
+    }
+
+    /// One record missing in the middle: replay stops there, the rest is
+    /// dropped and counted, and numbering continues past everything on disk.
+    @Test func gapStopsReplay() throws {
+        let dir = TempDirectory("gap")
+        defer { dir.remove() }
+        var gen = HistoryGenerator(seed: 0x2EC0_0101)
+        let records = gen.generate(1000)
+        var missing = records
+        missing.remove(at: 599)  // seq 600
+        try writeJournal(missing, to: dir.path, segmentBytes: 4096)
+        let result = try Recovery.run(dataDirectory: dir.path, nowWallMs: 0)
+        #expect(result.gapAt == 600 && result.droppedAfterGap == 400 && result.recordsReplayed == 599)
+        #expect(result.highestSeqSeen == 1000 && result.nextSeq == 1001)
+        var expected = try replay(records[0..<599])
+        #expect(differences(result.state, expected).filter { !$0.hasPrefix("lastSeq") } == [])
+        try Recovery.finish(result, dataDirectory: dir.path, nowWallMs: 0)
+        #expect(try SegmentFiles.list(in: dir.path).isEmpty)
+        let again = try Recovery.run(dataDirectory: dir.path, nowWallMs: 0)
+        expected = result.state
+        #expect(again.state == expected && again.nextSeq == 1001 && again.droppedAfterGap == 0)
+    }
+
+    /// A crash inside `finish` after its snapshot but before the segments go:
+    /// the dropped records stay dropped (they are at or below the snapshot's seq).
+    @Test func droppedRecordsAreNeverResurrected() throws {
+        let dir = TempDirectory("resurrect")
+        defer { dir.remove() }
+        var gen = HistoryGenerator(seed: 0x2EC0_0102)
+        var records = gen.generate(500)
+        records.remove(at: 299)
+        try writeJournal(records, to: dir.path, segmentBytes: 4096)
+        let result = try Recovery.run(dataDirectory: dir.path, nowWallMs: UInt64.max)  // expire everything
+        #expect(!result.expiredAtRecovery.isEmpty)
+        try Snapshots.write(result.state, wallTimeMs: 0, directory: dir.path)  // finish, interrupted
+        let again = try Recovery.run(dataDirectory: dir.path, nowWallMs: UInt64.max)
+        #expect(again.state == result.state && again.recordsReplayed == 0 && again.nextSeq == result.nextSeq)
+    }
+
+    @Test func expiryAtRecovery() throws {
+        let dir = TempDirectory("expiry")
+        defer { dir.remove() }
+        var gen = HistoryGenerator(seed: 0x2EC0_0103)
+        gen.settlePercent = 20
+        let records = gen.generate(2000)
+        try writeJournal(records, to: dir.path)
+        let full = try replay(records)
+        let deadlines = full.tokens.values.map(\.deadlineMs).sorted()
+        #expect(deadlines.count > 10)
+        let now = deadlines[deadlines.count / 2]
+        let due = full.tokens.values.filter { $0.deadlineMs <= now }
+        let result = try Recovery.run(dataDirectory: dir.path, nowWallMs: now)
+        #expect(Set(result.expiredAtRecovery.map(\.token)) == Set(due.map(\.token)))
+        #expect(result.expiredAtRecovery.map(\.deadlineMs) == result.expiredAtRecovery.map(\.deadlineMs).sorted())
+        #expect(result.state.tokens.values.allSatisfy { $0.deadlineMs > now })
+        #expect(result.state.tokenCount == full.tokenCount - due.count)
+        let lines = due.reduce(0) { $0 + $1.lines.count }
+        #expect(result.nextSeq == 2001 + UInt64(lines))
+        #expect(result.expiredAtRecovery.flatMap(\.records).map(\.seq) == Array(2001..<(2001 + UInt64(lines))))
+        let heldBefore = due.reduce(Int64(0)) { $0 + $1.lines.reduce(0) { $0 + Int64($1.quantity) } }
+        #expect(result.state.reservedUnits == full.reservedUnits - heldBefore)
+        try result.state.checkInvariants()
+        // finish: the journal is empty, and the next recovery starts at nextSeq with nothing due.
+        try Recovery.finish(result, dataDirectory: dir.path, nowWallMs: now)
+        #expect(dir.names() == [Snapshots.name(seq: result.nextSeq - 1)])
+        let again = try Recovery.run(dataDirectory: dir.path, nowWallMs: now)
+        #expect(again.state == result.state && again.expiredAtRecovery.isEmpty && again.nextSeq == result.nextSeq)
+    }
+
+    /// A torn tail is cut and reported; recovery goes on with the rest.
+    @Test func tornTailIsTruncated() throws {
+        let dir = TempDirectory("rtorn")
+        defer { dir.remove() }
+        var gen = HistoryGenerator(seed: 0x2EC0_0104)
+        let records = gen.generate(300)
+        try writeJournal(records, to: dir.path)
+        let last = try SegmentFiles.list(in: dir.path).last!
+        let bytes = dir.read(last.name)
+        dir.write(last.name, bytes + RecordCodec.encode(SequencedRecord(
+            seq: 301, timeMs: 0, record: .extended(token: Token(slot: 1, generation: 1, secret: 1), deadlineMs: 1))).dropLast(7))
+        let result = try Recovery.run(dataDirectory: dir.path, nowWallMs: 0)
+        #expect(result.tornTail?.offset == Int64(bytes.count) && result.tornBytes > 0)
+        #expect(result.state == (try replay(records)) && result.nextSeq == 301)
+        #expect(dir.read(last.name) == bytes)
+    }
+
+    /// A bad newest snapshot: recovery falls back to an older one while the
+    /// journal covers the difference, and refuses once it no longer does.
+    @Test func badSnapshotFallback() throws {
+        let dir = TempDirectory("fallback")
+        defer { dir.remove() }
+        var gen = HistoryGenerator(seed: 0x2EC0_0105)
+        let records = gen.generate(1500)
+        try writeJournal(records, to: dir.path, segmentBytes: 4096)
+        try Snapshots.write(try replay(records[0..<300]), wallTimeMs: 0, directory: dir.path)
+        let newest = try Snapshots.write(try replay(records[0..<1000]), wallTimeMs: 0, directory: dir.path)
+        var bytes = dir.read(newest.name)
+        bytes[bytes.count / 2] ^= 0xFF
+        dir.write(newest.name, bytes)
+        let result = try Recovery.run(dataDirectory: dir.path, nowWallMs: 0)
+        #expect(result.snapshotSeq == 300 && result.skippedSnapshots.map(\.file) == [newest])
+        #expect(result.state == (try replay(records)))
+        // Segments up to 1000 retired (as after that snapshot was written): now the gap is real.
+        for s in try SegmentFiles.list(in: dir.path).dropLast() {
+            var maxSeq: UInt64 = 0
+            _ = try JournalReader.read(s, isLast: false, repairTornTail: false) { r, _ in maxSeq = max(maxSeq, r.seq) }
+            if maxSeq <= 1000 { try FileManager.default.removeItem(atPath: s.path) }
+        }
+        let error = journalError { _ = try Recovery.run(dataDirectory: dir.path, nowWallMs: 0) }
+        guard case .snapshotGap(let bad, let badSeq, let usable, _)? = error else {
+            Issue.record("recovered across a gap the journal does not cover: \(String(describing: error))")
+            return
+        }
+        #expect(bad == newest.path && badSeq == 1000 && usable == 300)
+    }
+
+    /// Corruption in an earlier segment stops recovery and changes nothing.
+    @Test func corruptionStopsRecovery() throws {
+        let dir = TempDirectory("rcorrupt")
+        defer { dir.remove() }
+        var gen = HistoryGenerator(seed: 0x2EC0_0106)
+        try writeJournal(gen.generate(600), to: dir.path, segmentBytes: 4096)
+        let first = try SegmentFiles.list(in: dir.path)[0]
+        var bytes = dir.read(first.name)
+        bytes[100] ^= 0x01
+        dir.write(first.name, bytes)
+        let names = dir.names()
+        let error = journalError { _ = try Recovery.run(dataDirectory: dir.path, nowWallMs: 0) }
+        guard case .corrupt(let path, let offset, _)? = error else {
+            Issue.record("corruption not reported: \(String(describing: error))")
+            return
+        }
+        #expect(path == first.path && offset <= 100)
+        #expect(dir.names() == names)
+    }
+
+    /// A duplicated seq (the same record twice) is an error naming where.
+    @Test func duplicateSeq() throws {
+        let dir = TempDirectory("dup")
+        defer { dir.remove() }
+        var gen = HistoryGenerator(seed: 0x2EC0_0107)
+        var records = gen.generate(100)
+        records.append(records[40])
+        try writeJournal(records, to: dir.path, segmentBytes: 1 << 20)
+        #expect(throws: JournalError.self) { try Recovery.run(dataDirectory: dir.path, nowWallMs: 0) }
+    }
+}

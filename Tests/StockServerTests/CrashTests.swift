@@ -1,0 +1,208 @@
+import Foundation
+import Glibc
+import StockClient
+import StockProtocol
+import Testing
+import TestSupport
+
+// The crash test: a seeded mixed load through the client, `kill -9` at a
+// random moment, restart on the same data directory, and check that nothing
+// acknowledged was lost — 20 times over one directory.
+
+/// What the clients were told, and what they sent without hearing back.
+final class Ledger: @unchecked Sendable {
+    struct Hold {
+        var sku: String
+        var quantity: Int
+        var deadlineMs: UInt64
+    }
+
+    private let lock = NSLock()
+    /// Acknowledged holds not yet acknowledged as decided.
+    var live: [Token: Hold] = [:]
+    /// Tokens with a confirm / release / extend in flight (outcome unknown after a crash).
+    var pending: Set<Token> = []
+    var confirmed: Set<Token> = []
+    var released: Set<Token> = []
+    /// Per SKU: units acknowledged as sold, and units whose confirm is in flight.
+    var soldAcked: [String: Int] = [:]
+    var soldMaybe: [String: Int] = [:]
+    /// Per SKU: acknowledged on-hand changes, and changes in flight.
+    var onHandAcked: [String: Int] = [:]
+    var onHandMaybe: [String: Int] = [:]
+
+    func with<R>(_ body: (Ledger) -> R) -> R {
+        lock.lock()
+        defer { lock.unlock() }
+        return body(self)
+    }
+}
+
+@Suite(.serialized) struct CrashTests {
+    static let skus = ["CRASH-A", "CRASH-B", "CRASH-C", "CRASH-D"]
+    static let initial = 5_000
+
+    @Test("kill -9 at a random moment, 20 times: nothing acknowledged is lost, books balance, one fate per token")
+    func killNineTwentyTimes() async throws {
+        let data = try TempDirectory(prefix: "stockd-crash")
+        defer { data.remove() }
+        let ledger = Ledger()
+        for sku in Self.skus { ledger.onHandAcked[sku] = Self.initial }
+        var rng = SplitMix64(seed: 0xC0FFEE)
+        let catalog = Self.skus.map { "\($0),\(Self.initial)" }.joined(separator: "\n") + "\n"
+        for round in 0..<20 {
+            let server = try StockdProcess(["--data-dir", data.path("d"), "--workers", "2"], catalog: catalog)
+            try await verify(server, ledger, round: round)
+            let client = StockClient(port: server.port, connections: 4, timeout: .seconds(5))
+            let killAfter = 0.1 + Double(rng.next(below: 400)) / 1000
+            let seeds = (0..<6).map { _ in rng.next() }
+            async let load: Void = withTaskGroup(of: Void.self) { group in
+                for seed in seeds { group.addTask { await Self.drive(client, ledger, seed: seed) } }
+            }
+            try await Task.sleep(for: .seconds(killAfter))
+            server.kill()  // SIGKILL: no flush, no snapshot, whatever was in flight is in flight
+            await load
+            client.close()
+        }
+        let last = try StockdProcess(["--data-dir", data.path("d"), "--workers", "2"], catalog: catalog)
+        try await verify(last, ledger, round: 20)
+    }
+
+    /// One client task: reserve, confirm, release, extend, restock until the connection dies.
+    static func drive(_ client: StockClient, _ ledger: Ledger, seed: UInt64) async {
+        var rng = SplitMix64(seed: seed)
+        for _ in 0..<100_000 {
+            let roll = rng.next(below: 100)
+            let sku = skus[Int(rng.next(below: UInt64(skus.count)))]
+            do {
+                if roll < 50 {
+                    let q = 1 + Int(rng.next(below: 3))
+                    let ttl = Duration.milliseconds(Int64(300 + rng.next(below: 4000)))
+                    let r = try await client.reserve(sku: sku, quantity: q, ttl: ttl)
+                    ledger.with { $0.live[r.token] = Ledger.Hold(sku: sku, quantity: q, deadlineMs: r.expiresAtMs) }
+                } else if roll < 95 {
+                    guard let (token, hold) = ledger.with({ l -> (Token, Ledger.Hold)? in
+                        guard let e = l.live.first(where: { !l.pending.contains($0.key) }) else { return nil }
+                        l.pending.insert(e.key)
+                        return (e.key, e.value)
+                    }) else { continue }
+                    try await decide(client, ledger, token, hold, roll: roll)
+                } else {
+                    let n = 1 + Int(rng.next(below: 20))
+                    ledger.with { $0.onHandMaybe[sku, default: 0] += n }
+                    _ = try await client.adjustStock(sku, delta: Int64(n), reason: .restock)
+                    ledger.with { l in
+                        l.onHandMaybe[sku, default: 0] -= n
+                        l.onHandAcked[sku, default: 0] += n
+                    }
+                }
+            } catch let e where e.isServerRejection {
+                continue  // a refusal changes nothing
+            } catch {
+                return  // the server is gone: what was in flight stays "maybe"
+            }
+        }
+    }
+
+    /// Confirm, release or extend one acknowledged hold.
+    static func decide(_ client: StockClient, _ ledger: Ledger, _ token: Token, _ hold: Ledger.Hold,
+                       roll: UInt64) async throws(StockError) {
+        do {
+            if roll < 75 {
+                ledger.with { $0.soldMaybe[hold.sku, default: 0] += hold.quantity }
+                _ = try await client.confirm(token)
+                ledger.with { l in
+                    l.soldMaybe[hold.sku, default: 0] -= hold.quantity
+                    l.soldAcked[hold.sku, default: 0] += hold.quantity
+                    l.live[token] = nil
+                    l.pending.remove(token)
+                    l.confirmed.insert(token)
+                }
+            } else if roll < 90 {
+                _ = try await client.release(token)
+                ledger.with { l in
+                    l.live[token] = nil
+                    l.pending.remove(token)
+                    l.released.insert(token)
+                }
+            } else {
+                let to = try await client.extend(token, ttl: .seconds(6))
+                ledger.with { l in
+                    if var h = l.live[token] {
+                        h.deadlineMs = max(h.deadlineMs, to)
+                        l.live[token] = h
+                    }
+                    l.pending.remove(token)
+                }
+            }
+        } catch let e where e.isServerRejection {
+            // Refused (it expired first): nothing was sold; the hold is gone.
+            ledger.with { l in
+                if roll < 75 { l.soldMaybe[hold.sku, default: 0] -= hold.quantity }
+                l.live[token] = nil
+                l.pending.remove(token)
+            }
+        }
+    }
+
+    /// After a restart: every acknowledged change is there, nothing else is, books balance.
+    func verify(_ server: StockdProcess, _ ledger: Ledger, round: Int) async throws {
+        let client = StockClient(port: server.port, connections: 1, timeout: .seconds(10))
+        defer { client.close() }
+        let context = "round \(round)"
+        let entries = try await client.listAllStock()
+        for sku in Self.skus {
+            let info = try #require(entries.first { $0.sku == SKU(sku)! }?.info, "\(context): \(sku) missing")
+            #expect(info.onHand == info.available + info.reserved + info.confirmed, "\(context): \(sku) \(info)")
+            let (sold, soldMaybe, onHand, onHandMaybe) = ledger.with {
+                ($0.soldAcked[sku] ?? 0, $0.soldMaybe[sku] ?? 0, $0.onHandAcked[sku] ?? 0, $0.onHandMaybe[sku] ?? 0)
+            }
+            #expect(Int(info.confirmed) >= sold && Int(info.confirmed) <= sold + soldMaybe,
+                    "\(context): \(sku) confirmed \(info.confirmed), acknowledged \(sold) (+\(soldMaybe) in flight)")
+            #expect(Int(info.onHand) >= onHand && Int(info.onHand) <= onHand + onHandMaybe,
+                    "\(context): \(sku) on-hand \(info.onHand), acknowledged \(onHand) (+\(onHandMaybe) in flight)")
+            // In-flight outcomes are known now.
+            ledger.with { l in
+                l.soldAcked[sku] = Int(info.confirmed)
+                l.soldMaybe[sku] = 0
+                l.onHandAcked[sku] = Int(info.onHand)
+                l.onHandMaybe[sku] = 0
+            }
+        }
+        // Holds: live until their deadline, gone after it; an in-flight decision may have gone either way.
+        let (live, pending) = ledger.with { ($0.live, $0.pending) }
+        for (token, hold) in live where !pending.contains(token) {
+            // The clock is read per hold: checking hundreds of holds on a loaded machine takes a while.
+            let now = UInt64(Date().timeIntervalSince1970 * 1000)
+            if hold.deadlineMs > now + 500 {
+                do {
+                    let at = try await client.extend(token, ttl: .milliseconds(1))  // never shortens: reads the deadline
+                    #expect(at + 2 >= hold.deadlineMs, "\(context): \(token) deadline \(at) before \(hold.deadlineMs)")
+                } catch {
+                    Issue.record("\(context): acknowledged hold \(token) on \(hold.sku) not live: \(error); deadline \(hold.deadlineMs), checked at \(now)")
+                }
+            } else if hold.deadlineMs + 500 < now {
+                await #expect(throws: StockError.self, "\(context): \(token) outlived its deadline") {
+                    _ = try await client.extend(token, ttl: .milliseconds(1))
+                }
+                ledger.with { $0.live[token] = nil }
+            }
+        }
+        ledger.with { l in
+            for token in l.pending { l.live[token] = nil }  // fate unknown: no longer tracked
+            l.pending.removeAll()
+        }
+        // One fate per token: sold stays sold, released stays released.
+        let (confirmed, released) = ledger.with { ($0.confirmed, $0.released) }
+        for token in confirmed.prefix(50) {
+            await #expect(throws: StockError.self, "\(context): confirmed \(token) released after restart") {
+                _ = try await client.release(token)
+            }
+        }
+        for token in released.prefix(50) {
+            await #expect(throws: StockError.self, "\(context): released \(token) confirmed after restart") {
+                _ = try await client.confirm(token)
+            }
+        }
+    }
+}
