@@ -1,4 +1,5 @@
 import CLibUV
+import Glibc
 import StockCore
 import StockJournal
 import StockProtocol
@@ -20,6 +21,7 @@ extension LoopWorker {
         uv_async_init(loop, durableAsync) { async in
             LoopWorker.from(UnsafeMutableRawPointer(async!).assumingMemoryBound(to: uv_handle_t.self)).releaseHeld()
         }
+        durableAsyncOpen = true
     }
 
     /// Every record at or below this is durable (no journal: everything is).
@@ -101,14 +103,19 @@ extension LoopWorker {
         heldConnections.append(contentsOf: kept)
     }
 
-    /// Wakes this worker from the journal thread.
+    /// Wakes this worker from the journal thread (never after its loop closed the handle).
     func signalDurable() {
-        uv_async_send(durableAsync)
+        pthread_mutex_lock(durableLock)
+        if durableAsyncOpen { uv_async_send(durableAsync) }
+        pthread_mutex_unlock(durableLock)
     }
 
     func closeJournalHandles() {
         guard journal != nil else { return }
         uv_close(handleOf(UnsafeMutableRawPointer(handOverCheck)), nil)
+        pthread_mutex_lock(durableLock)
+        durableAsyncOpen = false
         uv_close(handleOf(UnsafeMutableRawPointer(durableAsync)), nil)
+        pthread_mutex_unlock(durableLock)
     }
 }

@@ -49,6 +49,9 @@ final class LoopWorker {
     var heldConnections: [Connection] = []
     let handOverCheck: UnsafeMutablePointer<uv_check_t>
     let durableAsync: UnsafeMutablePointer<uv_async_t>
+    /// Guards `durableAsyncOpen` (the journal thread signals; this thread closes).
+    let durableLock: UnsafeMutablePointer<pthread_mutex_t>
+    var durableAsyncOpen = false
     private var openHandles = 0
     var thread = pthread_t()
 
@@ -68,6 +71,8 @@ final class LoopWorker {
         handoffAsync = .allocate(capacity: 1)
         handOverCheck = .allocate(capacity: 1)
         durableAsync = .allocate(capacity: 1)
+        durableLock = .allocate(capacity: 1)
+        pthread_mutex_init(durableLock, nil)
         handoffLock = .allocate(capacity: 1)
         pthread_mutex_init(handoffLock, nil)
         connections.reserveCapacity(1024)
@@ -80,6 +85,8 @@ final class LoopWorker {
                   UnsafeMutableRawPointer(handoffAsync), UnsafeMutableRawPointer(handOverCheck),
                   UnsafeMutableRawPointer(durableAsync)] { p.deallocate() }
         pthread_mutex_destroy(handoffLock)
+        pthread_mutex_destroy(durableLock)
+        durableLock.deallocate()
         handoffLock.deallocate()
         listenPoll?.deallocate()
         uv_loop_close(loop)

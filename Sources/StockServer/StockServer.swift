@@ -140,6 +140,9 @@ public final class StockServer: @unchecked Sendable {
         for w in workers { w.requestStop() }
     }
 
+    /// The journal could not write (the server refuses changes).
+    public var journalFailed: Bool { journal?.failed.load(ordering: .relaxed) ?? false }
+
     /// Waits for every loop thread to end, then for the journal to write
     /// what they handed over.
     public func wait() {

@@ -75,6 +75,14 @@ enum StartupRecovery {
             nextSeq: result.nextSeq)
     }
 
+    /// After the loops and the journal stopped: replay, write one snapshot, drop the segments.
+    static func compactAtShutdown(_ dir: String, logger: Logger) throws {
+        let now = UInt64(Date().timeIntervalSince1970 * 1000)
+        let result = try Recovery.run(dataDirectory: dir, nowWallMs: now)
+        let snapshot = try Recovery.finish(result, dataDirectory: dir, nowWallMs: now)
+        logger.info("stockd: snapshot at seq \(snapshot.seq) written, \(result.recordsReplayed) journal records folded into it")
+    }
+
     private static func lock(_ dir: String) throws {
         let fd = open(dir + "/LOCK", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw RecoveryFailed("--data-dir \(dir): cannot open LOCK: \(String(cString: strerror(errno)))") }

@@ -133,6 +133,9 @@ struct Stockd: ParsableCommand {
         // threads inherit the mask and never see them. SIGPIPE is ignored:
         // a vanished client is an error return, not a process death.
         signal(SIGPIPE, SIG_IGN)
+        // A file-size limit (ulimit -f) makes a journal write fail with EFBIG,
+        // which the journal turns into the refusing state, instead of killing us.
+        signal(SIGXFSZ, SIG_IGN)
         var mask = sigset_t()
         sigemptyset(&mask)
         sigaddset(&mask, SIGINT)
@@ -183,6 +186,14 @@ struct Stockd: ParsableCommand {
         logger.info("stockd: signal \(signo), stopping")
         server.stop()
         server.wait()
+        if config.journalDirectory != nil && !server.journalFailed {
+            // Clean stop: fold the journal into one snapshot, so the next start replays nothing.
+            do {
+                try StartupRecovery.compactAtShutdown(dataDir, logger: logger)
+            } catch {
+                logger.error("stockd: snapshot at shutdown failed (the journal is intact, the next start replays it): \(error)")
+            }
+        }
         let s = server.summary
         logger.info("stockd stopped: connections served=\(s.connections) requests=\(s.requests) reservations live=\(s.liveTokens)")
     }
