@@ -5,7 +5,7 @@ APT_PACKAGES := libuv1-dev pkg-config
 # The tests and `make bench` run the Redis baseline against a real redis-server.
 APT_TEST_PACKAGES := redis-server
 
-.PHONY: run test deps test-deps build release bench bench-core bench-decode bench-server tsan clean
+.PHONY: run test deps test-deps build release bench bench-durable bench-core bench-decode bench-server tsan clean
 
 # Installs the Debian packages the build needs when they are missing.
 deps:
@@ -57,6 +57,13 @@ bench: test-deps
 	  echo; echo "== flash sale: 20 SKUs x 500 units, a stampede of 20,000 buyers within 200 ms (100k/s), mix 10:7:2:1, ttl 1 s"; \
 	  $$B compare flash-sale --skus 20 --stock 500 --buyers 20000 --within 200ms; \
 	  echo; bench/redis-baseline.sh'
+
+# Durability: --sync always vs none, durable stockd vs Redis with AOF, and the
+# recovery time of 1,000,000 journal records (bench/durability.sh; ~3 minutes).
+bench-durable: test-deps
+	$(SWIFT) build -c release --product stockd
+	$(SWIFT) build -c release --product stockbench
+	timeout 600 bench/durability.sh
 
 # Core micro-benchmarks (release): reserve+release pairs/s, allocations/op, bytes/token.
 bench-core: deps

@@ -19,7 +19,7 @@ run_server() { # label cmd...
   kill -TERM $pid; wait $pid
 }
 OPS=ping run_server echo-w1 $B/stockd-echo --workers 1
-OPS="ping reserve-release" run_server stockd-w1 $B/stockd --workers 1 --catalog "$tmp/catalog.csv" --log-level warning
+OPS="ping reserve-release" run_server stockd-w1 $B/stockd --workers 1 --sync none --catalog "$tmp/catalog.csv" --log-level warning
 OPS=ping run_server echo-w2 $B/stockd-echo --workers 2
-OPS="ping reserve-release" run_server stockd-w2 $B/stockd --workers 2 --catalog "$tmp/catalog.csv" --log-level warning
-OPS="ping reserve-release" run_server stockd-w2-handoff $B/stockd --workers 2 --accept handoff --catalog "$tmp/catalog.csv" --log-level warning
+OPS="ping reserve-release" run_server stockd-w2 $B/stockd --workers 2 --sync none --catalog "$tmp/catalog.csv" --log-level warning
+OPS="ping reserve-release" run_server stockd-w2-handoff $B/stockd --workers 2 --accept handoff --sync none --catalog "$tmp/catalog.csv" --log-level warning
