@@ -196,6 +196,10 @@ struct Stockd: ParsableCommand {
         }
         let s = server.summary
         logger.info("stockd stopped: connections served=\(s.connections) requests=\(s.requests) reservations live=\(s.liveTokens)")
+        if server.journalFailed {
+            // A supervisor must see that this run ended refusing changes.
+            throw RecoveryFailed("stopped after a journal write failure: changes after it were refused; check the disk")
+        }
     }
 
     /// Errors are one line on stderr (`stockd: ...`) and exit code 2; help

@@ -8,10 +8,13 @@ struct Verify: ParsableCommand {
         abstract: "Check a data directory offline (snapshots, journal checksums, sequence, replay); changes nothing.",
         discussion: "Exit 0 when it is sound, 1 when anything is wrong (each finding on its own line), 2 on usage errors.")
 
-    @Option(name: .customLong("data-dir"), help: "The data directory to check.")
-    var dataDir = "./stockd-data"
+    // `--data-dir` belongs to `stockd` itself (both spellings, `stockd verify
+    // --data-dir D` and `stockd --data-dir D verify`, reach it there): a
+    // second option of the same name here would never receive the value.
+    @ParentCommand var stockd: Stockd
 
     func run() throws {
+        let dataDir = stockd.dataDir
         guard FileManager.default.fileExists(atPath: dataDir) else {
             throw ValidationError("--data-dir \(dataDir): no such directory")
         }
