@@ -78,6 +78,41 @@ struct DataDirectory {
     }
 }
 
+extension DataDirectory {
+    /// Gives `from` the name `to`, failing with EEXIST instead of replacing
+    /// an existing `to` (a segment name is never reused). A hard link then
+    /// an unlink of the old name (Glibc's Swift module has no `renameat2`);
+    /// a crash in between leaves both names on one file, and the old one is
+    /// a `.prep` name that recovery removes. On file systems without hard
+    /// links: a check, then `rename` (one writer per directory, so no race).
+    /// The caller fsyncs the directory.
+    func moveNoReplace(_ from: String, to: String) throws(JournalError) {
+        if link(file(from), file(to)) == 0 {
+            try remove(from)
+            return
+        }
+        let e = errno
+        switch e {
+        case EPERM, ENOTSUP, EOPNOTSUPP, ENOSYS, EMLINK:
+            var st = stat()
+            if lstat(file(to), &st) == 0 { throw .io(operation: "rename", path: file(to), errno: EEXIST) }
+            try rename(from, to: to)
+        default:
+            throw .io(operation: "link", path: e == EEXIST ? file(to) : file(from), errno: e)
+        }
+    }
+
+    /// The size of `name`, nil if it does not exist.
+    func size(of name: String) throws(JournalError) -> Int64? {
+        var st = stat()
+        if stat(file(name), &st) != 0 {
+            if errno == ENOENT { return nil }
+            throw .io(operation: "stat", path: file(name), errno: errno)
+        }
+        return Int64(st.st_size)
+    }
+}
+
 private func sysRename(_ a: String, _ b: String) -> Int32 { rename(a, b) }
 
 /// `n` as exactly 20 decimal digits (zero-padded), so names sort by number.

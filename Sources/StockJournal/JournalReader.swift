@@ -39,17 +39,32 @@ public struct SegmentSummary: Sendable, Equatable {
     public var maxSeq: UInt64 = 0
     /// The torn tail, if the segment had one.
     public var tornTail: TornTail?
+    /// Zero bytes after the last record up to the end of the file: the
+    /// unused part of a preallocated segment (the normal state of the open
+    /// segment, and of one closed before it was full). Not a torn tail.
+    public var zeroTailBytes: Int64 = 0
 }
 
 /// Reads segment files record by record.
 ///
+/// # End of data
+///
+/// Segments are preallocated (see JournalWriter): records from byte 0, then
+/// zeros to the end of the file. A record never starts with four zero bytes
+/// (its length is at least 21), so at a record boundary, zeros up to the
+/// end of the file are the end of the data in ANY segment — the open one,
+/// or one closed before it was full (at shutdown). That is the normal state,
+/// reported as `zeroTailBytes`, not as a torn tail, and never truncated.
+/// Zeros followed by non-zero bytes are corruption (in the last segment too:
+/// see "Torn tail or corruption").
+///
 /// # Torn tail or corruption
 ///
 /// A crash can cut the last write short: the file then ends inside a
-/// record, or (on file systems that extend the size before the data lands)
-/// ends in zeros. Only the LAST segment can end that way, because the writer
-/// syncs a segment before it starts the next. So in the last segment a
-/// record is a *torn tail* when
+/// record, or the record is followed by zeros (the preallocated space, or
+/// on file systems that extend the size before the data lands). Only the
+/// LAST segment can end that way, because the writer syncs a segment before
+/// it starts the next. So in the last segment a record is a *torn tail* when
 ///   - the file ends inside its header or before its stated length, or
 ///   - it fails its checks (bad length or checksum) and every byte after its
 ///     stated end — or after its start, when the length itself is unusable —
@@ -124,6 +139,15 @@ public enum JournalReader {
             try chunk.fill(atLeast: RecordCodec.maxRecordBytes)
             if chunk.isEmpty { break }
             let offset = chunk.offset
+            if chunk.startsWithZeroLength {
+                // The end of the data, if only zeros follow (see "End of data").
+                if let nonZero = try chunk.firstNonZero() {
+                    throw .corrupt(path: segment.path, offset: offset,
+                                   reason: "zeros where a record should start, then non-zero data at byte \(nonZero)")
+                }
+                summary.zeroTailBytes = chunk.offset - offset
+                break
+            }
             switch RecordCodec.frame(chunk.view) {
             case .frame(let n):
                 let seq = try visit(UnsafeRawBufferPointer(rebasing: chunk.view[0..<n]), offset)
@@ -202,10 +226,30 @@ private struct Chunk {
         if got < want { atEOF = true }
     }
 
+    /// Whether the view starts with a zero length field (four zero bytes,
+    /// or fewer bytes left and all zero). No record does.
+    var startsWithZeroLength: Bool {
+        let v = view
+        guard v.count >= 4 else { return v.allSatisfy { $0 == 0 } }
+        return v.loadUnaligned(as: UInt32.self) == 0
+    }
+
+    /// The file offset of the first non-zero byte from `offset` on, nil if
+    /// there is none (then `offset` is the end of the file).
+    mutating func firstNonZero() throws(JournalError) -> Int64? {
+        while true {
+            if !isAllZero(view), let i = view.firstIndex(where: { $0 != 0 }) { return offset + Int64(i) }
+            lo = hi
+            if atEOF { return nil }
+            try fill(atLeast: JournalReader.chunkBytes)
+            if isEmpty { return nil }
+        }
+    }
+
     /// Whether every byte from `offset` to the end of the file is zero; leaves `offset` at the end.
     mutating func restIsZero() throws(JournalError) -> Bool {
         while true {
-            for b in view where b != 0 { return false }
+            if !isAllZero(view) { return false }
             lo = hi
             if atEOF { return true }
             try fill(atLeast: JournalReader.chunkBytes)
@@ -222,4 +266,12 @@ private struct Chunk {
             try fill(atLeast: JournalReader.chunkBytes)
         }
     }
+}
+
+/// Whether every byte of `b` is zero: the first is, and each equals the
+/// next (one `memcmp`, fast in debug builds too; a 64 MiB preallocated
+/// segment is mostly zeros).
+func isAllZero(_ b: UnsafeRawBufferPointer) -> Bool {
+    guard let p = b.baseAddress, b.count > 0 else { return true }
+    return b[0] == 0 && (b.count == 1 || memcmp(p, p + 1, b.count - 1) == 0)
 }

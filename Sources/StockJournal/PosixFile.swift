@@ -40,6 +40,39 @@ struct PosixFile {
         }
     }
 
+    /// Writes all of `bytes` at `offset` (pwrite; EINTR and short writes continue).
+    /// The file position is not used, so the caller tracks where data ends.
+    func writeAll(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws(JournalError) {
+        guard var p = bytes.baseAddress else { return }
+        var left = bytes.count
+        var at = off_t(offset)
+        while left > 0 {
+            let n = pwrite(fd, p, left, at)
+            if n > 0 {
+                p += n
+                left -= n
+                at += off_t(n)
+            } else if n < 0 && errno == EINTR {
+                continue
+            } else {
+                throw .io(operation: "write", path: path, errno: n == 0 ? EIO : errno)
+            }
+        }
+    }
+
+    /// Writes `count` zero bytes from `offset` on, in chunks of `zeros`
+    /// (which must be all zero). Real zeros, not a hole or unwritten extent:
+    /// later overwrites then change no allocation metadata.
+    func writeZeros(from offset: Int64, count: Int64, zeros: UnsafeRawBufferPointer) throws(JournalError) {
+        var at = offset
+        let end = offset + count
+        while at < end {
+            let n = Int(min(Int64(zeros.count), end - at))
+            try writeAll(UnsafeRawBufferPointer(rebasing: zeros[0..<n]), at: at)
+            at += Int64(n)
+        }
+    }
+
     /// Reads up to `count` bytes at `offset` into `into`, retrying short
     /// reads until `count` bytes or end of file; returns the bytes read.
     func read(into: UnsafeMutableRawPointer, count: Int, at offset: Int64) throws(JournalError) -> Int {

@@ -3,8 +3,11 @@ import StockProtocol
 
 // # Record format (version 1)
 //
-// A segment file is records back to back, nothing else: no file header, so
-// a file is valid at every record boundary and appending is the only write.
+// A segment file is records back to back from byte 0, nothing else: no
+// file header, so a file is valid at every record boundary and records only
+// ever go after the last one. The writer preallocates segments with zeros
+// (JournalWriter), so the records are followed by zeros to the end of the
+// file; no record starts with a zero length (JournalReader, "End of data").
 // All integers little-endian.
 //
 // | offset | size | field                                                      |

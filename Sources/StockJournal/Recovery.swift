@@ -8,7 +8,9 @@ import StockProtocol
 //      journal still holds every record up to its seq — otherwise
 //      `.snapshotGap`, since acknowledged changes would be lost);
 //   3. read every segment, cutting a torn tail off the last one (reported);
-//      corruption anywhere else stops recovery with the file and offset;
+//      corruption anywhere else stops recovery with the file and offset.
+//      Zeros after the last record of a segment are its unused preallocated
+//      space, not a tail to cut (JournalReader, "End of data");
 //   4. replay records above the snapshot's seq in seq order, stopping at
 //      the first missing seq: what follows was never acknowledged and is
 //      dropped (counted);
@@ -123,9 +125,11 @@ public enum Recovery {
     }
 
     /// Makes `result` the only thing on disk: writes its snapshot (durable),
-    /// then deletes every segment, every older snapshot and leftover `.tmp`
-    /// files. Call after `run`, before creating the `JournalWriter`; the
-    /// journal then starts empty at `result.nextSeq`.
+    /// then deletes every segment, every older snapshot, leftover `.tmp`
+    /// files and leftover prepared segments (`SegmentFiles.isPrepared`: a
+    /// writer's zero-filled next segment, never used). Call after `run`,
+    /// before creating the `JournalWriter`; the journal then starts empty at
+    /// `result.nextSeq`.
     @discardableResult
     public static func finish(_ result: RecoveryResult, dataDirectory: String, nowWallMs: UInt64)
         throws(JournalError) -> SnapshotFile
@@ -134,6 +138,7 @@ public enum Recovery {
         let snapshot = try Snapshots.write(result.state, wallTimeMs: nowWallMs, directory: dataDirectory)
         let dir = DataDirectory(dataDirectory)
         for segment in try SegmentFiles.list(in: dataDirectory) { try dir.remove(segment.name) }
+        for name in try dir.names() where SegmentFiles.isPrepared(name) { try dir.remove(name) }
         try Snapshots.removeCovered(upTo: snapshot.seq, in: dataDirectory)
         try dir.sync()
         return snapshot

@@ -1,8 +1,10 @@
 /// One journal segment file: `journal-<20-digit first seq>.log`.
 ///
 /// The name carries the sequence number of the first record written to the
-/// file, so listing the directory orders segments by creation. It is not a
-/// bound on the file's contents: records reach the journal slightly out of
+/// file (raised, if need be, above the previous segment's: the writer never
+/// names a segment below an earlier one), so listing the directory orders
+/// segments by creation and the last one listed is the open one. It is not
+/// a bound on the file's contents: records reach the journal slightly out of
 /// order (each worker hands over its own buffer), so a segment may hold
 /// numbers below its successor's first. Readers sort by seq; nothing relies
 /// on segment names beyond their order.
@@ -23,6 +25,17 @@ public struct SegmentFile: Sendable, Equatable, Comparable, CustomStringConverti
 public enum SegmentFiles {
     static let prefix = "journal-"
     static let suffix = ".log"
+
+    /// The name under which `JournalWriter` prepares its next segment
+    /// (zero-filled and synced, then renamed to the segment's real name).
+    /// Not a segment: readers ignore it; `Recovery.finish` removes leftovers.
+    public static let preparedName = "journal-next.prep"
+    static let preparedSuffix = ".prep"
+
+    /// Whether `name` is a prepared (not yet used) segment file.
+    public static func isPrepared(_ name: String) -> Bool {
+        name.hasPrefix(prefix) && name.hasSuffix(preparedSuffix)
+    }
 
     /// The file name of a segment whose first record is `firstSeq`.
     public static func name(firstSeq: UInt64) -> String { prefix + twentyDigits(firstSeq) + suffix }

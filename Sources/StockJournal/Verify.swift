@@ -27,6 +27,12 @@ public struct VerifyReport: Sendable, CustomStringConvertible {
     public var gaps: [ClosedRange<UInt64>] = []
     /// The torn tail a recovery would cut (not repaired here).
     public var tornTail: TornTail?
+    /// Zero bytes after the last record, all segments: unused preallocated
+    /// space (normal, not a finding beyond an info line).
+    public var zeroTailBytes: Int64 = 0
+    /// Leftover prepared segment files (`SegmentFiles.isPrepared`): never
+    /// used, ignored by the replay, removed by recovery.
+    public var preparedFiles: [String] = []
     /// Corruption found (`JournalError.corrupt`, one per damaged segment).
     public var corruption: [JournalError] = []
     /// The seq the replay reached (the snapshot's plus the contiguous records).
@@ -54,7 +60,9 @@ public struct VerifyReport: Sendable, CustomStringConvertible {
 /// segment is still read, so one run lists every damaged file. Torn tails,
 /// gaps and bad snapshots the journal covers are warnings (recovery handles
 /// them); corruption, a replay that does not add up, and a bad snapshot the
-/// journal does not cover are errors.
+/// journal does not cover are errors. Zeros after the last record of a
+/// segment (preallocated space) and leftover prepared segment files are
+/// normal: info lines.
 public enum JournalVerifier {
     public static func verify(dataDirectory: String) -> VerifyReport {
         var report = VerifyReport(dataDirectory: dataDirectory)
@@ -100,6 +108,13 @@ public enum JournalVerifier {
     {
         let segments = try SegmentFiles.list(in: dir)
         report.segments = segments.count
+        let directory = DataDirectory(dir)
+        for name in try directory.names().sorted() where SegmentFiles.isPrepared(name) {
+            let size = try directory.size(of: name) ?? 0
+            report.preparedFiles.append(directory.file(name))
+            report.note(.info, "\(directory.file(name)): prepared segment, never used (\(size) bytes): "
+                            + "ignored, recovery removes it")
+        }
         var seqs: [UInt64] = []
         for (i, segment) in segments.enumerated() {
             do throws(JournalError) {
@@ -109,7 +124,10 @@ public enum JournalVerifier {
                     guard report.replayError == nil else { return }
                     do throws(JournalError) { try replayer.offer(r, path: segment.path, offset: offset) } catch { report.replayError = error }
                 }
-                report.note(.info, "\(segment.path): \(s.records) records, seq \(s.minSeq)...\(s.maxSeq)")
+                let range = s.records == 0 ? "no records" : "\(s.records) records, seq \(s.minSeq)...\(s.maxSeq)"
+                let unused = s.zeroTailBytes == 0 ? "" : ", \(s.zeroTailBytes) unused (zero) bytes after them"
+                report.zeroTailBytes += s.zeroTailBytes
+                report.note(.info, "\(segment.path): \(range)\(unused)")
                 if let torn = s.tornTail {
                     report.tornTail = torn
                     report.note(.warning, "\(torn) — recovery will truncate it")

@@ -57,6 +57,14 @@ final class JournalPipeline: @unchecked Sendable {
     /// Called on the journal thread after the watermark moved (wakes the workers).
     var onDurable: (() -> Void)?
     let logFailure: @Sendable (String) -> Void
+    /// Compaction: every this many records (at a segment rotation), the closed
+    /// segments are folded into a snapshot on a background thread.
+    private let snapshotEvery: UInt64
+    private var recordsSinceSnapshot: UInt64 = 0
+    private var segmentsClosedSeen = 0
+    private let compacting = ManagedAtomic<Bool>(false)
+    var logInfo: (@Sendable (String) -> Void)?
+    let snapshots = ManagedAtomic<UInt64>(0)
 
     // Statistics (journal thread writes, STATS reads).
     let syncs = ManagedAtomic<UInt64>(0)
@@ -68,8 +76,9 @@ final class JournalPipeline: @unchecked Sendable {
     /// fdatasync latency histogram: bucket i counts syncs under 2^i µs (the last: the rest).
     let syncLatencyBuckets = (0..<20).map { _ in ManagedAtomic<UInt64>(0) }
 
-    init(directory: String, firstSeq: UInt64, workers: Int, segmentBytes: Int,
+    init(directory: String, firstSeq: UInt64, workers: Int, segmentBytes: Int, snapshotEvery: Int,
          logFailure: @escaping @Sendable (String) -> Void) throws {
+        self.snapshotEvery = UInt64(max(1, snapshotEvery))
         precondition(firstSeq >= 1)
         self.directory = directory
         self.logFailure = logFailure
@@ -105,6 +114,8 @@ final class JournalPipeline: @unchecked Sendable {
         pthread_cond_signal(&cond)
         pthread_mutex_unlock(&mutex)
         pthread_join(thread, nil)
+        // A background snapshot must finish before anyone else touches the directory.
+        while compacting.load(ordering: .acquiring) { usleep(1000) }
     }
 
     // MARK: worker side (each worker's own thread)
@@ -150,7 +161,11 @@ final class JournalPipeline: @unchecked Sendable {
                 durable.store(low - 1, ordering: .releasing)
                 onDurable?()
             }
-            if done && records == 0 { return }
+            if done && records == 0 {
+                // Stops the next segment's background preparation, so nothing writes in the directory after us.
+                if !failed.load(ordering: .acquiring) { try? writer.close() }
+                return
+            }
             if records == 0 { waitForWork(moreExpected: low < g) }
         }
     }
@@ -198,6 +213,8 @@ final class JournalPipeline: @unchecked Sendable {
             if UInt64(records) > batchRecordsMax.load(ordering: .relaxed) {
                 batchRecordsMax.store(UInt64(records), ordering: .relaxed)
             }
+            recordsSinceSnapshot += UInt64(records)
+            if recordsSinceSnapshot >= snapshotEvery { startCompaction() }
         } catch {
             for i in spare.indices { spare[i].removeAll(keepingCapacity: true) }
             failure = "\(error)"
@@ -207,9 +224,60 @@ final class JournalPipeline: @unchecked Sendable {
         }
     }
 
+    /// Folds the closed segments into a snapshot on a thread of its own (one
+    /// at a time; never the open segment, so the journal thread is not held up).
+    private func startCompaction() {
+        // Only when a segment closed since the last look (listing the directory is not free).
+        guard !compacting.load(ordering: .acquiring), writer.segmentsClosed != segmentsClosedSeen else { return }
+        segmentsClosedSeen = writer.segmentsClosed
+        guard let closed = try? writer.closedSegments(), !closed.isEmpty else { return }
+        guard compacting.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
+            return
+        }
+        recordsSinceSnapshot = 0
+        let dir = directory
+        let info = logInfo
+        let fail = logFailure
+        let done = compacting
+        let count = snapshots
+        var thread = pthread_t()
+        let job = Unmanaged.passRetained(CompactionJob {
+            defer { done.store(false, ordering: .releasing) }
+            let now = UInt64(Self.wallNanos() / 1_000_000)
+            do {
+                let r = try Compaction.run(dataDirectory: dir, closedSegments: closed, nowWallMs: now)
+                count.wrappingIncrement(ordering: .relaxed)
+                info?("snapshot at seq \(r.snapshotSeq): \(r.recordsReplayed) records folded in, \(r.segmentsRemoved.count) segments removed (\(r.bytesFreed >> 20) MiB)")
+            } catch {
+                fail("background snapshot failed (the journal is intact; recovery replays it): \(error)")
+            }
+        }).toOpaque()
+        if pthread_create(&thread, nil, { arg in
+            Unmanaged<CompactionJob>.fromOpaque(arg!).takeRetainedValue().body()
+            return nil
+        }, job) == 0 {
+            pthread_detach(thread)
+        } else {
+            Unmanaged<CompactionJob>.fromOpaque(job).release()
+            compacting.store(false, ordering: .releasing)
+        }
+    }
+
+    static func wallNanos() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+
     static func nanos() -> UInt64 {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
+}
+
+/// A compaction to run on its own thread.
+private final class CompactionJob: @unchecked Sendable {
+    let body: () -> Void
+    init(_ body: @escaping () -> Void) { self.body = body }
 }

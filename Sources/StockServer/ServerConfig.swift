@@ -35,6 +35,8 @@ public struct ServerConfig: Sendable {
     public var journalFirstSeq: UInt64 = 1
     /// A journal segment file is closed past this size.
     public var segmentBytes = 64 << 20
+    /// Fold closed segments into a snapshot every this many records.
+    public var snapshotEvery = 1_000_000
 
     public init() {}
 

@@ -113,10 +113,13 @@ public final class StockServer: @unchecked Sendable {
             let pipeline: JournalPipeline
             do {
                 pipeline = try JournalPipeline(directory: dir, firstSeq: config.journalFirstSeq, workers: workers.count,
-                                               segmentBytes: config.segmentBytes) { message in log.critical("\(message)") }
+                                               segmentBytes: config.segmentBytes, snapshotEvery: config.snapshotEvery) {
+                    message in log.critical("\(message)")
+                }
             } catch {
                 throw ConfigError("--data-dir \(dir): \(error)")
             }
+            pipeline.logInfo = { message in log.info("\(message)") }
             let loops = workers
             pipeline.onDurable = { for w in loops { w.signalDurable() } }
             for w in workers { w.attachJournal(pipeline) }
@@ -219,6 +222,7 @@ public final class StockServer: @unchecked Sendable {
             add("journal.fsync_us_max", Int64(j.syncNanosMax.load(ordering: .relaxed) / 1000))
             add("journal.batch_records_avg", syncs == 0 ? 0 : Int64(records / syncs))
             add("journal.batch_records_max", Int64(j.batchRecordsMax.load(ordering: .relaxed)))
+            add("journal.snapshots", Int64(j.snapshots.load(ordering: .relaxed)))
             for (i, b) in j.syncLatencyBuckets.enumerated() {
                 let n = b.load(ordering: .relaxed)
                 if n > 0 { add("journal.fsync_us_le_\(1 << i)", Int64(n)) }

@@ -78,6 +78,10 @@ struct Stockd: ParsableCommand {
     @Option(name: .customLong("segment-size"), help: "Journal segment file size in MiB before a new one starts.")
     var segmentMiB = 64
 
+    @Option(name: .customLong("snapshot-every"),
+            help: "Fold closed journal segments into a snapshot every N records (in the background, at a segment change).")
+    var snapshotEvery = 1_000_000
+
     func makeConfig() throws -> ServerConfig {
         var c = ServerConfig()
         c.host = host
@@ -111,6 +115,8 @@ struct Stockd: ParsableCommand {
         guard sync == "always" || sync == "none" else { throw ValidationError("--sync must be always or none") }
         guard segmentMiB >= 1 && segmentMiB <= 4096 else { throw ValidationError("--segment-size must be 1...4096") }
         c.segmentBytes = segmentMiB << 20
+        guard snapshotEvery >= 1 else { throw ValidationError("--snapshot-every must be at least 1") }
+        c.snapshotEvery = snapshotEvery
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be trace, debug, info, notice, warning, error or critical")
         }

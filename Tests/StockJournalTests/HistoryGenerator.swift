@@ -162,9 +162,9 @@ func differences(_ a: JournalState, _ b: JournalState) -> [String] {
 /// Writes `records` through a `JournalWriter` in batches of 1...`maxBatch`
 /// records (each batch one buffer, then sync), rotating at `segmentBytes`.
 func writeJournal(_ records: [SequencedRecord], to dir: String, segmentBytes: Int64 = 4096, maxBatch: Int = 8,
-                  seed: UInt64 = 1) throws {
+                  seed: UInt64 = 1, preallocate: Bool = true) throws {
     var rng = SplitMix64(seed: seed)
-    let writer = try JournalWriter(directory: dir, segmentBytes: segmentBytes)
+    let writer = try JournalWriter(directory: dir, segmentBytes: segmentBytes, preallocate: preallocate)
     let buffer = RecordBuffer(capacity: 1024)
     var i = 0
     while i < records.count {
@@ -176,4 +176,18 @@ func writeJournal(_ records: [SequencedRecord], to dir: String, segmentBytes: In
         i += n
     }
     try writer.close()
+}
+
+/// `records` shuffled within consecutive windows of 1...`window` records:
+/// the order in which workers' buffers reach the journal.
+func shuffledInWindows(_ records: [SequencedRecord], window: Int, seed: UInt64) -> [SequencedRecord] {
+    var rng = SplitMix64(seed: seed)
+    var out = records
+    var i = 0
+    while i < out.count {
+        let n = min(out.count - i, 1 + Int(rng.next(below: UInt64(window))))
+        out[i..<(i + n)].shuffle(using: &rng)
+        i += n
+    }
+    return out
 }

@@ -112,21 +112,32 @@ struct RecoveryTests {
         #expect(again.state == result.state && again.expiredAtRecovery.isEmpty && again.nextSeq == result.nextSeq)
     }
 
-    /// A torn tail is cut and reported; recovery goes on with the rest.
-    @Test func tornTailIsTruncated() throws {
+    /// A torn tail — part of a record, then the zeros of the preallocated
+    /// segment, or the end of the file — is cut and reported; recovery goes
+    /// on with the rest. The zeros alone are no torn tail.
+    @Test(arguments: [true, false])
+    func tornTailIsTruncated(preallocate: Bool) throws {
         let dir = TempDirectory("rtorn")
         defer { dir.remove() }
         var gen = HistoryGenerator(seed: 0x2EC0_0104)
         let records = gen.generate(300)
-        try writeJournal(records, to: dir.path)
+        try writeJournal(records, to: dir.path, preallocate: preallocate)
         let last = try SegmentFiles.list(in: dir.path).last!
         let bytes = dir.read(last.name)
-        dir.write(last.name, bytes + RecordCodec.encode(SequencedRecord(
-            seq: 301, timeMs: 0, record: .extended(token: Token(slot: 1, generation: 1, secret: 1), deadlineMs: 1))).dropLast(7))
+        let clean = try Recovery.run(dataDirectory: dir.path, nowWallMs: 0)
+        #expect(clean.tornTail == nil && dir.read(last.name) == bytes)
+        let end = Int(try JournalReader.read(last, isLast: true, repairTornTail: false) { _, _ in }.validBytes)
+        #expect(preallocate ? bytes.count == 4096 && end < bytes.count : end == bytes.count)
+        let partial = RecordCodec.encode(SequencedRecord(
+            seq: 301, timeMs: 0, record: .extended(token: Token(slot: 1, generation: 1, secret: 1),
+                                                 deadlineMs: 0x0102_0304_0506_0708))).dropLast(7)
+        var torn = bytes
+        torn.replaceSubrange(end..<min(bytes.count, end + partial.count), with: partial)
+        dir.write(last.name, torn)
         let result = try Recovery.run(dataDirectory: dir.path, nowWallMs: 0)
-        #expect(result.tornTail?.offset == Int64(bytes.count) && result.tornBytes > 0)
+        #expect(result.tornTail?.offset == Int64(end) && result.tornBytes == Int64(torn.count - end))
         #expect(result.state == (try replay(records)) && result.nextSeq == 301)
-        #expect(dir.read(last.name) == bytes)
+        #expect(dir.read(last.name) == Array(bytes[0..<end]))
     }
 
     /// A bad newest snapshot: recovery falls back to an older one while the

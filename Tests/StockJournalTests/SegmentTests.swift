@@ -13,25 +13,31 @@ struct SegmentTests {
         return (out, summary)
     }
 
-    @Test func writerReaderRoundTripWithRotation() throws {
+    @Test(arguments: [true, false])
+    func writerReaderRoundTripWithRotation(preallocate: Bool) throws {
         let dir = TempDirectory("rotate")
         defer { dir.remove() }
         var gen = HistoryGenerator(seed: 0x5E6_0001)
         let records = gen.generate(3000)
-        try writeJournal(records, to: dir.path, segmentBytes: 8192, maxBatch: 20)
+        try writeJournal(records, to: dir.path, segmentBytes: 8192, maxBatch: 20, preallocate: preallocate)
         let segments = try SegmentFiles.list(in: dir.path)
         #expect(segments.count > 10)
         // Named after their first record; a batch is never split, so each
-        // closed segment is at least segmentBytes and at most one batch more.
+        // closed segment holds at least segmentBytes of records and at most
+        // one batch more. Preallocated: the file is at least segmentBytes,
+        // zeros after the records; otherwise it ends with them.
         let (read, summary) = try Self.readAll(dir.path)
         #expect(read == records)
         #expect(summary.tornTail == nil)
         for (i, s) in summary.segments.enumerated() {
             #expect(s.segment.name == SegmentFiles.name(firstSeq: s.minSeq))
             let size = Int64(dir.read(s.segment.name).count)
-            if i < segments.count - 1 { #expect(size >= 8192 && size < 8192 + 20 * 250) }
+            if i < segments.count - 1 { #expect(s.validBytes >= 8192 && s.validBytes < 8192 + 20 * 250) }
+            #expect(s.zeroTailBytes == size - s.validBytes)
+            #expect(preallocate ? size >= 8192 : s.zeroTailBytes == 0)
         }
         #expect(segments.first?.name == "journal-00000000000000000001.log")
+        #expect(!dir.names().contains(SegmentFiles.preparedName), "close() removes the prepared file")
     }
 
     @Test func writerRefusesToReuseASegmentName() throws {
@@ -54,30 +60,33 @@ struct SegmentTests {
         #expect(JournalError.writerFailed(cause: .io(operation: "write", path: "x", errno: ENOSPC)).isNoSpace)
     }
 
-    /// Records of the last segment, with their offsets.
-    static func lastSegmentLayout(_ dir: TempDirectory) throws -> (SegmentFile, [Int64]) {
+    /// Records of the last segment, with their offsets, and where the records end.
+    static func lastSegmentLayout(_ dir: TempDirectory) throws -> (SegmentFile, [Int64], Int64) {
         let last = try SegmentFiles.list(in: dir.path).last!
         var offsets: [Int64] = []
-        _ = try JournalReader.read(last, isLast: true, repairTornTail: false) { _, off in offsets.append(off) }
-        return (last, offsets)
+        let s = try JournalReader.read(last, isLast: true, repairTornTail: false) { _, off in offsets.append(off) }
+        return (last, offsets, s.validBytes)
     }
 
     /// A crash at every byte of the last record of the last segment — the
-    /// file cut there, or the rest of the record zeroed — is a torn tail:
-    /// reported, truncated, every earlier record kept.
+    /// file cut there, or the rest of the file zeros (the preallocated
+    /// space) — is a torn tail: reported, truncated, every earlier record
+    /// kept. Unless nothing but zeros is left of the record: that is the
+    /// normal end of the data, neither reported nor truncated.
     @Test func tornTailAtEveryByteOfTheLastRecord() throws {
         let dir = TempDirectory("torn")
         defer { dir.remove() }
         var gen = HistoryGenerator(seed: 0x5E6_0002)
         let records = gen.generate(400)
         try writeJournal(records, to: dir.path, segmentBytes: 4096)
-        let (last, offsets) = try Self.lastSegmentLayout(dir)
+        let (last, offsets, end) = try Self.lastSegmentLayout(dir)
         let original = dir.read(last.name)
+        #expect(original.count >= 4096 && original[Int(end)...].allSatisfy { $0 == 0 }, "preallocated")
         let start = Int(offsets.last!)
-        let recordSize = original.count - start
+        let recordSize = Int(end) - start
         for k in 0..<recordSize {
             for zeroFill in [false, true] {
-                let content = zeroFill ? Array(original[0..<(start + k)]) + [UInt8](repeating: 0, count: recordSize - k)
+                let content = zeroFill ? Array(original[0..<(start + k)]) + [UInt8](repeating: 0, count: original.count - start - k)
                                        : Array(original[0..<(start + k)])
                 dir.write(last.name, content)
                 let (read, summary) = try Self.readAll(dir.path, repair: true)
@@ -86,14 +95,18 @@ struct SegmentTests {
                     continue
                 }
                 #expect(read == Array(records.dropLast()), "cut at \(k), zeros \(zeroFill)")
-                if k == 0 && !zeroFill {
-                    #expect(summary.tornTail == nil)
+                // (A record's first byte can be 0 itself: a length of 256.)
+                if content[start...].allSatisfy({ $0 == 0 }) {
+                    #expect(summary.tornTail == nil, "cut at \(k), zeros \(zeroFill)")
+                    #expect(summary.segments.last?.zeroTailBytes == Int64(content.count - start))
+                    #expect(dir.read(last.name) == content, "a zero tail is left alone")
                 } else {
                     #expect(summary.tornTail == TornTail(path: last.path, offset: Int64(start),
                                                          droppedBytes: Int64(content.count - start),
-                                                         reason: summary.tornTail?.reason ?? ""))
+                                                         reason: summary.tornTail?.reason ?? ""),
+                            "cut at \(k), zeros \(zeroFill)")
+                    #expect(dir.read(last.name) == Array(original[0..<start]), "truncated to the record's start")
                 }
-                #expect(dir.read(last.name) == Array(original[0..<start]), "truncated to the record's start")
             }
         }
     }
@@ -131,7 +144,7 @@ struct SegmentTests {
         defer { dir.remove() }
         var gen = HistoryGenerator(seed: 0x5E6_0004)
         try writeJournal(gen.generate(200), to: dir.path, segmentBytes: 1 << 20)
-        let (last, offsets) = try Self.lastSegmentLayout(dir)
+        let (last, offsets, _) = try Self.lastSegmentLayout(dir)
         var bytes = dir.read(last.name)
         let target = offsets[offsets.count - 3]
         bytes[Int(target) + 20] ^= 1
@@ -151,24 +164,252 @@ struct SegmentTests {
         #expect(throws: JournalError.self) { try Self.readAll(dir.path, repair: true) }
     }
 
-    /// Zeros after the last record (a size extended before its data landed)
-    /// are a torn tail; so is a last segment holding only a partial header.
-    @Test func zerosAndEmptySegments() throws {
+    /// Zeros after the last record are the end of the data — in the last
+    /// segment and in a closed one (closed before it was full) — neither a
+    /// torn tail nor truncated; zeros followed by data are corruption.
+    @Test(arguments: [true, false])
+    func zeroTails(preallocate: Bool) throws {
         let dir = TempDirectory("zeros")
         defer { dir.remove() }
         var gen = HistoryGenerator(seed: 0x5E6_0005)
-        let records = gen.generate(50)
-        try writeJournal(records, to: dir.path, segmentBytes: 1 << 20)
-        let (last, _) = try Self.lastSegmentLayout(dir)
-        let original = dir.read(last.name)
-        dir.write(last.name, original + [UInt8](repeating: 0, count: 3000))
+        let records = gen.generate(150)
+        // Two writers, as across a restart: the first segment is closed before it is full.
+        try writeJournal(Array(records[0..<50]), to: dir.path, segmentBytes: 1 << 20, preallocate: preallocate)
+        try writeJournal(Array(records[50...]), to: dir.path, segmentBytes: 1 << 20, preallocate: preallocate)
+        let segments = try SegmentFiles.list(in: dir.path)
+        #expect(segments.count == 2)
+        if !preallocate {  // make the zero tails by hand
+            for s in segments { dir.write(s.name, dir.read(s.name) + [UInt8](repeating: 0, count: 3000)) }
+        }
+        let before = segments.map { dir.read($0.name) }
         let (read, summary) = try Self.readAll(dir.path, repair: true)
-        #expect(read == records)
-        #expect(summary.tornTail?.offset == Int64(original.count) && summary.tornTail?.droppedBytes == 3000)
-        #expect(dir.read(last.name) == original)
-        // An empty newest segment (created, crash before the first write) is fine.
-        dir.write(SegmentFiles.name(firstSeq: 51), [])
+        #expect(read == records && summary.tornTail == nil)
+        for (k, s) in summary.segments.enumerated() {
+            #expect(s.zeroTailBytes > 0 && s.zeroTailBytes == Int64(before[k].count) - s.validBytes)
+        }
+        #expect(segments.map { dir.read($0.name) } == before, "nothing truncated")
+        let result = try Recovery.run(dataDirectory: dir.path, nowWallMs: 0)
+        let expected = try replay(records)
+        #expect(result.tornTail == nil && result.recordsReplayed == 150 && result.state == expected)
+        #expect(segments.map { dir.read($0.name) } == before, "nothing truncated")
+
+        // Data in the zero tail of the closed segment: corruption, named where the data is.
+        let end = Int(summary.segments[0].validBytes)
+        var bytes = before[0]
+        bytes[end + 700] = 1
+        dir.write(segments[0].name, bytes)
+        var error = journalError { _ = try Self.readAll(dir.path, repair: true) }
+        #expect(error == .corrupt(path: segments[0].path, offset: Int64(end),
+                                  reason: "zeros where a record should start, then non-zero data at byte \(end + 700)"))
+        // In the last segment too.
+        dir.write(segments[0].name, before[0])
+        let lastEnd = Int(summary.segments[1].validBytes)
+        bytes = before[1]
+        bytes[bytes.count - 1] = 0xFF
+        dir.write(segments[1].name, bytes)
+        error = journalError { _ = try Self.readAll(dir.path, repair: true) }
+        guard case .corrupt(let path, let offset, _)? = error else {
+            Issue.record("data after zeros in the last segment: \(String(describing: error))")
+            return
+        }
+        #expect(path == segments[1].path && offset == Int64(lastEnd))
+        #expect(dir.read(segments[1].name) == bytes, "nothing repaired")
+
+        // An empty newest segment (created, crash before the first write) is fine; so is one of zeros only.
+        dir.write(segments[1].name, before[1])
+        dir.write(SegmentFiles.name(firstSeq: 151), [])
         #expect(try Self.readAll(dir.path).0 == records)
+        dir.write(SegmentFiles.name(firstSeq: 151), [UInt8](repeating: 0, count: 4096))
+        let (again, s2) = try Self.readAll(dir.path)
+        #expect(again == records && s2.tornTail == nil && s2.segments.last?.zeroTailBytes == 4096)
+    }
+
+    /// A new segment is the prepared file renamed (same inode, full size,
+    /// zeros after the records), and the next one is prepared in the background.
+    @Test func rotationUsesThePreparedFile() throws {
+        let dir = TempDirectory("prep")
+        defer { dir.remove() }
+        let segmentBytes: Int64 = 16 << 10
+        var gen = HistoryGenerator(seed: 0x5E6_0006)
+        let records = gen.generate(4000)
+        let writer = try JournalWriter(directory: dir.path, segmentBytes: segmentBytes)
+        let buffer = RecordBuffer()
+        var i = 0
+        var renamed = 0
+        while i < records.count {
+            let n = min(records.count - i, 10)
+            buffer.reset()
+            for r in records[i..<(i + n)] { RecordCodec.encode(r, into: buffer) }
+            let opens = writer.currentSegment == nil
+            let prepared = opens ? try waitForFile(dir, SegmentFiles.preparedName) : nil
+            try writer.append(buffer)
+            try writer.sync()
+            if opens, let prepared, let segment = writer.currentSegment ?? writer.lastClosedSegment {
+                let actual = try inode(segment.path)
+                #expect(actual == prepared, "\(segment.name) is the prepared file: \(inodes(dir))")
+                renamed += 1
+            }
+            i += n
+        }
+        #expect(renamed == writer.segmentsCreated && writer.segmentsCreated > 10)
+        #expect(writer.preparedSegmentsUsed + writer.preparationsWaitedFor == writer.segmentsCreated)
+        #expect(writer.segmentsPreparedInline == 0 && writer.preparationFailures == 0)
+        try writer.close()
+        #expect(!dir.names().contains(SegmentFiles.preparedName))
+        let (read, summary) = try Self.readAll(dir.path)
+        #expect(read == records && summary.tornTail == nil)
+        for (k, s) in summary.segments.enumerated() {
+            let size = Int64(dir.read(s.segment.name).count)
+            if k < summary.segments.count - 1 {
+                #expect(s.validBytes >= segmentBytes && size == max(segmentBytes, s.validBytes))
+            } else {
+                #expect(size == segmentBytes && s.zeroTailBytes == segmentBytes - s.validBytes)
+            }
+        }
+    }
+
+    /// A leftover prepared file (a crash) is never used as it is: the writer
+    /// prepares a fresh one, and `Recovery.finish` removes leftovers.
+    @Test func leftoverPreparedFiles() throws {
+        let dir = TempDirectory("leftover")
+        defer { dir.remove() }
+        var rng = SplitMix64(seed: 9)
+        dir.write(SegmentFiles.preparedName, rng.bytes(4096))  // garbage of the segment's size
+        var gen = HistoryGenerator(seed: 0x5E6_0007)
+        let records = gen.generate(100)
+        try writeJournal(records, to: dir.path, segmentBytes: 4096)
+        #expect(try Self.readAll(dir.path).0 == records)
+        #expect(!dir.names().contains(SegmentFiles.preparedName))
+        dir.write(SegmentFiles.preparedName, [UInt8](repeating: 0, count: 4096))
+        let report = JournalVerifier.verify(dataDirectory: dir.path)
+        #expect(report.ok && report.preparedFiles == [dir.file(SegmentFiles.preparedName)])
+        #expect(report.findings.contains { $0.severity == .info && $0.message.contains("prepared segment, never used") })
+        #expect(report.findings.allSatisfy { $0.severity == .info })
+        let result = try Recovery.run(dataDirectory: dir.path, nowWallMs: 0)
+        let expected = try replay(records)
+        #expect(result.state == expected && result.tornTail == nil)
+        #expect(dir.names().contains(SegmentFiles.preparedName), "run changes nothing")
+        try Recovery.finish(result, dataDirectory: dir.path, nowWallMs: 0)
+        #expect(dir.names() == [Snapshots.name(seq: 100)])
+    }
+
+    /// `close()` (and deinit) stop a preparation in progress instead of
+    /// finishing a file nobody will use, and remove it.
+    @Test func closeStopsThePreparation() throws {
+        let dir = TempDirectory("prepstop")
+        defer { dir.remove() }
+        let clock = ContinuousClock()
+        let t0 = clock.now
+        let writer = try JournalWriter(directory: dir.path, segmentBytes: 1 << 30)  // ~13 s of paced zero-fill
+        _ = try waitForFile(dir, SegmentFiles.preparedName)
+        try writer.close()
+        #expect(clock.now - t0 < .seconds(1))
+        #expect(dir.names().isEmpty)
+        do {
+            _ = try JournalWriter(directory: dir.path, segmentBytes: 1 << 30)
+        }
+        #expect(clock.now - t0 < .seconds(2))
+        #expect(dir.names().isEmpty, "deinit: \(dir.names())")
+    }
+
+    /// Background preparations failing (ENOSPC) poison nothing: the journal
+    /// thread prepares the segment itself.
+    @Test func failedBackgroundPreparationFallsBackInline() throws {
+        let dir = TempDirectory("prepfail")
+        defer { dir.remove() }
+        var gen = HistoryGenerator(seed: 0x5E6_0008)
+        let records = gen.generate(1000)
+        let writer = try JournalWriter(directory: dir.path, segmentBytes: 8192,
+                                       preparationFault: { _, background in background ? ENOSPC : nil })
+        try append(records, to: writer)
+        #expect(writer.segmentsCreated > 5)
+        #expect(writer.segmentsPreparedInline == writer.segmentsCreated)
+        #expect(writer.preparationFailures == writer.segmentsCreated && writer.lastPreparationFailure?.isNoSpace == true)
+        try writer.close()
+        #expect(try Self.readAll(dir.path).0 == records)
+        #expect(try SegmentFiles.list(in: dir.path).allSatisfy { dir.read($0.name).count >= 8192 }, "preallocated inline")
+    }
+
+    /// No space for the next segment at all: the writer keeps appending to
+    /// the open segment and fails, with ENOSPC, only when it needs the next one.
+    @Test func noSpaceForTheNextSegmentFailsTheWriterAtRotation() throws {
+        let dir = TempDirectory("prepnospace")
+        defer { dir.remove() }
+        let attempts = Counter()
+        var gen = HistoryGenerator(seed: 0x5E6_0009)
+        let records = gen.generate(1000)
+        let writer = try JournalWriter(directory: dir.path, segmentBytes: 8192,
+                                       preparationFault: { _, _ in attempts.next() == 0 ? nil : ENOSPC })
+        let buffer = RecordBuffer()
+        var i = 0
+        var error: JournalError?
+        while i < records.count && error == nil {
+            let n = min(records.count - i, 5)
+            buffer.reset()
+            for r in records[i..<(i + n)] { RecordCodec.encode(r, into: buffer) }
+            let needsSegment = writer.currentSegment == nil && writer.segmentsCreated > 0
+            error = journalError {
+                try writer.append(buffer)
+                try writer.sync()
+            }
+            #expect((error != nil) == needsSegment, "fails exactly when the second segment is needed")
+            i += n
+        }
+        #expect(error?.isNoSpace == true && writer.segmentsCreated == 1 && writer.segmentsClosed == 1)
+        let later = journalError { try writer.sync() }
+        guard case .writerFailed(let cause)? = later else {
+            Issue.record("not poisoned: \(String(describing: later))")
+            return
+        }
+        #expect(cause.isNoSpace && later?.isNoSpace == true)
+        #expect(!dir.names().contains(SegmentFiles.preparedName), "failed preparations leave no file")
+        // Everything acknowledged before the failure is there.
+        let (read, _) = try Self.readAll(dir.path)
+        #expect(read == Array(records[0..<read.count]) && read.count >= 8192 / 250)
+    }
+}
+
+/// Appends `records` in batches of 10, syncing each.
+func append(_ records: [SequencedRecord], to writer: JournalWriter, batch: Int = 10) throws {
+    let buffer = RecordBuffer()
+    var i = 0
+    while i < records.count {
+        let n = min(records.count - i, batch)
+        buffer.reset()
+        for r in records[i..<(i + n)] { RecordCodec.encode(r, into: buffer) }
+        try writer.append(buffer)
+        try writer.sync()
+        i += n
+    }
+}
+
+/// The inode number of `path`.
+func inode(_ path: String) throws -> UInt64 {
+    let attributes = try FileManager.default.attributesOfItem(atPath: path)
+    return (attributes[.systemFileNumber] as? NSNumber)?.uint64Value ?? 0
+}
+
+/// The inode of `name` in `dir` once it exists (polls up to 10 s).
+func waitForFile(_ dir: TempDirectory, _ name: String) throws -> UInt64 {
+    for _ in 0..<10_000 {
+        if FileManager.default.fileExists(atPath: dir.file(name)) { return try inode(dir.file(name)) }
+        usleep(1000)
+    }
+    Issue.record("\(name) never appeared")
+    return 0
+}
+
+/// A thread-safe counter for `@Sendable` test hooks.
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+
+    /// The value before incrementing it.
+    func next() -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        value += 1
+        return value - 1
     }
 }
 
@@ -178,4 +419,9 @@ private func corruptReason(_ dir: String) throws -> String {
     guard case .corrupt(_, _, let reason)? = error else { return "" }
     #expect(reason.contains("bad checksum") && reason.contains("non-zero"))
     return reason
+}
+
+/// Every name in `dir` with its inode (failure messages).
+func inodes(_ dir: TempDirectory) -> String {
+    dir.names().map { "\($0):\((try? inode(dir.file($0))) ?? 0)" }.joined(separator: " ")
 }

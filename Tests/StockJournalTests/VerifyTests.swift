@@ -17,6 +17,9 @@ struct VerifyTests {
         #expect(report.snapshotsFound == 1 && report.snapshotsValid == 1 && report.records == 1200)
         #expect(report.seqRange == 1...1200 && report.gaps.isEmpty && report.replayedTo == 1200)
         #expect(report.description.hasSuffix("OK"))
+        // Preallocated segments: zero tails, info lines only.
+        #expect(report.zeroTailBytes > 0 && report.tornTail == nil)
+        #expect(report.findings.contains { $0.message.contains("unused (zero) bytes") })
     }
 
     @Test func tornDirectoryIsReportedNotRepaired() throws {
@@ -25,7 +28,9 @@ struct VerifyTests {
         var gen = HistoryGenerator(seed: 0x7E1F_0002)
         try writeJournal(gen.generate(300), to: dir.path)
         let last = try SegmentFiles.list(in: dir.path).last!
-        let torn = Array(dir.read(last.name).dropLast(5))
+        let end = Int(try JournalReader.read(last, isLast: true, repairTornTail: false) { _, _ in }.validBytes)
+        var torn = dir.read(last.name)
+        for i in (end - 5)..<end { torn[i] = 0 }  // the record's last bytes never landed
         dir.write(last.name, torn)
         let report = JournalVerifier.verify(dataDirectory: dir.path)
         #expect(report.ok && report.tornTail != nil && report.records == 299)

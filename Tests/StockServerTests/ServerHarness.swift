@@ -126,6 +126,8 @@ final class StockdProcess {
         var args = ["--host", "127.0.0.1", "--port", "0", "--port-file", portFile, "--log-level", "info"]
         // Each server journals into its own temporary directory (removed with it).
         if !extra.contains("--data-dir") { args += ["--data-dir", dir.path("data")] }
+        // Small segments: each is preallocated (zero-filled) with the next one prepared in the background.
+        if !extra.contains("--segment-size") { args += ["--segment-size", "4"] }
         if let catalog { args += ["--catalog", try dir.write("catalog.csv", catalog)] }
         args += extra
         arguments = args

@@ -1,0 +1,170 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+// # Compaction while the server runs
+//
+// Every so often the journal thread, right after a rotation, hands the
+// CLOSED segments (`JournalWriter.closedSegments()`) to a background thread
+// that calls `Compaction.run`:
+//   1. load the newest valid snapshot (seq S0; none: the empty state at 0);
+//   2. read the given segments read-only — they are closed, so fully synced:
+//      a bad record is corruption (an error), never a torn tail, and nothing
+//      is truncated — replaying records above S0 in seq order (`Replayer`),
+//      up to the first missing seq: the contiguous run S0+1 … S. The missing
+//      seq is normally in the open segment (workers' buffers reach the file
+//      slightly out of order, so a closed segment can hold seqs above ones
+//      the open segment holds);
+//   3. if S > S0, write the snapshot of S (tmp, fsync, rename, directory fsync);
+//   4. only then delete the given segments whose every record is ≤ S, and
+//      the snapshots (and `.tmp` leftovers) below S, then fsync the directory.
+// Segments holding any record above S stay; recovery (and the next
+// compaction) ignores their records ≤ the snapshot's seq.
+//
+// Crash safety: nothing is deleted before the snapshot covering it is
+// durable, and everything deleted is covered by it (records ≤ S, snapshots
+// < S), so a crash at any point leaves a directory that recovers to the same
+// state: before step 3 completes, the old snapshot and every segment are
+// still there; after it, the new snapshot plus every record above S.
+//
+// A given segment that no longer exists is skipped (`segmentsMissing`):
+// only a compaction deletes closed segments, and only covered ones.
+//
+// Concurrency: it touches only the segment files it is given, snapshot
+// files and the directory's fsync — never the open segment, nor the
+// writer's prepared file — so it runs alongside the writer appending,
+// rotating and preparing. Run one compaction at a time (and not alongside
+// `Recovery.finish`). It does not expire tokens: the snapshot is the replay
+// of the records, exactly as recovery would rebuild it before its expiry step.
+
+/// What `Compaction.run` did.
+public struct CompactionResult: Sendable {
+    /// The snapshot now covering the journal's start: the one written, or
+    /// the existing one when nothing new could be replayed (nil: none).
+    public var snapshot: SnapshotFile?
+    /// Its seq (S; 0 without a snapshot).
+    public var snapshotSeq: UInt64
+    /// The seq of the snapshot the replay started from (S0).
+    public var previousSnapshotSeq: UInt64
+    /// Whether a new snapshot was written (S > S0).
+    public var wroteSnapshot: Bool
+    /// Segments read.
+    public var segmentsRead: Int
+    /// Given segments that no longer existed (deleted by an earlier
+    /// compaction after they were listed): skipped.
+    public var segmentsMissing: [String]
+    /// Valid records read from them.
+    public var recordsRead: Int
+    /// Records applied on top of the previous snapshot (S − S0).
+    public var recordsReplayed: Int
+    /// Records at or below S0, ignored.
+    public var recordsCoveredBefore: Int
+    /// Records above S (after the first missing seq), left for later.
+    public var recordsAfterGap: Int
+    /// The first seq the given segments lack (S + 1) when records above it were read.
+    public var gapAt: UInt64?
+    /// Segment files deleted (paths).
+    public var segmentsRemoved: [String]
+    /// Given segments kept because they hold records above S.
+    public var segmentsKept: [String]
+    /// Snapshot files (and `.tmp` leftovers) deleted.
+    public var snapshotsRemoved: [String]
+    /// Bytes of the deleted files (segments at their preallocated size).
+    public var bytesFreed: Int64
+    /// Time `run` took.
+    public var elapsed: Duration
+}
+
+/// Folding closed segments into a snapshot while the writer keeps appending
+/// (see the comment at the top of Compaction.swift).
+public enum Compaction {
+    /// Compacts `closedSegments` of `dataDirectory` (comment at the top of
+    /// Compaction.swift). `nowWallMs` stamps the snapshot. Throws on
+    /// corruption, a replay that does not add up, or I/O failure — having
+    /// deleted nothing unless the new snapshot was already durable.
+    public static func run(dataDirectory: String, closedSegments: [SegmentFile], nowWallMs: UInt64)
+        throws(JournalError) -> CompactionResult
+    {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let dir = DataDirectory(dataDirectory)
+        let loaded = try Snapshots.loadNewestValid(in: dataDirectory)
+        var replayer = Replayer(state: loaded.state)
+        let s0 = replayer.base
+
+        // Read (checksums, decoding, replay as records arrive), remembering each segment's largest seq.
+        let segments = closedSegments.sorted()
+        var maxSeqs: [UInt64] = []
+        var recordsRead = 0
+        var present: [SegmentFile] = []
+        var missing: [String] = []
+        for segment in segments {
+            let summary: SegmentSummary
+            do throws(JournalError) {
+                summary = try JournalReader.read(segment, isLast: false, repairTornTail: false) {
+                    (r, offset) throws(JournalError) in try replayer.offer(r, path: segment.path, offset: offset)
+                }
+            } catch {
+                // Gone since it was listed: only a compaction deletes a closed segment, and only
+                // what a durable snapshot covers. Without it the replay may stop earlier; that is all.
+                if case .io("open", _, ENOENT) = error {
+                    missing.append(segment.path)
+                    continue
+                }
+                throw error
+            }
+            present.append(segment)
+            maxSeqs.append(summary.maxSeq)
+            recordsRead += summary.records
+        }
+
+        // The snapshot of S, durable before anything goes.
+        let state = replayer.state
+        let s = state.lastSeq
+        var snapshot = loaded.file
+        var wrote = false
+        if s > s0 {
+            try state.checkInvariants()
+            snapshot = try Snapshots.write(state, wallTimeMs: nowWallMs, directory: dataDirectory)
+            wrote = true
+        }
+
+        var result = CompactionResult(
+            snapshot: snapshot, snapshotSeq: snapshot?.seq ?? 0, previousSnapshotSeq: s0, wroteSnapshot: wrote,
+            segmentsRead: present.count, segmentsMissing: missing, recordsRead: recordsRead, recordsReplayed: replayer.replayed,
+            recordsCoveredBefore: replayer.covered, recordsAfterGap: replayer.droppedAfterGap, gapAt: replayer.gapAt,
+            segmentsRemoved: [], segmentsKept: [], snapshotsRemoved: [], bytesFreed: 0, elapsed: .zero)
+        guard let covering = snapshot else {
+            // No snapshot at all (nothing replayed onto the empty state): nothing is covered.
+            result.segmentsKept = present.map(\.path)
+            result.elapsed = clock.now - start
+            return result
+        }
+
+        // Segments whose every record the snapshot covers.
+        for (segment, maxSeq) in zip(present, maxSeqs) {
+            if maxSeq <= covering.seq {
+                result.bytesFreed += try dir.size(of: segment.name) ?? 0
+                try dir.remove(segment.name)
+                result.segmentsRemoved.append(segment.path)
+            } else {
+                result.segmentsKept.append(segment.path)
+            }
+        }
+        // Older snapshots, and `.tmp` files of older snapshots (a crash inside `Snapshots.write`).
+        for name in try dir.names() {
+            let seq = parseTwentyDigits(name, prefix: Snapshots.prefix, suffix: Snapshots.suffix)
+                ?? parseTwentyDigits(name, prefix: Snapshots.prefix, suffix: Snapshots.tmpSuffix)
+            if let seq, seq < covering.seq {
+                result.bytesFreed += try dir.size(of: name) ?? 0
+                try dir.remove(name)
+                result.snapshotsRemoved.append(dir.file(name))
+            }
+        }
+        if !result.segmentsRemoved.isEmpty || !result.snapshotsRemoved.isEmpty { try dir.sync() }
+        result.elapsed = clock.now - start
+        return result
+    }
+}

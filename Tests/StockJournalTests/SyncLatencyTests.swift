@@ -1,0 +1,101 @@
+import Foundation
+import StockJournal
+import StockProtocol
+import Testing
+
+/// Prints append + fdatasync latency of ~3 KB batches with and without
+/// preallocated segments (asserts only that the records read back: speed is
+/// for the report). Rotations happen during the run, so the background
+/// preparation of the next segment runs alongside the measured syncs.
+/// Scale with STOCKJOURNAL_LATENCY_BATCHES (default 4000) and
+/// STOCKJOURNAL_LATENCY_SEGMENT_MIB (default 4). The temp directory must be
+/// on the disk of interest (TMPDIR).
+@Suite("Sync latency")
+struct SyncLatencyTests {
+    static func env(_ name: String, _ fallback: Int) -> Int {
+        ProcessInfo.processInfo.environment[name].flatMap(Int.init) ?? fallback
+    }
+
+    struct Figures: CustomStringConvertible {
+        let label: String
+        let micros: [Double]
+        let writer: JournalWriter
+        /// Batch index → batches since the last segment was opened (0: it opened one).
+        let sinceOpen: [Int]
+
+        func percentile(_ p: Double) -> Double {
+            let sorted = micros.sorted()
+            return sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
+        }
+
+        var description: String {
+            func f(_ v: Double) -> String { String(Int(v.rounded())) }
+            return "\(label): p50 \(f(percentile(0.5))) µs, p90 \(f(percentile(0.9))) µs, p99 \(f(percentile(0.99))) µs, "
+                + "p99.9 \(f(percentile(0.999))) µs, max \(f(micros.max() ?? 0)) µs; \(micros.count) batches, "
+                + "\(writer.segmentsCreated) segments (prepared in background and ready: \(writer.preparedSegmentsUsed), "
+                + "waited for: \(writer.preparationsWaitedFor), \(writer.preparationWaitNanos / 1000) µs; inline: \(writer.segmentsPreparedInline); "
+                + "last preparation took \(writer.lastPreparationNanos / 1_000_000) ms)"
+                + "\n      slowest (µs @ batches after a segment opened): "
+                + micros.indices.sorted { micros[$0] > micros[$1] }.prefix(8).map { "\(f(micros[$0]))@\(sinceOpen[$0])" }
+                    .joined(separator: " ")
+                + "; opening batches max \(f(micros.indices.filter { sinceOpen[$0] == 0 }.map { micros[$0] }.max() ?? 0)) µs"
+        }
+    }
+
+    static func run(preallocate: Bool, batches: Int, segmentBytes: Int64) throws -> Figures {
+        let dir = TempDirectory(preallocate ? "lat-prealloc" : "lat-append")
+        defer { dir.remove() }
+        let writer = try JournalWriter(directory: dir.path, segmentBytes: segmentBytes, preallocate: preallocate)
+        // Let init's background preparation finish (stockd's startup takes longer than that, too).
+        while preallocate && !writer.nextSegmentReady { usleep(1000) }
+        let buffer = RecordBuffer(capacity: 8192)
+        let customer = ShortBytes("viewer-000123")!
+        var seq: UInt64 = 0
+        var micros: [Double] = []
+        micros.reserveCapacity(batches)
+        var sinceOpen: [Int] = []
+        var lastOpen = 0
+        var created = 0
+        let clock = ContinuousClock()
+        for b in 0..<batches {
+            buffer.reset()
+            while buffer.count < 3000 {
+                seq += 1
+                RecordCodec.encode(SequencedRecord(seq: seq, timeMs: 1_700_000_000_000 + seq, record: .reserved(
+                    token: Token(slot: UInt32(seq), generation: 1, secret: seq &* 0x9E37_79B9_7F4A_7C15),
+                    sku: SKU("aurora-jacket-\(b % 100)")!, quantity: 1, deadlineMs: 1_800_000_000_000,
+                    customer: customer, idempotencyKey: .empty, bundle: false)), into: buffer)
+            }
+            let t0 = clock.now
+            try writer.append(buffer)
+            try writer.sync()
+            let d = clock.now - t0
+            micros.append(Double(d.components.seconds) * 1e6 + Double(d.components.attoseconds) * 1e-12)
+            if writer.segmentsCreated != created {
+                created = writer.segmentsCreated
+                lastOpen = b
+            }
+            sinceOpen.append(b - lastOpen)
+        }
+        try writer.close()
+        var read: UInt64 = 0
+        _ = try JournalReader.readAll(directory: dir.path, repairTornTail: false) { _, _, _ in read += 1 }
+        #expect(read == seq)
+        return Figures(label: preallocate ? "preallocated" : "append     ", micros: micros, writer: writer,
+                       sinceOpen: sinceOpen)
+    }
+
+    @Test func appendAndSyncLatency() throws {
+        let batches = Self.env("STOCKJOURNAL_LATENCY_BATCHES", 4000)
+        let segmentBytes = Int64(Self.env("STOCKJOURNAL_LATENCY_SEGMENT_MIB", 4)) << 20
+        // Alternate to spread any drift of the disk over both.
+        var lines: [String] = []
+        for round in 0..<2 {
+            for preallocate in round == 0 ? [false, true] : [true, false] {
+                lines.append("  round \(round + 1) " + (try Self.run(preallocate: preallocate, batches: batches / 2,
+                                                                       segmentBytes: segmentBytes)).description)
+            }
+        }
+        print("append + fdatasync of ~3 KB batches, \(segmentBytes >> 20) MiB segments:\n" + lines.joined(separator: "\n"))
+    }
+}
