@@ -90,7 +90,8 @@ final class FaultLedger: @unchecked Sendable {
     static let onHand: UInt64 = 1_000_000
     /// The journal segment may not grow past this offset once the limit is set
     /// (not a multiple of a record's size: the write that fails leaves part of a record behind).
-    static let limitBytes: UInt64 = (2 << 20) + 37
+    /// About 4,000 reserve records: reached within seconds even by a debug build on a loaded machine.
+    static let limitBytes: UInt64 = (256 << 10) + 37
     static let ttl = Duration.seconds(600)
 
     @Test("a failed journal write (EFBIG): STORAGE_FAILED for changes, reads still answered, one critical log line, nothing acknowledged lost")
