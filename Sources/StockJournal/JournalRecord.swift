@@ -40,6 +40,14 @@ public enum JournalRecord: Sendable, Equatable {
     case expired(token: Token, sku: SKU, quantity: UInt32)
     /// The token's deadline moved to `deadlineMs`.
     case extended(token: Token, deadlineMs: UInt64)
+    /// Alerts: no state of their own (a replay derives nothing from them),
+    /// journaled so that the event feed can hand them on in order with an
+    /// offset. `available` is the count that crossed the threshold.
+    case lowStock(sku: SKU, available: UInt64)
+    /// Available reached zero.
+    case soldOut(sku: SKU)
+    /// Available rose above zero after a sell-out.
+    case backInStock(sku: SKU, available: UInt64)
 }
 
 /// A record with its place in the global order and its wall-clock time.

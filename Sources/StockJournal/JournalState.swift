@@ -146,6 +146,8 @@ public struct JournalState: Sendable, Equatable {
         case let .extended(token, deadline):
             guard tokens[token] != nil else { throw Refusal("unknown token \(token)") }
             tokens[token]!.deadlineMs = deadline
+        case let .lowStock(sku, _), let .soldOut(sku), let .backInStock(sku, _):
+            _ = try index(sku)  // an alert changes nothing, but names a SKU that exists
         }
     }
 

@@ -29,6 +29,9 @@ import StockProtocol
 // |    5 | released      | token, sku str8, quantity u32                                              |
 // |    6 | expired       | token, sku str8, quantity u32                                              |
 // |    7 | extended      | token, deadlineMs u64                                                      |
+// |    8 | lowStock      | sku str8, available u64 (an alert: no state; for the event feed)           |
+// |    9 | soldOut       | sku str8                                                                  |
+// |   10 | backInStock   | sku str8, available u64                                                   |
 //
 // str8 = u8 length + bytes (a SKU 1...64 bytes, other strings 0...64);
 // token = its 16 wire bytes: slot u32, generation u32, secret u64 (as the protocol).
@@ -42,6 +45,7 @@ import StockProtocol
 /// The kind byte of a record.
 public enum RecordKind: UInt8, Sendable, CaseIterable {
     case stockSet = 1, stockAdjusted, reserved, confirmed, released, expired, extended
+    case lowStock, soldOut, backInStock
 }
 
 extension JournalRecord {
@@ -55,6 +59,9 @@ extension JournalRecord {
         case .released: .released
         case .expired: .expired
         case .extended: .extended
+        case .lowStock: .lowStock
+        case .soldOut: .soldOut
+        case .backInStock: .backInStock
         }
     }
 }
@@ -132,6 +139,10 @@ public enum RecordCodec {
             w.token(token); w.str8(sku); w.u32(quantity)
         case let .extended(token, deadline):
             w.token(token); w.u64(deadline)
+        case let .lowStock(sku, available), let .backInStock(sku, available):
+            w.str8(sku); w.u64(available)
+        case let .soldOut(sku):
+            w.str8(sku)
         }
         let n = w.at
         // Cannot fail: the largest record is 249 bytes (see the table above).
@@ -213,6 +224,12 @@ public enum RecordCodec {
             record = .expired(token: try r.token(), sku: try r.sku(), quantity: try r.u32())
         case .extended:
             record = .extended(token: try r.token(), deadlineMs: try r.u64())
+        case .lowStock:
+            record = .lowStock(sku: try r.sku(), available: try r.u64())
+        case .soldOut:
+            record = .soldOut(sku: try r.sku())
+        case .backInStock:
+            record = .backInStock(sku: try r.sku(), available: try r.u64())
         }
         guard r.at == bytes.count else { throw .badField("\(bytes.count - r.at) bytes after the payload") }
         return SequencedRecord(seq: seq, timeMs: time, record: record)

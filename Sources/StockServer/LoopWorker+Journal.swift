@@ -61,8 +61,10 @@ extension LoopWorker {
                              perCustomerLimit: UInt32(truncatingIfNeeded: c.extra))
         case .stockAdjusted:
             return .stockAdjusted(sku: core.sku(at: c.sku), delta: c.quantity, reason: UInt8(truncatingIfNeeded: c.aux))
-        case .lowStock, .soldOut, .backInStock:
-            return nil  // derived from the counts; not state
+        // Alerts carry no state, but the event feed hands them on in journal order.
+        case .lowStock: return .lowStock(sku: core.sku(at: c.sku), available: UInt64(max(0, c.quantity)))
+        case .soldOut: return .soldOut(sku: core.sku(at: c.sku))
+        case .backInStock: return .backInStock(sku: core.sku(at: c.sku), available: UInt64(max(0, c.quantity)))
         }
     }
 

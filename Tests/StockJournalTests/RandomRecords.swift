@@ -38,6 +38,12 @@ struct RandomRecords {
             .expired(token: token(), sku: short(min: 1), quantity: u32())
         case .extended:
             .extended(token: token(), deadlineMs: rng.next())
+        case .lowStock:
+            .lowStock(sku: short(min: 1), available: rng.next())
+        case .soldOut:
+            .soldOut(sku: short(min: 1))
+        case .backInStock:
+            .backInStock(sku: short(min: 1), available: rng.next())
         }
     }
 

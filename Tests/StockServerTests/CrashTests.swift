@@ -206,3 +206,31 @@ final class Ledger: @unchecked Sendable {
         }
     }
 }
+
+extension CrashTests {
+    @Test("low-stock and sold-out alerts are journaled; a directory with them recovers and verifies")
+    func alertsAreJournaled() async throws {
+        let data = try TempDirectory(prefix: "stockd-alerts")
+        defer { data.remove() }
+        let dir = data.path("d")
+        let first = try StockdProcess(["--data-dir", dir], catalog: "ALERT,3,2\n")
+        let client = StockClient(port: first.port, connections: 1)
+        for _ in 0..<3 { _ = try await client.reserve(sku: "ALERT", quantity: 1, ttl: .seconds(600)) }
+        let stats = try await client.stats()
+        client.close()
+        // 3 reserves + low stock + sold out (the catalog went into the start-up snapshot).
+        let records = stats.first { $0.name == "journal.records" }?.value ?? 0
+        #expect(records == 5, "journal.records \(records)")
+        first.kill()
+
+        let second = try StockdProcess(["--data-dir", dir], catalog: "ALERT,3,2\n")
+        let again = StockClient(port: second.port, connections: 1)
+        let info = try await again.stock("ALERT")
+        again.close()
+        #expect(info.onHand == 3 && info.reserved == 3 && info.available == 0, "\(info)")
+        let stopped = try #require(second.terminate())
+        #expect(stopped.code == 0, "\(stopped)")
+        let verify = try runTool("stockd", ["verify", "--data-dir", dir])
+        #expect(verify.code == 0 && verify.stdout.contains("OK"), "\(verify)")
+    }
+}
