@@ -35,11 +35,10 @@ extension LoopWorker {
     /// One state change, as the core reports it (on this thread).
     func journalChange(_ change: Change) {
         guard let journal, let record = journalRecord(change) else { return }
-        if pendingRecords == 0 { journal.willAppend(worker: index) }
+        if recordBuffer.recordCount == 0 { journal.willAppend(worker: index) }
         let seq = journal.takeSeq()
         RecordCodec.encode(SequencedRecord(seq: seq, timeMs: wallClock(change.timeMs), record: record),
                            into: recordBuffer)
-        pendingRecords += 1
         lastSeq = seq
     }
 
@@ -70,10 +69,10 @@ extension LoopWorker {
 
     /// End of a loop iteration: the records of this iteration go to the journal thread.
     func handOverRecords() {
-        guard let journal, pendingRecords > 0 else { return }
-        recordBuffer.withUnsafeBytes { journal.handOver(worker: index, $0, records: pendingRecords) }
+        guard let journal, recordBuffer.recordCount > 0 else { return }
+        let records = recordBuffer.recordCount
+        recordBuffer.withUnsafeBytes { journal.handOver(worker: index, $0, records: records) }
         recordBuffer.reset()
-        pendingRecords = 0
     }
 
     /// A connection whose answers wait for the journal.
@@ -87,10 +86,13 @@ extension LoopWorker {
     func releaseHeld() {
         let w = durableSeq
         let failed = journalFailed
-        var kept: [Connection] = []
-        let held = heldConnections
-        heldConnections.removeAll(keepingCapacity: true)
-        for conn in held {
+        // Compacted in place (no allocation per journal round). A released
+        // connection may re-hold itself while flushing: it is appended past
+        // `end`, and the tail is kept as it is.
+        let end = heldConnections.count
+        var kept = 0
+        for i in 0..<end {
+            let conn = heldConnections[i]
             conn.isHeld = false
             guard conn.state != .closed else { continue }
             if conn.heldUntil <= w {
@@ -99,10 +101,11 @@ extension LoopWorker {
                 conn.close()  // never acknowledge what is not on disk: the client sees the outcome as unknown
             } else {
                 conn.isHeld = true
-                kept.append(conn)
+                heldConnections[kept] = conn
+                kept += 1
             }
         }
-        heldConnections.append(contentsOf: kept)
+        heldConnections.removeSubrange(kept..<end)
     }
 
     /// Wakes this worker from the journal thread (never after its loop closed the handle).

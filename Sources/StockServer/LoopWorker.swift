@@ -43,7 +43,6 @@ final class LoopWorker {
     // connections whose answers wait for them to be durable.
     var journal: JournalPipeline?
     var recordBuffer = RecordBuffer(capacity: 1 << 20)
-    var pendingRecords = 0
     /// The number of the last record this worker journaled.
     var lastSeq: UInt64 = 0
     var heldConnections: [Connection] = []

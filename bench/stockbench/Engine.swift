@@ -20,7 +20,7 @@ let readBufferBytes = 64 * 1024
 let maxRepliesPerRead = readBufferBytes / 8 + 1
 
 /// How requests are paced.
-enum Pacing: Equatable {
+enum Pacing: Equatable, Sendable {
     /// `depth` requests outstanding per connection; every answer sends the next.
     case closed(depth: Int)
     /// Arrivals (new reservations) at a fixed total rate, on a schedule kept
@@ -99,6 +99,22 @@ struct Tally {
     var protocolErrors: UInt64 = 0
     var backlogged: UInt64 = 0  // open-loop ticks whose arrivals waited for a full connection
     var undrained: UInt64 = 0  // answers never received (the drain timed out): the books may differ
+
+    /// Adds another thread's tallies.
+    mutating func add(_ o: Tally) {
+        answered += o.answered
+        reservesGranted += o.reservesGranted
+        refused += o.refused
+        confirmed += o.confirmed
+        released += o.released
+        leftToExpire += o.leftToExpire
+        tokenGone += o.tokenGone
+        failed += o.failed
+        connectionErrors += o.connectionErrors
+        protocolErrors += o.protocolErrors
+        backlogged += o.backlogged
+        undrained += o.undrained
+    }
 }
 
 /// One generator thread.

@@ -98,6 +98,16 @@ struct CommonOptions: ParsableArguments {
     var progress: Bool { isatty(STDERR_FILENO) == 1 }
 }
 
+/// Which server a single run drives (`compare` drives both and has its own).
+struct TargetOptions: ParsableArguments {
+    @Option(help: "Backend: stockd or redis.") var backend = "stockd"
+    @Option(help: "Server host:port (default: start one).") var server: String?
+
+    func validate() throws {
+        guard BackendKind(rawValue: backend) != nil else { throw ValidationError("--backend must be stockd or redis") }
+    }
+}
+
 /// A scenario's workload, resolved from its options and defaults.
 protocol Scenario: Sendable {
     var name: String { get }
@@ -105,22 +115,18 @@ protocol Scenario: Sendable {
     var common: CommonOptions { get }
 }
 
-struct Throughput: AsyncParsableCommand, Scenario {
-    static let configuration = CommandConfiguration(
-        abstract: "Closed loop: --pipeline requests outstanding per connection, as fast as the server answers.")
+/// Throughput workload options (also used by `compare`).
+struct ThroughputOptions: ParsableArguments, Scenario {
     @OptionGroup var common: CommonOptions
     @Option(help: "Requests outstanding per connection.") var pipeline = 32
     @Option(help: "Measured time.") var duration = Seconds(10)
     @Option(help: "Unmeasured time first.") var warmup = Seconds(1)
     @Option(help: "Stop after this many answers instead of --duration.") var requests: Int?
-    @Option(help: "Backend: stockd or redis.") var backend = "stockd"
-    @Option(help: "Server host:port (default: start one).") var server: String?
 
     var name: String { "throughput" }
 
     func validate() throws {
         guard pipeline >= 1, pipeline <= 4096 else { throw ValidationError("--pipeline must be 1...4096") }
-        guard BackendKind(rawValue: backend) != nil else { throw ValidationError("--backend must be stockd or redis") }
         if let requests, requests < 1 { throw ValidationError("--requests must be positive") }
     }
 
@@ -132,25 +138,26 @@ struct Throughput: AsyncParsableCommand, Scenario {
                 stock: common.stock ?? (1 << 40), ttlMs: UInt32((common.ttl?.value ?? 5) * 1000), seed: common.seed,
                 progress: common.progress)
     }
-
-    func run() async throws { try await runSingle(self, backend: backend, server: server) }
 }
 
-struct Latency: AsyncParsableCommand, Scenario {
+struct Throughput: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Open loop: reservations arrive at --rate per second whatever the answers do; "
-            + "latency counts from each arrival's scheduled time (no coordinated omission).")
+        abstract: "Closed loop: --pipeline requests outstanding per connection, as fast as the server answers.")
+    @OptionGroup var scenario: ThroughputOptions
+    @OptionGroup var target: TargetOptions
+    func run() async throws { try await runSingle(scenario, target) }
+}
+
+/// Latency workload options (also used by `compare`).
+struct LatencyOptions: ParsableArguments, Scenario {
     @OptionGroup var common: CommonOptions
     @Option(help: "Reservations (arrivals) per second, all connections together.") var rate: Double = 20_000
     @Option(help: "Measured time.") var duration = Seconds(10)
-    @Option(help: "Backend: stockd or redis.") var backend = "stockd"
-    @Option(help: "Server host:port (default: start one).") var server: String?
 
     var name: String { "latency" }
 
     func validate() throws {
         guard rate >= 1, rate <= 50_000_000 else { throw ValidationError("--rate must be 1...50000000") }
-        guard BackendKind(rawValue: backend) != nil else { throw ValidationError("--backend must be stockd or redis") }
     }
 
     func spec() -> RunSpec {
@@ -160,29 +167,28 @@ struct Latency: AsyncParsableCommand, Scenario {
                 stock: common.stock ?? (1 << 40), ttlMs: UInt32((common.ttl?.value ?? 5) * 1000), seed: common.seed,
                 progress: common.progress)
     }
-
-    func run() async throws { try await runSingle(self, backend: backend, server: server) }
 }
 
-struct FlashSale: AsyncParsableCommand, Scenario {
+struct Latency: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "flash-sale",
-        abstract: "A drop: --buyers arrive within --within; each reserves one unit, then confirms, releases "
-            + "or lets it expire by --mix (default 10:7:2:1). Reports the time to sell-out (every SKU ran out: "
-            + "all units held or sold) and to the last unit sold, oversold (must be 0), refusals and latency, "
-            + "and checks the server's final counts against the generator's books.")
+        abstract: "Open loop: reservations arrive at --rate per second whatever the answers do; "
+            + "latency counts from each arrival's scheduled time (no coordinated omission).")
+    @OptionGroup var scenario: LatencyOptions
+    @OptionGroup var target: TargetOptions
+    func run() async throws { try await runSingle(scenario, target) }
+}
+
+/// FlashSale workload options (also used by `compare`).
+struct FlashSaleOptions: ParsableArguments, Scenario {
     @OptionGroup var common: CommonOptions
     @Option(help: "Buyers in all.") var buyers = 20_000
     @Option(help: "Time over which the buyers arrive.") var within = Seconds(1)
-    @Option(help: "Backend: stockd or redis.") var backend = "stockd"
-    @Option(help: "Server host:port (default: start one).") var server: String?
 
     var name: String { "flash-sale" }
 
     func validate() throws {
         guard buyers >= 1, buyers <= 100_000_000 else { throw ValidationError("--buyers must be 1...100000000") }
         guard within.value >= 0.001 else { throw ValidationError("--within must be at least 1ms") }
-        guard BackendKind(rawValue: backend) != nil else { throw ValidationError("--backend must be stockd or redis") }
     }
 
     func spec() -> RunSpec {
@@ -192,8 +198,18 @@ struct FlashSale: AsyncParsableCommand, Scenario {
                 skus: common.skus ?? 20, stock: common.stock ?? 500,
                 ttlMs: UInt32((common.ttl?.value ?? 1) * 1000), seed: common.seed, progress: common.progress)
     }
+}
 
-    func run() async throws { try await runSingle(self, backend: backend, server: server) }
+struct FlashSale: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "flash-sale",
+        abstract: "A drop: --buyers arrive within --within; each reserves one unit, then confirms, releases "
+            + "or lets it expire by --mix (default 10:7:2:1). Reports the time to sell-out (every SKU ran out: "
+            + "all units held or sold) and to the last unit sold, oversold (must be 0), refusals and latency, "
+            + "and checks the server's final counts against the generator's books.")
+    @OptionGroup var scenario: FlashSaleOptions
+    @OptionGroup var target: TargetOptions
+    func run() async throws { try await runSingle(scenario, target) }
 }
 
 struct Compare: AsyncParsableCommand {
@@ -216,21 +232,21 @@ struct CompareOptions: ParsableArguments {
 
 struct CompareThroughput: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "throughput", abstract: "Compare closed-loop throughput.")
-    @OptionGroup var scenario: Throughput
+    @OptionGroup var scenario: ThroughputOptions
     @OptionGroup var compare: CompareOptions
     func run() async throws { try await runCompare(scenario, compare) }
 }
 
 struct CompareLatency: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "latency", abstract: "Compare open-loop latency.")
-    @OptionGroup var scenario: Latency
+    @OptionGroup var scenario: LatencyOptions
     @OptionGroup var compare: CompareOptions
     func run() async throws { try await runCompare(scenario, compare) }
 }
 
 struct CompareFlashSale: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "flash-sale", abstract: "Compare the flash sale.")
-    @OptionGroup var scenario: FlashSale
+    @OptionGroup var scenario: FlashSaleOptions
     @OptionGroup var compare: CompareOptions
     func run() async throws { try await runCompare(scenario, compare) }
 }
@@ -238,15 +254,15 @@ struct CompareFlashSale: AsyncParsableCommand {
 // MARK: - running
 
 /// One scenario against one backend; exits 1 if the books do not balance.
-func runSingle(_ s: some Scenario, backend: String, server: String?) async throws {
+func runSingle(_ s: some Scenario, _ target: TargetOptions) async throws {
     signal(SIGPIPE, SIG_IGN)
     installInterruptHandler()
-    let kind = BackendKind(rawValue: backend)!
-    let target = try BackendTarget(kind: kind, address: server, stockdWorkers: s.common.stockdWorkers,
+    let kind = BackendKind(rawValue: target.backend)!
+    let server = try BackendTarget(kind: kind, address: target.server, stockdWorkers: s.common.stockdWorkers,
                                    maxTokens: nil, persistence: s.common.persistence,
                                    stockdSync: s.common.stockdSync)
-    defer { target.stop() }
-    let result = try await runOnce(s.spec(), on: target, label: "\(kind.rawValue) \(s.name)")
+    defer { server.stop() }
+    let result = try await runOnce(s.spec(), on: server, label: "\(kind.rawValue) \(s.name)")
     if s.common.json {
         print(encodeJSON(result))
     } else {
@@ -260,10 +276,6 @@ func runSingle(_ s: some Scenario, backend: String, server: String?) async throw
 func runCompare(_ s: some Scenario, _ c: CompareOptions) async throws {
     signal(SIGPIPE, SIG_IGN)
     installInterruptHandler()
-    let argv = CommandLine.arguments
-    if argv.contains("--server") || argv.contains("--backend") {
-        throw ValidationError("compare drives both backends: use --stockd-server / --redis-server, not --server / --backend")
-    }
     var all: [RunResult] = []
     for round in 1...c.rounds {
         for kind in BackendKind.allCases {

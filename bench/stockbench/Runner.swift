@@ -25,9 +25,6 @@ struct RunSpec: Sendable {
     var progress: Bool
 }
 
-extension Pacing: @unchecked Sendable {}
-extension Mix: @unchecked Sendable {}
-extension SKUChooser.Shape: @unchecked Sendable {}
 
 /// What one run measured, and what the books say.
 struct RunResult: Codable, Sendable {
@@ -51,6 +48,9 @@ struct RunResult: Codable, Sendable {
     var left_to_expire: UInt64
     var token_gone: UInt64
     var errors: UInt64
+    /// Open loop: 1 ms ticks whose due arrivals waited for a connection with
+    /// a full ring (they kept their scheduled time, so their wait is in the latency).
+    var stalled_ticks: UInt64
     /// Units sold beyond the stock staged (must be 0).
     var oversold: Int64
     /// SKUs whose final server counts differ from the generator's books.
@@ -188,7 +188,7 @@ func runOnce(_ spec: RunSpec, on target: BackendTarget, label: String) async thr
         p50_us: us(50), p90_us: us(90), p99_us: us(99), p999_us: us(99.9), max_us: Double(h.max) / 1000,
         reservations_granted: t.reservesGranted, refused: t.refused, confirmed: t.confirmed, released: t.released,
         left_to_expire: t.leftToExpire, token_gone: t.tokenGone,
-        errors: t.failed + t.connectionErrors + t.protocolErrors + t.undrained,
+        errors: t.failed + t.connectionErrors + t.protocolErrors + t.undrained, stalled_ticks: t.backlogged,
         oversold: oversold, accounting_mismatches: mismatches, units_staged: spec.stock * Int64(spec.skus),
         units_sold: sold, sell_out_ms: outcome.sellOutMs, all_sold_ms: outcome.allSoldMs, sweeper: sweeperStats,
         redis_persistence: target.kind == .redis ? target.persistence.label : nil,
@@ -271,18 +271,7 @@ func runEngine(_ spec: RunSpec, target: BackendTarget, names: [String], label: S
         let p = w.pointee
         out.histogram.add(p.histogram)
         let t = p.tally
-        out.tally.answered += t.answered
-        out.tally.reservesGranted += t.reservesGranted
-        out.tally.refused += t.refused
-        out.tally.confirmed += t.confirmed
-        out.tally.released += t.released
-        out.tally.leftToExpire += t.leftToExpire
-        out.tally.tokenGone += t.tokenGone
-        out.tally.failed += t.failed
-        out.tally.connectionErrors += t.connectionErrors
-        out.tally.protocolErrors += t.protocolErrors
-        out.tally.backlogged += t.backlogged
-        out.tally.undrained += t.undrained
+        out.tally.add(t)
         for i in 0..<spec.skus {
             out.confirmedUnits[i] += p.confirmedUnits[i]
             let at = p.exhaustedAt[i]

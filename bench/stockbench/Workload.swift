@@ -47,7 +47,7 @@ enum Fate: UInt8 {
 /// left to expire sends nothing more, so the reserve weight must equal the
 /// sum of the other three: `10:7:2:1` means 10 reserves, of which 7 are
 /// confirmed, 2 released and 1 left to expire.
-struct Mix: CustomStringConvertible, Equatable {
+struct Mix: CustomStringConvertible, Equatable, Sendable {
     var reserve: Int, confirm: Int, release: Int, expire: Int
 
     init(reserve: Int, confirm: Int, release: Int, expire: Int) {
@@ -89,7 +89,7 @@ struct MixError: Error, CustomStringConvertible {
 
 /// Which SKU a request goes to: uniform, a hot share on SKU 0, or Zipf.
 struct SKUChooser {
-    enum Shape: Equatable {
+    enum Shape: Equatable, Sendable {
         case uniform
         /// This share of requests goes to SKU 0, the rest uniformly to all.
         case hot(Double)
