@@ -234,3 +234,57 @@ extension CrashTests {
         #expect(verify.code == 0 && verify.stdout.contains("OK"), "\(verify)")
     }
 }
+
+// MARK: - a bad data directory: a clear error, never a half-recovered server
+
+extension CrashTests {
+    /// A data directory with a few journaled reserves (stockd killed, so they are in a segment).
+    func journalWithRecords(_ dir: String) async throws {
+        let server = try StockdProcess(["--data-dir", dir], catalog: "BAD-DIR,100\n")
+        let client = StockClient(port: server.port, connections: 1)
+        for _ in 0..<5 { _ = try await client.reserve(sku: "BAD-DIR", quantity: 1, ttl: .seconds(600)) }
+        client.close()
+        server.kill()
+    }
+
+    @Test("a corrupt journal record stops stockd with one line naming file and offset; verify exits 1")
+    func corruptJournalStopsStart() async throws {
+        let data = try TempDirectory(prefix: "stockd-corrupt")
+        defer { data.remove() }
+        let dir = data.path("d")
+        try await journalWithRecords(dir)
+        let segment = try #require(try FileManager.default.contentsOfDirectory(atPath: dir)
+            .first { $0.hasPrefix("journal-") && $0.hasSuffix(".log") })
+        // Flip one byte inside the first record's payload: later records follow, so it is not a torn tail.
+        let handle = try #require(FileHandle(forUpdatingAtPath: dir + "/" + segment))
+        try handle.seek(toOffset: 30)
+        let byte = try #require(try handle.read(upToCount: 1)?.first)
+        try handle.seek(toOffset: 30)
+        try handle.write(contentsOf: Data([byte ^ 0x5A]))
+        try handle.close()
+
+        let result = try #require(try StockdProcess.runToExit(["--host", "127.0.0.1", "--port", "0", "--data-dir", dir]),
+                                  "stockd on a corrupt data directory still running after 5 s")
+        #expect(result.code != 0 && !result.signaled, "\(result)")
+        #expect(result.stderrLines.count == 1, "\(result)")
+        #expect(result.stderr.contains(segment) && result.stderr.contains("at byte 0"), "\(result)")
+        let verify = try runTool("stockd", ["verify", "--data-dir", dir])
+        #expect(verify.code == 1 && verify.stdout.contains(segment), "\(verify)")
+        #expect(verify.stderrLines.count == 1, "\(verify)")
+    }
+
+    @Test("a data directory in use by another stockd is refused; verify of a missing directory is a usage error")
+    func lockedAndMissingDataDirectory() async throws {
+        let data = try TempDirectory(prefix: "stockd-locked")
+        defer { data.remove() }
+        let dir = data.path("d")
+        let first = try StockdProcess(["--data-dir", dir])
+        let second = try #require(try StockdProcess.runToExit(["--host", "127.0.0.1", "--port", "0", "--data-dir", dir]),
+                                  "a second stockd on the same data directory still running after 5 s")
+        #expect(second.code != 0 && second.stderrLines.count == 1 && second.stderr.contains("in use"), "\(second)")
+        #expect(first.isRunning)
+        let missing = try runTool("stockd", ["verify", "--data-dir", data.path("nowhere")])
+        #expect(missing.code == 2 && missing.stderrLines.count == 1 && missing.stderr.contains("no such directory"),
+                "\(missing)")
+    }
+}

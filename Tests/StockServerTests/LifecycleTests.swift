@@ -186,6 +186,9 @@ extension StockServerTests {
               (["--max-frame", "100"], "--max-frame"),
               (["--max-tokens", "0"], "--max-tokens"),
               (["--log-level", "loud"], "--log-level"),
+              (["--sync", "sometimes"], "--sync"),
+              (["--segment-size", "0"], "--segment-size"),
+              (["--snapshot-every", "0"], "--snapshot-every"),
           ])
     func badFlags(extra: [String], needle: String) throws {
         let result = try #require(try StockdProcess.runToExit(["--host", "127.0.0.1", "--port", "0"] + extra),
