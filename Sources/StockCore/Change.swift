@@ -3,14 +3,15 @@ import StockProtocol
 /// What kind of state change a `Change` reports.
 public enum ChangeKind: UInt8, Sendable, CaseIterable {
     /// Units taken out of sale by a token. `quantity`: units; `aux`: deadline
-    /// (core ms); `reference`: customer; `key`: idempotency key; `extra`: 1
-    /// for a bundle line.
+    /// (core ms); `reference`: customer; `key`: idempotency key; `extra`:
+    /// bit 0 set for a bundle line, plus `Change.lineBits`.
     case reserved = 1
-    /// Units sold. `quantity`: confirmed; `aux`: units returned by a partial confirm; `reference`: order.
+    /// Units sold. `quantity`: confirmed; `aux`: units returned by a partial confirm; `reference`: order;
+    /// `key`: the token's customer; `extra`: `Change.lineBits`.
     case confirmed = 2
-    /// Units returned by RELEASE. `quantity`: units.
+    /// Units returned by RELEASE. `quantity`: units; `key`: customer; `extra`: `Change.lineBits`.
     case released = 3
-    /// Units returned by expiry. `quantity`: units.
+    /// Units returned by expiry. `quantity`: units; `key`: customer; `extra`: `Change.lineBits`.
     case expired = 4
     /// Deadline moved. `aux`: new deadline (core ms).
     case extended = 5
@@ -51,6 +52,18 @@ public struct Change: Sendable, Equatable {
     public var key: ShortBytes
     /// Kind-specific (see `ChangeKind`).
     public var extra: UInt64
+
+    /// A token line's place, packed into `extra`: line index in bits 8-15,
+    /// line count in bits 16-23 (the event feed numbers a bundle's lines).
+    @inline(__always)
+    public static func lineBits(_ index: Int, of count: Int) -> UInt64 {
+        UInt64(truncatingIfNeeded: index & 0xFF) << 8 | UInt64(truncatingIfNeeded: count & 0xFF) << 16
+    }
+
+    /// The line index and count packed by `lineBits`.
+    public var line: (index: UInt8, count: UInt8) {
+        (UInt8(truncatingIfNeeded: extra >> 8), UInt8(truncatingIfNeeded: extra >> 16))
+    }
 
     public init(kind: ChangeKind, sku: UInt32, quantity: Int64, aux: Int64 = 0,
                 token: Token = Token(slot: 0, generation: 0, secret: 0), timeMs: UInt64,

@@ -254,9 +254,10 @@ public final class StockCore: @unchecked Sendable {
         }
         publish(token, deadline: deadline, on: w)
         w.count(bundle ? .bundles : .reserves)
-        for line in lines {
+        for (i, line) in lines.enumerated() {
             w.emit(Change(kind: .reserved, sku: line.sku, quantity: line.quantity, aux: Int64(deadline), token: token,
-                          timeMs: nowMs, reference: customer, key: key, extra: bundle ? 1 : 0))
+                          timeMs: nowMs, reference: customer, key: key,
+                          extra: Change.lineBits(i, of: lines.count) | (bundle ? 1 : 0)))
         }
         var firstAvailable: Int64 = 0
         for (i, line) in lines.enumerated() {
@@ -400,16 +401,18 @@ public final class StockCore: @unchecked Sendable {
             }
             precondition(extra != nil, "token with side-table flags but no side-table entry")
         }
+        let customer = extra?.customer ?? .empty
         if let lines = extra?.lines, !lines.isEmpty {
-            for line in lines {
+            for (i, line) in lines.enumerated() {
                 settleLine(line.sku, held: line.quantity, confirmed: fate == .confirmed ? line.quantity : 0,
-                           fate: fate, token: t, reference: reference, nowMs: nowMs, on: w)
+                           fate: fate, token: t, reference: reference, customer: customer,
+                           line: Change.lineBits(i, of: lines.count), nowMs: nowMs, on: w)
             }
         } else {
             let sku = UInt32(truncatingIfNeeded: item >> 32)
             let held = Int64(UInt32(truncatingIfNeeded: item))
             settleLine(sku, held: held, confirmed: confirmQuantity, fate: fate, token: t, reference: reference,
-                       nowMs: nowMs, on: w)
+                       customer: customer, line: Change.lineBits(0, of: 1), nowMs: nowMs, on: w)
         }
         if let extra { forgetSideEntries(extra, token: t, fate: fate, confirmQuantity: confirmQuantity, item: item) }
         switch fate {
@@ -423,7 +426,7 @@ public final class StockCore: @unchecked Sendable {
     }
 
     private func settleLine(_ sku: UInt32, held: Int64, confirmed: Int64, fate: Fate, token: Token,
-                            reference: ShortBytes, nowMs: UInt64, on w: Worker) {
+                            reference: ShortBytes, customer: ShortBytes, line: UInt64, nowMs: UInt64, on w: Worker) {
         precondition(confirmed >= 0 && confirmed <= held)
         counters.add(counters.reserved, sku, -held, shard: w.shard)
         if confirmed > 0 { counters.add(counters.confirmed, sku, confirmed, shard: w.shard) }
@@ -432,11 +435,13 @@ public final class StockCore: @unchecked Sendable {
         switch fate {
         case .confirmed:
             w.emit(Change(kind: .confirmed, sku: sku, quantity: confirmed, aux: back, token: token, timeMs: nowMs,
-                          reference: reference))
+                          reference: reference, key: customer, extra: line))
         case .released:
-            w.emit(Change(kind: .released, sku: sku, quantity: held, token: token, timeMs: nowMs))
+            w.emit(Change(kind: .released, sku: sku, quantity: held, token: token, timeMs: nowMs, key: customer,
+                          extra: line))
         case .expired:
-            w.emit(Change(kind: .expired, sku: sku, quantity: held, token: token, timeMs: nowMs))
+            w.emit(Change(kind: .expired, sku: sku, quantity: held, token: token, timeMs: nowMs, key: customer,
+                          extra: line))
         case .free, .live:
             preconditionFailure("settleLine needs a decided fate")
         }

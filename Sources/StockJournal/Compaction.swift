@@ -18,8 +18,10 @@ import Darwin
 //      slightly out of order, so a closed segment can hold seqs above ones
 //      the open segment holds);
 //   3. if S > S0, write the snapshot of S (tmp, fsync, rename, directory fsync);
-//   4. only then delete the given segments whose every record is ≤ S, and
-//      the snapshots (and `.tmp` leftovers) below S, then fsync the directory.
+//   4. only then delete the given segments whose every record is ≤ S —
+//      the oldest of them, beyond the event feed's retention budget
+//      (Retention.swift) — and the snapshots (and `.tmp` leftovers) below S,
+//      then fsync the directory.
 // Segments holding any record above S stay; recovery (and the next
 // compaction) ignores their records ≤ the snapshot's seq.
 //
@@ -67,8 +69,10 @@ public struct CompactionResult: Sendable {
     public var gapAt: UInt64?
     /// Segment files deleted (paths).
     public var segmentsRemoved: [String]
-    /// Given segments kept because they hold records above S.
+    /// Given segments kept: holding records above S, or within the retention budget.
     public var segmentsKept: [String]
+    /// The feed floor after the deletions (nil: nothing deleted).
+    public var feedFloor: UInt64? = nil
     /// Snapshot files (and `.tmp` leftovers) deleted.
     public var snapshotsRemoved: [String]
     /// Bytes of the deleted files (segments at their preallocated size).
@@ -84,7 +88,12 @@ public enum Compaction {
     /// Compaction.swift). `nowWallMs` stamps the snapshot. Throws on
     /// corruption, a replay that does not add up, or I/O failure — having
     /// deleted nothing unless the new snapshot was already durable.
-    public static func run(dataDirectory: String, closedSegments: [SegmentFile], nowWallMs: UInt64)
+    ///
+    /// Covered segments are deleted only beyond `retainBytes` (newest kept,
+    /// see Retention.swift); `willRaiseFloor` hears the new feed floor
+    /// before any segment goes.
+    public static func run(dataDirectory: String, closedSegments: [SegmentFile], nowWallMs: UInt64,
+                           retainBytes: Int64 = 0, willRaiseFloor: ((UInt64) -> Void)? = nil)
         throws(JournalError) -> CompactionResult
     {
         let clock = ContinuousClock()
@@ -143,16 +152,22 @@ public enum Compaction {
             return result
         }
 
-        // Segments whose every record the snapshot covers.
+        // Segments whose every record the snapshot covers go, oldest first, beyond the retention budget.
+        var covered: [Retention.Covered] = []
+        var keptBytes: Int64 = 0
         for (segment, maxSeq) in zip(present, maxSeqs) {
             if maxSeq <= covering.seq {
-                result.bytesFreed += try dir.size(of: segment.name) ?? 0
-                try dir.remove(segment.name)
-                result.segmentsRemoved.append(segment.path)
+                covered.append(Retention.Covered(segment: segment, maxSeq: maxSeq))
             } else {
-                result.segmentsKept.append(segment.path)
+                keptBytes += try dir.size(of: segment.name) ?? 0
             }
         }
+        let pruned = try Retention.prune(directory: dataDirectory, covered: covered, keptBytes: keptBytes,
+                                         retainBytes: retainBytes, willRaiseFloor: willRaiseFloor)
+        result.bytesFreed += pruned.bytesFreed
+        result.segmentsRemoved = pruned.removed
+        result.feedFloor = pruned.floor
+        result.segmentsKept = present.map(\.path).filter { !pruned.removed.contains($0) }
         // Older snapshots, and `.tmp` files of older snapshots (a crash inside `Snapshots.write`).
         for name in try dir.names() {
             let seq = parseTwentyDigits(name, prefix: Snapshots.prefix, suffix: Snapshots.suffix)

@@ -29,15 +29,21 @@ public enum JournalRecord: Sendable, Equatable {
     case stockAdjusted(sku: SKU, delta: Int64, reason: UInt8)
     /// `quantity` units of `sku` held by `token` until `deadlineMs`. A
     /// bundle is one record per line, all with the same token, `bundle` set.
+    /// `line` of `lines`: this line's place in its token (for the event feed).
     case reserved(token: Token, sku: SKU, quantity: UInt32, deadlineMs: UInt64, customer: ShortBytes,
-                  idempotencyKey: ShortBytes, bundle: Bool)
+                  idempotencyKey: ShortBytes, bundle: Bool, line: UInt8 = 0, lines: UInt8 = 1)
     /// The token's line on `sku` was confirmed: `quantity` units sold,
     /// `returned` units back on sale (a partial confirm). One per line.
-    case confirmed(token: Token, sku: SKU, quantity: UInt32, returned: UInt32, orderReference: ShortBytes)
+    /// `customer` (the token's), `line` and `lines` are carried for the
+    /// event feed, which may start after the `reserved` record.
+    case confirmed(token: Token, sku: SKU, quantity: UInt32, returned: UInt32, orderReference: ShortBytes,
+                   customer: ShortBytes = .empty, line: UInt8 = 0, lines: UInt8 = 1)
     /// The token's line on `sku` was released: `quantity` units back on sale.
-    case released(token: Token, sku: SKU, quantity: UInt32)
+    case released(token: Token, sku: SKU, quantity: UInt32, customer: ShortBytes = .empty, line: UInt8 = 0,
+                  lines: UInt8 = 1)
     /// The token's line on `sku` expired: `quantity` units back on sale.
-    case expired(token: Token, sku: SKU, quantity: UInt32)
+    case expired(token: Token, sku: SKU, quantity: UInt32, customer: ShortBytes = .empty, line: UInt8 = 0,
+                 lines: UInt8 = 1)
     /// The token's deadline moved to `deadlineMs`.
     case extended(token: Token, deadlineMs: UInt64)
     /// Alerts: no state of their own (a replay derives nothing from them),

@@ -129,10 +129,10 @@ public struct JournalState: Sendable, Equatable {
         case let .stockAdjusted(sku, delta, _):
             let i = try index(sku)
             try update(i) { $0.onHand += delta }
-        case let .reserved(token, sku, quantity, deadline, customer, key, bundle):
+        case let .reserved(token, sku, quantity, deadline, customer, key, bundle, _, _):
             try reserve(token, TokenLine(sku: sku, quantity: quantity), deadlineMs: deadline, customer: customer,
                         key: key, bundle: bundle)
-        case let .confirmed(token, sku, quantity, returned, _):
+        case let .confirmed(token, sku, quantity, returned, _, _, _, _):
             let held = UInt64(quantity) + UInt64(returned)
             let (i, t) = try settle(token, sku: sku, held: held) {
                 $0.reserved -= Int64(held)
@@ -141,7 +141,7 @@ public struct JournalState: Sendable, Equatable {
             if !t.customer.isEmpty && quantity > 0 {
                 customerSold[CustomerSKU(customer: t.customer, sku: skus[i].sku), default: 0] += UInt64(quantity)
             }
-        case let .released(token, sku, quantity), let .expired(token, sku, quantity):
+        case let .released(token, sku, quantity, _, _, _), let .expired(token, sku, quantity, _, _, _):
             _ = try settle(token, sku: sku, held: UInt64(quantity)) { $0.reserved -= Int64(quantity) }
         case let .extended(token, deadline):
             guard tokens[token] != nil else { throw Refusal("unknown token \(token)") }

@@ -24,10 +24,11 @@ import StockProtocol
 // |    1 | stockSet      | sku str8, onHand u64, lowStockThreshold u32, perCustomerLimit u32           |
 // |    2 | stockAdjusted | sku str8, delta i64, reason u8                                             |
 // |    3 | reserved      | token, sku str8, quantity u32, deadlineMs u64, customer str8,              |
-// |      |               | idempotencyKey str8, flags u8 (bit 0: bundle; other bits 0)               |
-// |    4 | confirmed     | token, sku str8, quantity u32, returned u32, orderReference str8           |
-// |    5 | released      | token, sku str8, quantity u32                                              |
-// |    6 | expired       | token, sku str8, quantity u32                                              |
+// |      |               | idempotencyKey str8, flags u8 (bit 0: bundle; other bits 0), line u8, lines u8 |
+// |    4 | confirmed     | token, sku str8, quantity u32, returned u32, orderReference str8,          |
+// |      |               | customer str8, line u8, lines u8                                           |
+// |    5 | released      | token, sku str8, quantity u32, customer str8, line u8, lines u8            |
+// |    6 | expired       | token, sku str8, quantity u32, customer str8, line u8, lines u8            |
 // |    7 | extended      | token, deadlineMs u64                                                      |
 // |    8 | lowStock      | sku str8, available u64 (an alert: no state; for the event feed)           |
 // |    9 | soldOut       | sku str8                                                                  |
@@ -35,8 +36,11 @@ import StockProtocol
 //
 // str8 = u8 length + bytes (a SKU 1...64 bytes, other strings 0...64);
 // token = its 16 wire bytes: slot u32, generation u32, secret u64 (as the protocol).
+// `line u8, lines u8` (the line's place in its token) and, for kinds 4-6,
+// `customer` were added for the event feed; a record that ends before them
+// (written by an earlier build) decodes with customer empty, line 0 of 1.
 //
-// The largest record (reserved with three 64-byte strings) is 249 bytes;
+// The largest record (reserved with three 64-byte strings) is 251 bytes;
 // `maxRecordBytes` (512) leaves room for growth and bounds what a reader
 // trusts in a length field. The checksum covers kind..payload, not the length:
 // a damaged length shows up as a checksum mismatch over the wrong span, or as
@@ -130,13 +134,15 @@ public enum RecordCodec {
             w.str8(sku); w.u64(onHand); w.u32(threshold); w.u32(limit)
         case let .stockAdjusted(sku, delta, reason):
             w.str8(sku); w.u64(UInt64(bitPattern: delta)); w.u8(reason)
-        case let .reserved(token, sku, quantity, deadline, customer, key, bundle):
+        case let .reserved(token, sku, quantity, deadline, customer, key, bundle, line, lines):
             w.token(token); w.str8(sku); w.u32(quantity); w.u64(deadline)
-            w.str8(customer); w.str8(key); w.u8(bundle ? 1 : 0)
-        case let .confirmed(token, sku, quantity, returned, order):
+            w.str8(customer); w.str8(key); w.u8(bundle ? 1 : 0); w.u8(line); w.u8(lines)
+        case let .confirmed(token, sku, quantity, returned, order, customer, line, lines):
             w.token(token); w.str8(sku); w.u32(quantity); w.u32(returned); w.str8(order)
-        case let .released(token, sku, quantity), let .expired(token, sku, quantity):
-            w.token(token); w.str8(sku); w.u32(quantity)
+            w.str8(customer); w.u8(line); w.u8(lines)
+        case let .released(token, sku, quantity, customer, line, lines),
+             let .expired(token, sku, quantity, customer, line, lines):
+            w.token(token); w.str8(sku); w.u32(quantity); w.str8(customer); w.u8(line); w.u8(lines)
         case let .extended(token, deadline):
             w.token(token); w.u64(deadline)
         case let .lowStock(sku, available), let .backInStock(sku, available):
@@ -145,7 +151,7 @@ public enum RecordCodec {
             w.str8(sku)
         }
         let n = w.at
-        // Cannot fail: the largest record is 249 bytes (see the table above).
+        // Cannot fail: the largest record is 251 bytes (see the table above).
         assert(n <= maxRecordBytes, "record larger than maxRecordBytes")
         p.storeBytes(of: UInt32(n - 4).littleEndian, as: UInt32.self)
         let crc = ccrc32c_extend(0, p + 8, n - 8)
@@ -213,15 +219,21 @@ public enum RecordCodec {
             let token = try r.token(), sku = try r.sku(), quantity = try r.u32(), deadline = try r.u64()
             let customer = try r.str8(), key = try r.str8(), flags = try r.u8()
             guard flags & ~1 == 0 else { throw .badField("reserved flags \(flags)") }
+            let (line, lines) = r.remaining == 0 ? (0, 1) : (try r.u8(), try r.u8())
             record = .reserved(token: token, sku: sku, quantity: quantity, deadlineMs: deadline,
-                               customer: customer, idempotencyKey: key, bundle: flags == 1)
+                               customer: customer, idempotencyKey: key, bundle: flags == 1, line: line, lines: lines)
         case .confirmed:
-            record = .confirmed(token: try r.token(), sku: try r.sku(), quantity: try r.u32(),
-                                returned: try r.u32(), orderReference: try r.str8())
-        case .released:
-            record = .released(token: try r.token(), sku: try r.sku(), quantity: try r.u32())
-        case .expired:
-            record = .expired(token: try r.token(), sku: try r.sku(), quantity: try r.u32())
+            let token = try r.token(), sku = try r.sku(), quantity = try r.u32(), returned = try r.u32()
+            let order = try r.str8()
+            let (customer, line, lines) = try r.lineTail()
+            record = .confirmed(token: token, sku: sku, quantity: quantity, returned: returned, orderReference: order,
+                                customer: customer, line: line, lines: lines)
+        case .released, .expired:
+            let token = try r.token(), sku = try r.sku(), quantity = try r.u32()
+            let (customer, line, lines) = try r.lineTail()
+            record = kind == .released
+                ? .released(token: token, sku: sku, quantity: quantity, customer: customer, line: line, lines: lines)
+                : .expired(token: token, sku: sku, quantity: quantity, customer: customer, line: line, lines: lines)
         case .extended:
             record = .extended(token: try r.token(), deadlineMs: try r.u64())
         case .lowStock:
@@ -324,6 +336,13 @@ struct RawReader {
         guard n <= ShortBytes.capacity else { throw .badField("string of \(n) bytes") }
         let at = try take(n)
         return ShortBytes(UnsafeRawBufferPointer(rebasing: b[at..<(at + n)]))
+    }
+
+    /// `customer str8, line u8, lines u8` at the end of a settling record,
+    /// or their defaults when the record ends before them (an earlier build).
+    mutating func lineTail() throws(RecordCorruption) -> (ShortBytes, UInt8, UInt8) {
+        guard remaining > 0 else { return (.empty, 0, 1) }
+        return (try str8(), try u8(), try u8())
     }
 
     /// A str8 of 1...64 bytes (SKU text is the server's to validate; here only its size).

@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import StockProtocol
 
 // # Recovery
@@ -14,17 +19,23 @@ import StockProtocol
 //   4. replay records above the snapshot's seq in seq order, stopping at
 //      the first missing seq: what follows was never acknowledged and is
 //      dropped (counted);
-//   5. number past the highest seq seen on disk, dropped records included,
-//      so no seq that exists in an old file can ever be issued again;
-//   6. expire tokens whose deadline has passed (`expired` records with the
-//      next seqs, applied so the state is final, and listed for the event
-//      feed).
-// Then `Recovery.finish` writes a snapshot of that state and deletes every
-// segment and older snapshot, so the server starts on an empty journal whose
-// first seq is `nextSeq`. Because of step 5, a crash anywhere inside
-// `finish` is harmless: every record left in an old segment is at or below
-// the new snapshot's seq and is ignored by the next recovery, so records
-// dropped after a gap can never be resurrected by a later, luckier replay.
+//   5. expire tokens whose deadline has passed (`expired` records with the
+//      next seqs, applied so the state is final).
+// Then `Recovery.finish` makes that the journal's truth, in this order:
+//   a. rewrites the segments holding dropped records without them (temp
+//      file, fsync, rename): the seqs after the gap are issued again from
+//      now on, so no old file may still hold them — which keeps the event
+//      feed's offsets gap-free across restarts;
+//   b. cuts the unused preallocated zeros off the previous run's open segment;
+//   c. writes the startup records (the expiries of step 5, and whatever the
+//      caller adds, e.g. SKUs staged from a catalog) as a segment of their
+//      own, so the event feed hands them on like any other change;
+//   d. writes a snapshot of the state (durable), then deletes the oldest
+//      segments beyond the feed's retention budget, and older snapshots.
+// A crash anywhere inside `finish` is harmless: before (a) completes the
+// gap is still there and the next recovery drops the same records; after
+// it they are gone; the startup segment (c) replays onto the state it was
+// made from; the snapshot (d) covers every segment it lets go.
 
 /// A token found expired at recovery (its deadline passed while stockd was down).
 public struct ExpiredAtRecovery: Sendable, Equatable {
@@ -67,6 +78,11 @@ public struct RecoveryResult: Sendable {
     public var droppedAfterGap: Int
     /// The largest seq found on disk (dropped records included).
     public var highestSeqSeen: UInt64
+    /// The last seq replayed (before the expiries of step 5): records above
+    /// it on disk are the dropped ones.
+    public var replayedThrough: UInt64
+    /// What reading each segment found (oldest first).
+    public var segmentSummaries: [SegmentSummary]
     /// Tokens expired at recovery, by deadline.
     public var expiredAtRecovery: [ExpiredAtRecovery]
     /// Time `run` took.
@@ -91,7 +107,7 @@ public enum Recovery {
             throw .snapshotGap(badSnapshot: bad.file.path, badSeq: bad.file.seq, usableSeq: replayer.base,
                                journalReached: state.lastSeq)
         }
-        state.advance(to: replayer.highestSeen)
+        let replayedThrough = state.lastSeq
         let expired = try expire(&state, nowWallMs: nowWallMs)
         try state.checkInvariants()
         return RecoveryResult(
@@ -99,7 +115,8 @@ public enum Recovery {
             skippedSnapshots: loaded.skipped, segments: read.segments.count, recordsRead: read.records,
             recordsReplayed: replayer.replayed, recordsCoveredBySnapshot: replayer.covered, tornTail: read.tornTail,
             gapAt: replayer.gapAt, droppedAfterGap: replayer.droppedAfterGap, highestSeqSeen: replayer.highestSeen,
-            expiredAtRecovery: expired, elapsed: clock.now - start)
+            replayedThrough: replayedThrough, segmentSummaries: read.segments, expiredAtRecovery: expired,
+            elapsed: clock.now - start)
     }
 
     /// Expires every token due at `nowWallMs`, earliest deadline first, with
@@ -112,9 +129,11 @@ public enum Recovery {
         out.reserveCapacity(due.count)
         for t in due {
             var records: [SequencedRecord] = []
-            for line in t.lines {
+            for (i, line) in t.lines.enumerated() {
                 let r = SequencedRecord(seq: state.lastSeq + 1, timeMs: nowWallMs,
-                                        record: .expired(token: t.token, sku: line.sku, quantity: line.quantity))
+                                        record: .expired(token: t.token, sku: line.sku, quantity: line.quantity,
+                                                         customer: t.customer, line: UInt8(truncatingIfNeeded: i),
+                                                         lines: UInt8(truncatingIfNeeded: t.lines.count)))
                 try state.apply(r)
                 records.append(r)
             }
@@ -124,23 +143,99 @@ public enum Recovery {
         return out
     }
 
-    /// Makes `result` the only thing on disk: writes its snapshot (durable),
-    /// then deletes every segment, every older snapshot, leftover `.tmp`
-    /// files and leftover prepared segments (`SegmentFiles.isPrepared`: a
-    /// writer's zero-filled next segment, never used). Call after `run`,
-    /// before creating the `JournalWriter`; the journal then starts empty at
-    /// `result.nextSeq`.
+    /// Makes `result` the journal's truth (steps a-d at the top of this
+    /// file): `startupRecords` are records the caller applied to
+    /// `result.state` after `run` (numbered right after the expiries);
+    /// `retainBytes` is the event feed's retention budget for covered
+    /// segments (0: keep none, as before the feed existed). Call after
+    /// `run`, before creating the `JournalWriter`, which then continues at
+    /// `result.nextSeq`. Returns the snapshot and the feed floor.
     @discardableResult
-    public static func finish(_ result: RecoveryResult, dataDirectory: String, nowWallMs: UInt64)
-        throws(JournalError) -> SnapshotFile
+    public static func finish(_ result: RecoveryResult, dataDirectory: String, nowWallMs: UInt64,
+                              startupRecords: [SequencedRecord] = [], retainBytes: Int64 = 0)
+        throws(JournalError) -> (snapshot: SnapshotFile, feedFloor: UInt64)
     {
-        precondition(result.state.lastSeq + 1 == result.nextSeq, "finish takes the result of run unchanged")
-        let snapshot = try Snapshots.write(result.state, wallTimeMs: nowWallMs, directory: dataDirectory)
+        precondition(result.state.lastSeq + 1 == result.nextSeq, "finish takes the state of run (plus startupRecords)")
         let dir = DataDirectory(dataDirectory)
-        for segment in try SegmentFiles.list(in: dataDirectory) { try dir.remove(segment.name) }
-        for name in try dir.names() where SegmentFiles.isPrepared(name) { try dir.remove(name) }
-        try Snapshots.removeCovered(upTo: snapshot.seq, in: dataDirectory)
+        var covered: [Retention.Covered] = []
+        // a, b: dropped records out; the last segment's unused zeros off.
+        for (i, summary) in result.segmentSummaries.enumerated() {
+            let isLast = i == result.segmentSummaries.count - 1
+            var maxSeq = summary.maxSeq
+            if summary.maxSeq > result.replayedThrough {
+                maxSeq = try rewrite(summary.segment, keepingThrough: result.replayedThrough)
+            } else if isLast && summary.zeroTailBytes > 0 {
+                let f = try PosixFile.open(summary.segment.path, O_RDWR)
+                defer { f.closeQuietly() }
+                try f.truncate(to: summary.validBytes)
+                try f.syncAll()
+            }
+            covered.append(Retention.Covered(segment: summary.segment, maxSeq: maxSeq))
+        }
+        // c: the startup records, as a segment of their own.
+        let startup = result.expiredAtRecovery.flatMap(\.records) + startupRecords
+        if let first = startup.first {
+            precondition(first.seq == result.replayedThrough + 1 && startup.last!.seq == result.nextSeq - 1,
+                         "startup records must number replayedThrough+1 ... nextSeq-1")
+            let writer = try JournalWriter(directory: dataDirectory, preallocate: false)
+            let buffer = RecordBuffer(capacity: startup.count * 128)
+            for r in startup { RecordCodec.encode(r, into: buffer) }
+            try writer.append(buffer)
+            try writer.close()
+            let name = SegmentFiles.name(firstSeq: first.seq)
+            covered.append(Retention.Covered(segment: SegmentFile(name: name, path: dir.file(name), firstSeq: first.seq),
+                                             maxSeq: result.nextSeq - 1))
+        }
+        // d: the snapshot, then what it lets go.
+        let snapshot = try Snapshots.write(result.state, wallTimeMs: nowWallMs, directory: dataDirectory)
+        let pruned = try Retention.prune(directory: dataDirectory, covered: covered, keptBytes: 0,
+                                         retainBytes: retainBytes)
+        for name in try dir.names() where SegmentFiles.isPrepared(name) || name.hasSuffix(".rewrite") {
+            try dir.remove(name)  // a writer's unused next segment; a rewrite cut short by a crash
+        }
+        try Snapshots.removeCovered(upTo: snapshot.seq, in: dataDirectory, segments: false)
         try dir.sync()
-        return snapshot
+        let floor: UInt64
+        if covered.count == pruned.removed.count {
+            floor = try FeedFloor.raise(directory: dataDirectory, to: result.nextSeq)  // nothing left to serve
+        } else {
+            floor = try FeedFloor.read(directory: dataDirectory) ?? oldestRetained(covered, removed: pruned.removed)
+        }
+        return (snapshot, floor)
+    }
+
+    /// Without a floor file (a directory that never deleted under retention):
+    /// the smallest seq of the oldest segment kept.
+    private static func oldestRetained(_ covered: [Retention.Covered], removed: [String]) -> UInt64 {
+        let kept = covered.filter { !removed.contains($0.segment.path) }.sorted { $0.segment < $1.segment }
+        return kept.first.map { $0.segment.firstSeq } ?? 1
+    }
+
+    /// Rewrites `segment` with only its records at or below `seq` (temp
+    /// file, fsync, rename over, directory fsync); returns their largest seq.
+    static func rewrite(_ segment: SegmentFile, keepingThrough seq: UInt64) throws(JournalError) -> UInt64 {
+        let buffer = RecordBuffer(capacity: 1 << 20)
+        var maxSeq: UInt64 = 0
+        _ = try JournalReader.read(segment, isLast: false, repairTornTail: false) { (r, _) throws(JournalError) in
+            guard r.seq <= seq else { return }
+            RecordCodec.encode(r, into: buffer)
+            maxSeq = max(maxSeq, r.seq)
+        }
+        let dir = DataDirectory(segment.path.split(separator: "/", omittingEmptySubsequences: false).dropLast()
+            .joined(separator: "/"))
+        let tmp = segment.name + ".rewrite"
+        try dir.remove(tmp)
+        let f = try PosixFile.open(dir.file(tmp), O_WRONLY | O_CREAT | O_EXCL)
+        do throws(JournalError) {
+            try buffer.withUnsafeBytes { (b) throws(JournalError) in try f.writeAll(b) }
+            try f.syncAll()
+            try f.close()
+        } catch {
+            f.closeQuietly()
+            throw error
+        }
+        try dir.rename(tmp, to: segment.name)
+        try dir.sync()
+        return maxSeq
     }
 }

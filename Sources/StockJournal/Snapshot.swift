@@ -306,8 +306,12 @@ public enum Snapshots {
     /// returned). Never deletes the newest segment, which the writer may be
     /// appending to; finding a segment's largest seq reads it (checksums
     /// only), so run this off the journal thread.
+    /// With `segments: false` only snapshots go (the caller decides which
+    /// covered segments the event feed keeps: Retention.swift).
     @discardableResult
-    public static func removeCovered(upTo seq: UInt64, in directory: String) throws(JournalError) -> Removed {
+    public static func removeCovered(upTo seq: UInt64, in directory: String, segments: Bool = true)
+        throws(JournalError) -> Removed
+    {
         let dir = DataDirectory(directory)
         var removed = Removed()
         for name in try dir.names() {
@@ -318,7 +322,7 @@ public enum Snapshots {
                 removed.snapshots.append(dir.file(name))
             }
         }
-        for segment in try SegmentFiles.list(in: directory).dropLast()
+        for segment in try segments ? SegmentFiles.list(in: directory).dropLast() : []
         where try JournalReader.maxSeq(of: segment) <= seq {
             try dir.remove(segment.name)
             removed.segments.append(segment.path)

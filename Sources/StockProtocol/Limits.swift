@@ -36,4 +36,12 @@ public enum Limits {
     public static let listEnd: UInt32 = 0xFFFF_FFFF
     /// Maximum absolute value of a STOCK_ADJUST delta, and maximum on-hand of a SKU (2^40).
     public static let maxStock: UInt64 = 1 << 40
+    /// Most credit one SUBSCRIBE or CREDIT frame may grant (2^20 events).
+    public static let maxFeedCredit: UInt32 = 1 << 20
+    /// Most credit a feed connection may hold in total; grants beyond it saturate.
+    public static let maxFeedCreditTotal: UInt64 = 1 << 24
+    /// SUBSCRIBE `from`: the oldest offset the feed still holds.
+    public static let feedFromOldest: UInt64 = 0
+    /// SUBSCRIBE `from`: only events after the current end.
+    public static let feedFromNow: UInt64 = .max
 }

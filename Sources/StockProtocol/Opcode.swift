@@ -19,6 +19,11 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     case stockGet = 0x22
     case stockList = 0x23
     case stats = 0x30
+    case subscribe = 0x40
+    /// Server to client only: one event of a feed (PROTOCOL.md §9).
+    case event = 0x41
+    /// Client to server on a feed connection: more credit; never answered.
+    case credit = 0x42
 
     /// The spec's upper-case name, as used in logs, STATS keys and vectors.
     public var name: String {
@@ -35,6 +40,9 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
         case .stockGet: "STOCK_GET"
         case .stockList: "STOCK_LIST"
         case .stats: "STATS"
+        case .subscribe: "SUBSCRIBE"
+        case .event: "EVENT"
+        case .credit: "CREDIT"
         }
     }
 
@@ -43,7 +51,7 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     public var isMutation: Bool {
         switch self {
         case .reserve, .reserveBundle, .confirm, .release, .extend, .stockSet, .stockAdjust: true
-        case .hello, .ping, .stockGet, .stockList, .stats: false
+        case .hello, .ping, .stockGet, .stockList, .stats, .subscribe, .event, .credit: false
         }
     }
 }

@@ -14,6 +14,9 @@ public enum Request: Sendable, Equatable {
     case stockGet(SKU)
     case stockList(StockList)
     case stats
+    case subscribe(Subscribe)
+    /// CREDIT: more events the server may send on this feed connection.
+    case credit(UInt32)
 
     /// The opcode this request is sent with.
     public var opcode: Opcode {
@@ -30,6 +33,8 @@ public enum Request: Sendable, Equatable {
         case .stockGet: .stockGet
         case .stockList: .stockList
         case .stats: .stats
+        case .subscribe: .subscribe
+        case .credit: .credit
         }
     }
 }

@@ -38,6 +38,13 @@ public enum RequestCodec {
             guard limit <= Limits.maxListPage else { throw .invalidArgument }
             return .stockList(StockList(cursor: cursor, limit: limit))
         case .stats: try r.finish(); return .stats
+        case .subscribe: return .subscribe(try decodeSubscribe(&r))
+        case .credit:
+            let n = try r.readU32()
+            try r.finish()
+            guard n >= 1, n <= Limits.maxFeedCredit else { throw .invalidArgument }
+            return .credit(n)
+        case .event: throw .unknownOpcode  // server to client only
         }
     }
 
@@ -201,6 +208,17 @@ public enum RequestCodec {
         return StockAdjust(sku: try sku8(sku), delta: delta, reason: reason)
     }
 
+    static func decodeSubscribe(_ r: inout ByteReader) throws(Status) -> Subscribe {
+        let from = try r.readU64()
+        let credit = try r.readU32()
+        let kinds = try r.readU16()
+        let prefix = try r.readBytes(Int(try r.readU8()))
+        try r.finish()
+        guard credit <= Limits.maxFeedCredit else { throw .invalidArgument }
+        guard kinds & ~EventKind.allKindsMask == 0 else { throw .invalidArgument }
+        return Subscribe(from: from, credit: credit, kinds: kinds, skuPrefix: try text8(prefix))
+    }
+
     // MARK: encoding
 
     /// Appends the frame of `request` with `requestID` to `w`.
@@ -263,6 +281,13 @@ public enum RequestCodec {
         case .stockList(let l):
             w.writeU32(l.cursor)
             w.writeU16(l.limit)
+        case .subscribe(let s):
+            w.writeU64(s.from)
+            w.writeU32(s.credit)
+            w.writeU16(s.kinds)
+            w.writeShort(s.skuPrefix)
+        case .credit(let n):
+            w.writeU32(n)
         }
     }
 }

@@ -31,6 +31,10 @@ public enum ResponseBody: Sendable, Equatable {
     case stock(StockInfo)
     case stockPage(StockPage)
     case stats([StatEntry])
+    /// SUBSCRIBE accepted: the feed starts at `start`; `end` was its last offset then.
+    case subscribed(FeedStart)
+    /// One event of a feed (an EVENT frame with status OK).
+    case event(FeedEvent)
     /// Any status other than OK, with its detail.
     case failure(Status, ErrorDetail)
 }
@@ -197,6 +201,8 @@ public enum ErrorDetail: Sendable, Equatable {
     case frameTooLarge(maxFrame: UInt32)
     /// UNSUPPORTED_VERSION: versions the server speaks.
     case unsupportedVersion(min: UInt16, max: UInt16)
+    /// OFFSET_COMPACTED: the oldest offset the feed still serves.
+    case offsetCompacted(oldest: UInt64)
 }
 
 extension ErrorDetail {
@@ -207,12 +213,12 @@ extension ErrorDetail {
         case (.outOfStock, .outOfStock), (.unknownSKU, .unknownSKU), (.customerLimit, .customerLimit),
              (.stockChanged, .stockChanged), (.insufficientAvailable, .insufficientAvailable),
              (.ttlTooLong, .ttlTooLong), (.frameTooLarge, .frameTooLarge),
-             (.unsupportedVersion, .unsupportedVersion):
+             (.unsupportedVersion, .unsupportedVersion), (.offsetCompacted, .offsetCompacted):
             return true
         case (.none, _):
             switch status {
             case .outOfStock, .unknownSKU, .customerLimit, .stockChanged, .insufficientAvailable, .ttlTooLong,
-                 .frameTooLarge, .unsupportedVersion, .ok:
+                 .frameTooLarge, .unsupportedVersion, .offsetCompacted, .ok:
                 return false
             default:
                 return true

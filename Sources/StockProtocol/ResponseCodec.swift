@@ -29,6 +29,7 @@ public enum ResponseCodec {
         case .ttlTooLong: return .ttlTooLong(maxTTLMs: try r.readU32())
         case .frameTooLarge: return .frameTooLarge(maxFrame: try r.readU32())
         case .unsupportedVersion: return .unsupportedVersion(min: try r.readU16(), max: try r.readU16())
+        case .offsetCompacted: return .offsetCompacted(oldest: try r.readU64())
         default: return .none
         }
     }
@@ -70,6 +71,9 @@ public enum ResponseCodec {
                 entries.append(StatEntry(name: name, value: try r.readU64()))
             }
             return .stats(entries)
+        case .subscribe: return .subscribed(FeedStart(start: try r.readU64(), end: try r.readU64()))
+        case .event: return .event(try FeedEvent.decode(&r))
+        case .credit: throw .malformed  // CREDIT is never answered
         }
     }
 
@@ -141,6 +145,11 @@ public enum ResponseCodec {
                 w.writeShort(e.name)
                 w.writeU64(e.value)
             }
+        case .subscribed(let f):
+            w.writeU64(f.start)
+            w.writeU64(f.end)
+        case .event(let e):
+            e.encodePayload(into: &w)
         case .failure(_, let detail):
             encodeDetail(detail, into: &w)
         }
@@ -171,6 +180,7 @@ public enum ResponseCodec {
         case .insufficientAvailable(let available): w.writeU64(available)
         case .ttlTooLong(let max): w.writeU32(max)
         case .frameTooLarge(let max): w.writeU32(max)
+        case .offsetCompacted(let oldest): w.writeU64(oldest)
         case .unsupportedVersion(let lo, let hi):
             w.writeU16(lo)
             w.writeU16(hi)

@@ -61,6 +61,17 @@ public struct ShortBytes: Sendable, Hashable, Comparable, CustomStringConvertibl
         }
     }
 
+    /// Whether the held bytes start with `prefix`'s.
+    public func hasPrefix(_ prefix: ShortBytes) -> Bool {
+        guard prefix.count <= count else { return false }
+        return withUnsafeBytes { mine in
+            prefix.withUnsafeBytes { p in
+                for i in 0..<p.count where mine[i] != p[i] { return false }
+                return true
+            }
+        }
+    }
+
     /// The held bytes as an array.
     public var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
 

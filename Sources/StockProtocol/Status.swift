@@ -34,6 +34,11 @@ public enum Status: UInt8, Sendable, CaseIterable, Error {
     case invalidSKU = 13
     /// A field is outside its domain (unknown reason code, flag bit, line count...).
     case invalidArgument = 14
+    /// SUBSCRIBE (or a running feed) asked for offsets the journal no longer
+    /// holds (compacted away). Payload: oldest u64, the oldest offset still served.
+    case offsetCompacted = 15
+    /// The server keeps no journal (`--sync none`): there is no event feed.
+    case feedUnavailable = 16
 
     /// The payload does not match the opcode's layout (truncated, trailing bytes, bad header bits).
     case malformed = 32
@@ -91,6 +96,8 @@ public enum Status: UInt8, Sendable, CaseIterable, Error {
         case .idempotencyConflict: "IDEMPOTENCY_CONFLICT"
         case .invalidSKU: "INVALID_SKU"
         case .invalidArgument: "INVALID_ARGUMENT"
+        case .offsetCompacted: "OFFSET_COMPACTED"
+        case .feedUnavailable: "FEED_UNAVAILABLE"
         case .malformed: "MALFORMED"
         case .frameTooLarge: "FRAME_TOO_LARGE"
         case .unknownOpcode: "UNKNOWN_OPCODE"

@@ -1,4 +1,5 @@
 import CLibUV
+import Glibc
 import StockCore
 import StockProtocol
 
@@ -55,6 +56,15 @@ final class Connection {
     @exclusivity(unchecked) var isHeld = false
     /// Close (after the answers) once they are released.
     @exclusivity(unchecked) var closeWhenReleased = false
+    /// SUBSCRIBE was answered: once every answer before it is out, the
+    /// socket moves to the event feed's thread (`handOffToFeed`).
+    @exclusivity(unchecked) var feedRequest: FeedRequest?
+
+    struct FeedRequest {
+        let requestID: UInt32
+        let subscribe: Subscribe
+        let start: UInt64
+    }
 
     init(worker: LoopWorker, tcp: UnsafeMutablePointer<uv_tcp_t>, admitted: Bool) {
         self.worker = worker
@@ -135,7 +145,30 @@ final class Connection {
             if pending.count == before { break }  // only a partial frame left
         }
         guard state == .open else { return }
+        if feedRequest != nil {
+            stopReading()
+            return handOffToFeed()
+        }
         if backlogged || queuedBytes >= worker.config.maxOutputBytes { stopReading() } else { startReading() }
+    }
+
+    /// Moves the socket to the feed thread once nothing of this connection
+    /// is left to send: a duplicate descriptor (with the unread input) goes
+    /// to the hub, and this connection closes its own.
+    private func handOffToFeed() {
+        guard let f = feedRequest, let hub = worker.server.feedHub, state == .open, out.count == 0,
+              queuedBytes == 0, !isHeld else { return }
+        feedRequest = nil
+        var fd: uv_os_fd_t = -1
+        let dup = uv_fileno(handle, &fd) == 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1
+        if dup < 0 {
+            hub.releaseSlot()
+            return close()
+        }
+        hub.adopt(FeedHub.Adoption(fd: dup, requestID: f.requestID, subscribe: f.subscribe, start: f.start,
+                                   leftover: pending))
+        pending = []
+        close()
     }
 
     private func processPending() {
@@ -154,7 +187,7 @@ final class Connection {
         counters.add(.readBursts)
         let seqBefore = worker.lastSeq
         defer { if worker.lastSeq != seqBefore { heldUntil = worker.lastSeq } }
-        while state == .open && !backlogged {
+        while state == .open && !backlogged && feedRequest == nil {
             let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
             switch FrameParser.parse(rest, maxFrame: worker.config.maxFrame) {
             case .needMore:
@@ -245,7 +278,7 @@ final class Connection {
             return
         }
         if queuedBytes == 0 && state == .draining { return }
-        if state == .open && queuedBytes < worker.config.maxOutputBytes / 2 { pump() }
+        if state == .open && (queuedBytes < worker.config.maxOutputBytes / 2 || feedRequest != nil) { pump() }
     }
 
     // MARK: closing
@@ -291,6 +324,10 @@ final class Connection {
     /// Closes now. Queued writes are cancelled (their callbacks free their blocks).
     func close() {
         guard state != .closed else { return }
+        if feedRequest != nil {
+            feedRequest = nil
+            worker.server.feedHub?.releaseSlot()  // the hand-off will not happen
+        }
         state = .closed
         pending = []
         worker.remove(self)

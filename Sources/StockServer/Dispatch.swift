@@ -33,7 +33,7 @@ extension Connection {
         }
         let id = header.requestID
         do {
-            let body = try answer(request, nowMs: nowMs)
+            let body = try answer(request, requestID: id, nowMs: nowMs)
             let start = out.beginFrame(opcode: header.opcode, requestID: id, response: true)
             ResponseCodec.encodeBody(body, into: &out)
             out.endFrame(start)
@@ -57,7 +57,7 @@ extension Connection {
     }
 
     /// The OK answer to `request`, or the failure to send.
-    private func answer(_ request: Request, nowMs: UInt64) throws(Failure) -> ResponseBody {
+    private func answer(_ request: Request, requestID: UInt32, nowMs: UInt64) throws(Failure) -> ResponseBody {
         let core = worker.core
         let w = worker.coreWorker
         if case .hello(let hello) = request { return try self.hello(hello) }
@@ -89,9 +89,32 @@ extension Connection {
             return .stockPage(page(l))
         case .stats:
             return .stats(worker.server.statsEntries())
+        case .subscribe(let s):
+            return .subscribed(try subscribe(s, requestID: requestID))
+        case .credit:
+            throw Failure(.invalidArgument)  // only a feed connection takes credit
         case .hello, .ping:
             preconditionFailure("handled above")
         }
+    }
+
+    /// SUBSCRIBE: checks the offset against the feed's range, and marks the
+    /// connection for the hand-off to the feed thread (after this answer).
+    private func subscribe(_ s: Subscribe, requestID: UInt32) throws(Failure) -> FeedStart {
+        guard let journal = worker.journal, let hub = worker.server.feedHub else { throw Failure(.feedUnavailable) }
+        let end = journal.durable.load(ordering: .acquiring)
+        let floor = journal.feedFloor.load(ordering: .acquiring)
+        let start: UInt64
+        switch s.from {
+        case Limits.feedFromOldest: start = floor
+        case Limits.feedFromNow: start = end + 1
+        case let from where from < floor: throw Failure(.offsetCompacted, .offsetCompacted(oldest: floor))
+        case let from where from > end + 1: throw Failure(.invalidArgument)
+        case let from: start = from
+        }
+        guard hub.reserveSlot() else { throw Failure(.busy) }
+        feedRequest = FeedRequest(requestID: requestID, subscribe: s, start: max(start, 1))
+        return FeedStart(start: max(start, 1), end: end)
     }
 
     @inline(__always) private func beginOK(_ header: FrameHeader) -> Int {

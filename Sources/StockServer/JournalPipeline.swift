@@ -65,6 +65,14 @@ final class JournalPipeline: @unchecked Sendable {
     private let compacting = ManagedAtomic<Bool>(false)
     var logInfo: (@Sendable (String) -> Void)?
     let snapshots = ManagedAtomic<UInt64>(0)
+    /// Covered segments kept for the event feed (bytes).
+    private let retainBytes: Int64
+    /// The oldest offset the event feed can serve (raised before compaction deletes).
+    let feedFloor: ManagedAtomic<UInt64>
+    /// How far the segment files are durable (published after each sync,
+    /// before the watermark; read by the event feed).
+    private var syncedEndValue: SyncedEnd
+    private let syncedLock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
 
     // Statistics (journal thread writes, STATS reads).
     let syncs = ManagedAtomic<UInt64>(0)
@@ -77,8 +85,15 @@ final class JournalPipeline: @unchecked Sendable {
     let syncLatencyBuckets = (0..<20).map { _ in ManagedAtomic<UInt64>(0) }
 
     init(directory: String, firstSeq: UInt64, workers: Int, segmentBytes: Int, snapshotEvery: Int,
-         logFailure: @escaping @Sendable (String) -> Void) throws {
+         retainBytes: Int64 = 0, feedFloor: UInt64 = 1, logFailure: @escaping @Sendable (String) -> Void) throws {
         self.snapshotEvery = UInt64(max(1, snapshotEvery))
+        self.retainBytes = retainBytes
+        self.feedFloor = ManagedAtomic(feedFloor)
+        // Segments of earlier runs are closed: readable to their end.
+        syncedEndValue = try SegmentFiles.list(in: directory).last.map {
+            SyncedEnd(segmentFirstSeq: $0.firstSeq, bytes: .max)
+        } ?? .none
+        pthread_mutex_init(syncedLock, nil)
         precondition(firstSeq >= 1)
         self.directory = directory
         self.logFailure = logFailure
@@ -95,6 +110,32 @@ final class JournalPipeline: @unchecked Sendable {
         writer = try JournalWriter(directory: directory, segmentBytes: Int64(segmentBytes))
         pthread_mutex_init(&mutex, nil)
         pthread_cond_init(&cond, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(syncedLock)
+        syncedLock.deallocate()
+    }
+
+    /// How far the segment files are durable (any thread).
+    func syncedEnd() -> SyncedEnd {
+        pthread_mutex_lock(syncedLock)
+        defer { pthread_mutex_unlock(syncedLock) }
+        return syncedEndValue
+    }
+
+    private func publishSyncedEnd() {
+        let end: SyncedEnd
+        if let open = writer.currentSegment {
+            end = SyncedEnd(segmentFirstSeq: open.firstSeq, bytes: writer.currentSegmentBytes)
+        } else if let closed = writer.lastClosedSegment {
+            end = SyncedEnd(segmentFirstSeq: closed.firstSeq, bytes: .max)
+        } else {
+            return
+        }
+        pthread_mutex_lock(syncedLock)
+        syncedEndValue = end
+        pthread_mutex_unlock(syncedLock)
     }
 
     func start() {
@@ -201,6 +242,7 @@ final class JournalPipeline: @unchecked Sendable {
             }
             let t0 = Self.nanos()
             try writer.sync()
+            publishSyncedEnd()
             let dt = Self.nanos() - t0
             syncs.wrappingIncrement(ordering: .relaxed)
             syncNanosTotal.wrappingIncrement(by: dt, ordering: .relaxed)
@@ -240,12 +282,18 @@ final class JournalPipeline: @unchecked Sendable {
         let fail = logFailure
         let done = compacting
         let count = snapshots
+        let retain = retainBytes
+        let floor = feedFloor
         var thread = pthread_t()
         let job = Unmanaged.passRetained(CompactionJob {
             defer { done.store(false, ordering: .releasing) }
             let now = UInt64(Self.wallNanos() / 1_000_000)
             do {
-                let r = try Compaction.run(dataDirectory: dir, closedSegments: closed, nowWallMs: now)
+                let r = try Compaction.run(dataDirectory: dir, closedSegments: closed, nowWallMs: now,
+                                           retainBytes: retain) { newFloor in
+                    // Before any segment goes: a new subscriber below it is refused up front.
+                    if newFloor > floor.load(ordering: .acquiring) { floor.store(newFloor, ordering: .releasing) }
+                }
                 count.wrappingIncrement(ordering: .relaxed)
                 info?("snapshot at seq \(r.snapshotSeq): \(r.recordsReplayed) records folded in, \(r.segmentsRemoved.count) segments removed (\(r.bytesFreed >> 20) MiB)")
             } catch {

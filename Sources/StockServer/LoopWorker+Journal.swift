@@ -47,12 +47,18 @@ extension LoopWorker {
         switch c.kind {
         case .reserved:
             return .reserved(token: c.token, sku: core.sku(at: c.sku), quantity: q, deadlineMs: wallClock(UInt64(c.aux)),
-                             customer: c.reference, idempotencyKey: c.key, bundle: c.extra == 1)
+                             customer: c.reference, idempotencyKey: c.key, bundle: c.extra & 1 == 1,
+                             line: c.line.index, lines: c.line.count)
         case .confirmed:
             return .confirmed(token: c.token, sku: core.sku(at: c.sku), quantity: q,
-                              returned: UInt32(truncatingIfNeeded: c.aux), orderReference: c.reference)
-        case .released: return .released(token: c.token, sku: core.sku(at: c.sku), quantity: q)
-        case .expired: return .expired(token: c.token, sku: core.sku(at: c.sku), quantity: q)
+                              returned: UInt32(truncatingIfNeeded: c.aux), orderReference: c.reference,
+                              customer: c.key, line: c.line.index, lines: c.line.count)
+        case .released:
+            return .released(token: c.token, sku: core.sku(at: c.sku), quantity: q, customer: c.key,
+                             line: c.line.index, lines: c.line.count)
+        case .expired:
+            return .expired(token: c.token, sku: core.sku(at: c.sku), quantity: q, customer: c.key,
+                            line: c.line.index, lines: c.line.count)
         case .extended: return .extended(token: c.token, deadlineMs: wallClock(UInt64(c.aux)))
         case .stockSet:
             return .stockSet(sku: core.sku(at: c.sku), onHand: UInt64(c.quantity),

@@ -37,6 +37,14 @@ public struct ServerConfig: Sendable {
     public var segmentBytes = 64 << 20
     /// Fold closed segments into a snapshot every this many records.
     public var snapshotEvery = 1_000_000
+    /// Bytes of snapshot-covered segment files kept for the event feed.
+    public var feedRetentionBytes: Int64 = 256 << 20
+    /// The oldest offset the feed can serve at start (from recovery).
+    public var feedFloor: UInt64 = 1
+    /// Event-feed subscribers at once; beyond it SUBSCRIBE is answered BUSY.
+    public var maxSubscribers = 64
+    /// Unsent event bytes per subscriber before its feed pauses.
+    public var feedOutputBytes = 1 << 20
 
     public init() {}
 
@@ -63,6 +71,11 @@ public struct ServerConfig: Sendable {
         guard maxInflight >= 1, maxInflight <= 1 << 20 else { throw ConfigError("--max-inflight must be 1...1048576") }
         guard maxOutputBytes >= maxFrame else { throw ConfigError("--max-output must be at least --max-frame") }
         guard expiryBudget >= 1 else { throw ConfigError("expiry budget must be positive") }
+        guard feedRetentionBytes >= 0 else { throw ConfigError("--feed-retention must be at least 0") }
+        guard maxSubscribers >= 1, maxSubscribers <= 10_000 else {
+            throw ConfigError("--max-subscribers must be 1...10000")
+        }
+        guard feedOutputBytes >= 64 << 10 else { throw ConfigError("feed output buffer must be at least 64 KiB") }
         try core.validate()
     }
 }

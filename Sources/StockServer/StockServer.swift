@@ -29,6 +29,8 @@ public final class StockServer: @unchecked Sendable {
     public private(set) var port = 0
     /// Group commit (nil with `--sync none`).
     private(set) var journal: JournalPipeline?
+    /// The event feed's thread (nil without a journal).
+    private(set) var feedHub: FeedHub?
     /// What recovery found, applied to the core in `start` (tokens are spread over the workers' wheels).
     private var restoredTokens: [RestoredToken] = []
 
@@ -113,7 +115,8 @@ public final class StockServer: @unchecked Sendable {
             let pipeline: JournalPipeline
             do {
                 pipeline = try JournalPipeline(directory: dir, firstSeq: config.journalFirstSeq, workers: workers.count,
-                                               segmentBytes: config.segmentBytes, snapshotEvery: config.snapshotEvery) {
+                                               segmentBytes: config.segmentBytes, snapshotEvery: config.snapshotEvery,
+                                               retainBytes: config.feedRetentionBytes, feedFloor: config.feedFloor) {
                     message in log.critical("\(message)")
                 }
             } catch {
@@ -121,7 +124,13 @@ public final class StockServer: @unchecked Sendable {
             }
             pipeline.logInfo = { message in log.info("\(message)") }
             let loops = workers
-            pipeline.onDurable = { for w in loops { w.signalDurable() } }
+            let hub = FeedHub(config: config, journal: pipeline, logger: logger)
+            pipeline.onDurable = {
+                for w in loops { w.signalDurable() }
+                hub.wake()
+            }
+            hub.start()
+            feedHub = hub
             for w in workers { w.attachJournal(pipeline) }
             pipeline.start()
             journal = pipeline
@@ -150,6 +159,7 @@ public final class StockServer: @unchecked Sendable {
     /// what they handed over.
     public func wait() {
         for w in workers { pthread_join(w.thread, nil) }
+        feedHub?.stop()
         journal?.stop()
     }
 
@@ -223,6 +233,13 @@ public final class StockServer: @unchecked Sendable {
             add("journal.batch_records_avg", syncs == 0 ? 0 : Int64(records / syncs))
             add("journal.batch_records_max", Int64(j.batchRecordsMax.load(ordering: .relaxed)))
             add("journal.snapshots", Int64(j.snapshots.load(ordering: .relaxed)))
+            if let hub = feedHub {
+                add("feed.subscribers", Int64(hub.active.load(ordering: .relaxed)))
+                add("feed.subscriptions", Int64(hub.subscriptionsTotal.load(ordering: .relaxed)))
+                add("feed.events_sent", Int64(hub.eventsSent.load(ordering: .relaxed)))
+                add("feed.refused_busy", Int64(hub.refusedBusy.load(ordering: .relaxed)))
+                add("feed.floor", Int64(j.feedFloor.load(ordering: .relaxed)))
+            }
             for (i, b) in j.syncLatencyBuckets.enumerated() {
                 let n = b.load(ordering: .relaxed)
                 if n > 0 { add("journal.fsync_us_le_\(1 << i)", Int64(n)) }

@@ -14,6 +14,8 @@ struct RecoveredData {
     var tokens: [RestoredToken]
     /// The journal's first record number from now on.
     var nextSeq: UInt64
+    /// The oldest offset the event feed can serve.
+    var feedFloor: UInt64
 }
 
 /// Start-up with `--sync always`: lock the data directory, recover (newest
@@ -25,7 +27,7 @@ enum StartupRecovery {
     /// directory would interleave two journals.
     nonisolated(unsafe) private static var lockFD: Int32 = -1
 
-    static func recover(_ dir: String, catalog: [StockSet], logger: Logger) throws -> RecoveredData {
+    static func recover(_ dir: String, catalog: [StockSet], retainBytes: Int64, logger: Logger) throws -> RecoveredData {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         try lock(dir)
         let now = UInt64(Date().timeIntervalSince1970 * 1000)
@@ -39,28 +41,31 @@ enum StartupRecovery {
         if let gap = result.gapAt {
             logger.warning("recovery: sequence gap at \(gap): \(result.droppedAfterGap) later records were never acknowledged, dropped")
         }
-        var staged = 0
+        var staged: [SequencedRecord] = []
         for line in catalog where result.state.sku(line.sku) == nil {
-            let record = JournalRecord.stockSet(sku: line.sku, onHand: line.onHand,
-                                                lowStockThreshold: line.lowStockThreshold ?? 0,
-                                                perCustomerLimit: line.perCustomerLimit ?? 0)
-            do {
-                try result.state.apply(SequencedRecord(seq: result.nextSeq, timeMs: now, record: record))
-            } catch {
+            let record = SequencedRecord(seq: result.nextSeq, timeMs: now, record: .stockSet(
+                sku: line.sku, onHand: line.onHand, lowStockThreshold: line.lowStockThreshold ?? 0,
+                perCustomerLimit: line.perCustomerLimit ?? 0))
+            do { try result.state.apply(record) } catch {
                 throw RecoveryFailed("--catalog: \(error)")
             }
             result.nextSeq += 1
-            staged += 1
+            staged.append(record)
         }
-        do { try Recovery.finish(result, dataDirectory: dir, nowWallMs: now) } catch {
+        let floor: UInt64
+        do {
+            floor = try Recovery.finish(result, dataDirectory: dir, nowWallMs: now, startupRecords: staged,
+                                        retainBytes: retainBytes).feedFloor
+        } catch {
             throw RecoveryFailed("--data-dir \(dir): cannot write the recovery snapshot: \(error)")
         }
         let ms = Double(result.elapsed.components.attoseconds) / 1e15 + Double(result.elapsed.components.seconds) * 1000
         logger.info("""
             recovery: \(dir): snapshot seq \(result.snapshotSeq), \(result.recordsReplayed) records replayed \
             in \(String(format: "%.1f", ms)) ms, \(result.state.skuCount) SKUs, \(result.state.tokenCount) live holds, \
-            \(result.expiredAtRecovery.count) expired while down, \(staged) SKUs staged from --catalog \
-            (\(catalog.count - staged) already known, kept), journal continues at seq \(result.nextSeq)
+            \(result.expiredAtRecovery.count) expired while down, \(staged.count) SKUs staged from --catalog \
+            (\(catalog.count - staged.count) already known, kept), journal continues at seq \(result.nextSeq), \
+            event feed from offset \(floor)
             """)
         return RecoveredData(
             skus: result.state.skus.map {
@@ -72,14 +77,14 @@ enum StartupRecovery {
                               deadlineMs: $0.deadlineMs, customer: $0.customer, idempotencyKey: $0.idempotencyKey,
                               bundle: $0.bundle)
             },
-            nextSeq: result.nextSeq)
+            nextSeq: result.nextSeq, feedFloor: floor)
     }
 
-    /// After the loops and the journal stopped: replay, write one snapshot, drop the segments.
-    static func compactAtShutdown(_ dir: String, logger: Logger) throws {
+    /// After the loops and the journal stopped: replay, write one snapshot, drop the segments beyond retention.
+    static func compactAtShutdown(_ dir: String, retainBytes: Int64, logger: Logger) throws {
         let now = UInt64(Date().timeIntervalSince1970 * 1000)
         let result = try Recovery.run(dataDirectory: dir, nowWallMs: now)
-        let snapshot = try Recovery.finish(result, dataDirectory: dir, nowWallMs: now)
+        let snapshot = try Recovery.finish(result, dataDirectory: dir, nowWallMs: now, retainBytes: retainBytes).snapshot
         logger.info("stockd: snapshot at seq \(snapshot.seq) written, \(result.recordsReplayed) journal records folded into it")
     }
 

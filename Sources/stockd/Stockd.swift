@@ -82,6 +82,13 @@ struct Stockd: ParsableCommand {
             help: "Fold closed journal segments into a snapshot every N records (in the background, at a segment change).")
     var snapshotEvery = 1_000_000
 
+    @Option(name: .customLong("feed-retention"),
+            help: "MiB of journal segments kept for the event feed after a snapshot covers them (0: none).")
+    var feedRetentionMiB = 256
+
+    @Option(name: .customLong("max-subscribers"), help: "Event-feed subscribers at once; beyond it: BUSY.")
+    var maxSubscribers = 64
+
     func makeConfig() throws -> ServerConfig {
         var c = ServerConfig()
         c.host = host
@@ -117,6 +124,11 @@ struct Stockd: ParsableCommand {
         c.segmentBytes = segmentMiB << 20
         guard snapshotEvery >= 1 else { throw ValidationError("--snapshot-every must be at least 1") }
         c.snapshotEvery = snapshotEvery
+        guard feedRetentionMiB >= 0 && feedRetentionMiB <= 1 << 30 else {
+            throw ValidationError("--feed-retention must be 0...1073741824 (MiB)")
+        }
+        c.feedRetentionBytes = Int64(feedRetentionMiB) << 20
+        c.maxSubscribers = maxSubscribers
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be trace, debug, info, notice, warning, error or critical")
         }
@@ -150,9 +162,11 @@ struct Stockd: ParsableCommand {
 
         var recovered: RecoveredData?
         if sync == "always" {
-            let r = try StartupRecovery.recover(dataDir, catalog: stock, logger: logger)
+            let r = try StartupRecovery.recover(dataDir, catalog: stock, retainBytes: config.feedRetentionBytes,
+                                                logger: logger)
             config.journalDirectory = dataDir
             config.journalFirstSeq = r.nextSeq
+            config.feedFloor = r.feedFloor
             recovered = r
         } else {
             logger.warning("""
@@ -195,7 +209,7 @@ struct Stockd: ParsableCommand {
         if config.journalDirectory != nil && !server.journalFailed {
             // Clean stop: fold the journal into one snapshot, so the next start replays nothing.
             do {
-                try StartupRecovery.compactAtShutdown(dataDir, logger: logger)
+                try StartupRecovery.compactAtShutdown(dataDir, retainBytes: config.feedRetentionBytes, logger: logger)
             } catch {
                 logger.error("stockd: snapshot at shutdown failed (the journal is intact, the next start replays it): \(error)")
             }

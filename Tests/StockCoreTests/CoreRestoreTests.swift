@@ -35,7 +35,7 @@ import Testing
             restored.append(RestoredToken(
                 token: token, lines: lines.map { RestoredLine(sku: a.core.sku(at: $0.sku), quantity: UInt32($0.quantity)) },
                 deadlineMs: UInt64(lines[0].aux), customer: lines[0].reference, idempotencyKey: lines[0].key,
-                bundle: lines[0].extra == 1))
+                bundle: lines[0].extra & 1 == 1))
         }
         try b.core.restoreTokens(restored, workers: [b.worker])
 

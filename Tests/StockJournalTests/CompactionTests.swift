@@ -115,7 +115,8 @@ struct CompactionTests {
         }
         try FileManager.default.removeItem(atPath: dir.file(Snapshots.name(seq: 500)))
         try recoversTheSame("old snapshot deleted")
-        #expect(dir.names() == copy.names())
+        // The feed floor is raised before the deletions this simulation made by hand.
+        #expect(dir.names() == copy.names().filter { $0 != FeedFloor.fileName })
         // A compaction resumed after the crash finishes the job (and changes nothing if it had).
         let resumed = try Compaction.run(dataDirectory: dir.path, closedSegments: Array(try SegmentFiles.list(in: dir.path).dropLast()),
                                          nowWallMs: 2)

@@ -28,7 +28,7 @@ struct RecordCodecTests {
         let t = Token(slot: .max, generation: .max, secret: .max)
         let r = SequencedRecord(seq: .max, timeMs: .max, record: .reserved(
             token: t, sku: s, quantity: .max, deadlineMs: .max, customer: s, idempotencyKey: s, bundle: true))
-        #expect(RecordCodec.encode(r).count == 249)
+        #expect(RecordCodec.encode(r).count == 251)
         #expect(249 <= RecordCodec.maxRecordBytes)
     }
 
@@ -109,7 +109,7 @@ struct RecordCodecTests {
 
         var flags = RecordCodec.encode(SequencedRecord(seq: 1, timeMs: 2, record: .reserved(
             token: t, sku: SKU("A")!, quantity: 1, deadlineMs: 5, customer: .empty, idempotencyKey: .empty, bundle: false)))
-        flags[flags.count - 1] = 2
+        flags[flags.count - 3] = 2  // the flags byte (line and lines follow)
         reseal(&flags)
         guard case .corrupt(.badField) = flags.withUnsafeBytes({ RecordCodec.decode($0) }) else {
             Issue.record("flags 2 accepted")

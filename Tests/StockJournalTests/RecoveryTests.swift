@@ -12,7 +12,7 @@ struct RecoveryTests {
         let path = dir.file("a/b/data")
         let result = try Recovery.run(dataDirectory: path, nowWallMs: 5)
         #expect(result.nextSeq == 1 && result.state == JournalState() && result.snapshot == nil)
-        let snap = try Recovery.finish(result, dataDirectory: path, nowWallMs: 5)
+        let snap = try Recovery.finish(result, dataDirectory: path, nowWallMs: 5).snapshot
         #expect(snap.name == "snapshot-00000000000000000000.snap")
         let again = try Recovery.run(dataDirectory: path, nowWallMs: 6)
         #expect(again.nextSeq == 1 && again.snapshotSeq == 0 && again.snapshot == snap)
@@ -45,7 +45,9 @@ struct RecoveryTests {
     }
 
     /// One record missing in the middle: replay stops there, the rest is
-    /// dropped and counted, and numbering continues past everything on disk.
+    /// dropped and counted; `finish` takes the dropped records off the disk,
+    /// so numbering continues right after the last record replayed (the
+    /// event feed's offsets stay gap-free).
     @Test func gapStopsReplay() throws {
         let dir = TempDirectory("gap")
         defer { dir.remove() }
@@ -56,18 +58,20 @@ struct RecoveryTests {
         try writeJournal(missing, to: dir.path, segmentBytes: 4096)
         let result = try Recovery.run(dataDirectory: dir.path, nowWallMs: 0)
         #expect(result.gapAt == 600 && result.droppedAfterGap == 400 && result.recordsReplayed == 599)
-        #expect(result.highestSeqSeen == 1000 && result.nextSeq == 1001)
+        #expect(result.highestSeqSeen == 1000 && result.nextSeq == 600)
         var expected = try replay(records[0..<599])
         #expect(differences(result.state, expected).filter { !$0.hasPrefix("lastSeq") } == [])
         try Recovery.finish(result, dataDirectory: dir.path, nowWallMs: 0)
         #expect(try SegmentFiles.list(in: dir.path).isEmpty)
         let again = try Recovery.run(dataDirectory: dir.path, nowWallMs: 0)
         expected = result.state
-        #expect(again.state == expected && again.nextSeq == 1001 && again.droppedAfterGap == 0)
+        #expect(again.state == expected && again.nextSeq == 600 && again.droppedAfterGap == 0)
     }
 
-    /// A crash inside `finish` after its snapshot but before the segments go:
-    /// the dropped records stay dropped (they are at or below the snapshot's seq).
+    /// Dropped records never come back: `finish` rewrites the segments that
+    /// hold them (keeping every segment, with a retention budget), the
+    /// expiries at recovery become records of their own, and a second
+    /// recovery — or one after a crash before `finish` — finds the same state.
     @Test func droppedRecordsAreNeverResurrected() throws {
         let dir = TempDirectory("resurrect")
         defer { dir.remove() }
@@ -76,10 +80,21 @@ struct RecoveryTests {
         records.remove(at: 299)
         try writeJournal(records, to: dir.path, segmentBytes: 4096)
         let result = try Recovery.run(dataDirectory: dir.path, nowWallMs: UInt64.max)  // expire everything
-        #expect(!result.expiredAtRecovery.isEmpty)
-        try Snapshots.write(result.state, wallTimeMs: 0, directory: dir.path)  // finish, interrupted
+        #expect(!result.expiredAtRecovery.isEmpty && result.replayedThrough == 299)
+        // A crash before finish: the same recovery again.
+        let before = try Recovery.run(dataDirectory: dir.path, nowWallMs: UInt64.max)
+        #expect(before.state == result.state && before.nextSeq == result.nextSeq)
+        try Recovery.finish(result, dataDirectory: dir.path, nowWallMs: 0, retainBytes: 1 << 30)
+        // On disk: records 1...299, then exactly the expiries, each seq once.
+        var seen: [UInt64: JournalRecord] = [:]
+        _ = try JournalReader.readAll(directory: dir.path, repairTornTail: false) { (r, _, _) throws(JournalError) in
+            #expect(seen.updateValue(r.record, forKey: r.seq) == nil, "seq \(r.seq) twice")
+        }
+        #expect(Set(seen.keys) == Set(1..<result.nextSeq))
+        let expiries = result.expiredAtRecovery.flatMap(\.records)
+        #expect(expiries.allSatisfy { seen[$0.seq] == $0.record })
         let again = try Recovery.run(dataDirectory: dir.path, nowWallMs: UInt64.max)
-        #expect(again.state == result.state && again.recordsReplayed == 0 && again.nextSeq == result.nextSeq)
+        #expect(again.state == result.state && again.nextSeq == result.nextSeq && again.droppedAfterGap == 0)
     }
 
     @Test func expiryAtRecovery() throws {
@@ -107,7 +122,7 @@ struct RecoveryTests {
         try result.state.checkInvariants()
         // finish: the journal is empty, and the next recovery starts at nextSeq with nothing due.
         try Recovery.finish(result, dataDirectory: dir.path, nowWallMs: now)
-        #expect(dir.names() == [Snapshots.name(seq: result.nextSeq - 1)])
+        #expect(dir.names().filter { $0 != FeedFloor.fileName } == [Snapshots.name(seq: result.nextSeq - 1)])
         let again = try Recovery.run(dataDirectory: dir.path, nowWallMs: now)
         #expect(again.state == result.state && again.expiredAtRecovery.isEmpty && again.nextSeq == result.nextSeq)
     }

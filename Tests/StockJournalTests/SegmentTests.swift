@@ -290,7 +290,7 @@ struct SegmentTests {
         #expect(result.state == expected && result.tornTail == nil)
         #expect(dir.names().contains(SegmentFiles.preparedName), "run changes nothing")
         try Recovery.finish(result, dataDirectory: dir.path, nowWallMs: 0)
-        #expect(dir.names() == [Snapshots.name(seq: 100)])
+        #expect(dir.names() == [FeedFloor.fileName, Snapshots.name(seq: 100)])
     }
 
     /// `close()` (and deinit) stop a preparation in progress instead of

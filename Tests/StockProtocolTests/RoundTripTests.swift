@@ -67,7 +67,7 @@ struct Gen {
     mutating func stock() -> UInt64 { pick(0...Limits.maxStock) }
 
     mutating func request() -> Request {
-        switch Opcode.allCases[int(0...(Opcode.allCases.count - 1))] {
+        switch clientOpcodes[int(0...(clientOpcodes.count - 1))] {
         case .hello:
             return .hello(Hello(version: u16(), clientName: text(0, 64), credential: opaque(255)))
         case .ping: return .ping
@@ -100,7 +100,27 @@ struct Gen {
         case .stockGet: return .stockGet(sku())
         case .stockList: return .stockList(StockList(cursor: u32(), limit: pick(0...Limits.maxListPage)))
         case .stats: return .stats
+        case .subscribe:
+            let from: UInt64 = switch int(0...3) {
+            case 0: Limits.feedFromOldest
+            case 1: Limits.feedFromNow
+            default: u64()
+            }
+            return .subscribe(Subscribe(from: from, credit: pick(0...Limits.maxFeedCredit),
+                                        kinds: chance(30) ? 0 : u16() & EventKind.allKindsMask,
+                                        skuPrefix: optionalText()))
+        case .credit: return .credit(pick(1...Limits.maxFeedCredit))
+        case .event: preconditionFailure("EVENT is server to client only: clientOpcodes leaves it out")
         }
+    }
+
+    /// An EVENT payload. The codec judges only its structure (and that the
+    /// kind is one of §9's), so any values of the right sizes round-trip.
+    mutating func event() -> FeedEvent {
+        FeedEvent(offset: u64(), timeMs: u64(), kind: EventKind.allCases[int(0...(EventKind.allCases.count - 1))],
+                  line: u8(), lines: u8(), quantity: Int64(bitPattern: u64()), aux: u64(),
+                  token: chance(30) ? Token(slot: 0, generation: 0, secret: 0) : token(),
+                  sku: chance(10) ? .empty : sku(), order: optionalText(), customer: optionalShort())
     }
 
     mutating func info() -> StockInfo {
@@ -118,6 +138,7 @@ struct Gen {
         case .ttlTooLong: .ttlTooLong(maxTTLMs: u32())
         case .frameTooLarge: .frameTooLarge(maxFrame: u32())
         case .unsupportedVersion: .unsupportedVersion(min: u16(), max: u16())
+        case .offsetCompacted: .offsetCompacted(oldest: u64())
         default: .none
         }
     }
@@ -131,7 +152,7 @@ struct Gen {
             let opcode = chance(80) ? Opcode.allCases[int(0...(Opcode.allCases.count - 1))].rawValue : u8()
             return Response(requestID: id, opcode: opcode, body: .failure(status, detail(for: status)))
         }
-        let op = Opcode.allCases[int(0...(Opcode.allCases.count - 1))]
+        let op = answeredOpcodes[int(0...(answeredOpcodes.count - 1))]
         let body: ResponseBody
         switch op {
         case .hello:
@@ -154,6 +175,9 @@ struct Gen {
             body = .stats((0..<n).map { _ in
                 StatEntry(name: ShortBytes(bytes: (0..<int(1...64)).map { _ in UInt8(int(0x21...0x7E)) })!, value: u64())
             })
+        case .subscribe: body = .subscribed(FeedStart(start: u64(), end: u64()))
+        case .event: body = .event(event())
+        case .credit: preconditionFailure("CREDIT is never answered: answeredOpcodes leaves it out")
         }
         return Response(requestID: id, opcode: op.rawValue, body: body)
     }

@@ -135,6 +135,20 @@ func opcodeName(_ byte: UInt8) -> String {
     return "0x" + String(digits[Int(byte >> 4)]) + String(digits[Int(byte & 0xF)])
 }
 
+/// Opcodes a client sends, so the ones `requests.json` must cover: every
+/// opcode but EVENT, which only the server sends (PROTOCOL.md §4, §9; as a
+/// request it is answered UNKNOWN_OPCODE, a case `malformed.json` holds).
+/// Written as an exclusion so that a new opcode is demanded by default.
+let clientOpcodes: [Opcode] = Opcode.allCases.filter { $0 != .event }
+
+/// Opcodes with an OK answer, so the ones `responses.json` must cover with
+/// status OK: every opcode but CREDIT, which is never answered on a feed
+/// connection (PROTOCOL.md §9) — its only possible answer is a failure
+/// (INVALID_ARGUMENT on a connection that is not a feed), and the codec
+/// refuses an OK frame with its opcode. EVENT is answered: the EVENT frames
+/// are OK responses to SUBSCRIBE's request id.
+let answeredOpcodes: [Opcode] = Opcode.allCases.filter { $0 != .credit }
+
 /// One vector of `protocol/vectors/*.json`.
 struct Vector: Sendable, CustomTestStringConvertible {
     let file: String
@@ -235,6 +249,11 @@ func vectorFields(_ request: Request) -> JSON {
         return .object(["sku": .bytes(sku)])
     case .stockList(let l):
         return .object(["cursor": .int(l.cursor), "limit": .int(l.limit)])
+    case .subscribe(let s):
+        return .object(["from": .int(s.from), "credit": .int(s.credit), "kinds": .int(s.kinds),
+                        "sku_prefix": .bytes(s.skuPrefix)])
+    case .credit(let n):
+        return .object(["credit": .int(n)])
     }
 }
 
@@ -281,6 +300,15 @@ func vectorFields(_ body: ResponseBody) -> JSON {
             "count": .int(entries.count),
             "entries": .array(entries.map { .object(["name": .bytes($0.name), "value": .int($0.value)]) }),
         ])
+    case .subscribed(let f):
+        return .object(["start": .int(f.start), "end": .int(f.end)])
+    case .event(let e):
+        return .object([
+            "offset": .int(e.offset), "time_ms": .int(e.timeMs), "kind": .int(e.kind.rawValue),
+            "line": .int(e.line), "lines": .int(e.lines), "quantity": .int(e.quantity), "aux": .int(e.aux),
+            "token": .token(e.token), "sku": .bytes(e.sku), "order_reference": .bytes(e.order),
+            "customer": .bytes(e.customer),
+        ])
     case .failure(_, let detail):
         switch detail {
         case .none: return .object([:])
@@ -294,6 +322,7 @@ func vectorFields(_ body: ResponseBody) -> JSON {
         case .ttlTooLong(let max): return .object(["max_ttl_ms": .int(max)])
         case .frameTooLarge(let max): return .object(["max_frame": .int(max)])
         case .unsupportedVersion(let lo, let hi): return .object(["min": .int(lo), "max": .int(hi)])
+        case .offsetCompacted(let oldest): return .object(["oldest": .int(oldest)])
         }
     }
 }

@@ -77,6 +77,13 @@ struct VectorTests {
                                         detail: detail, into: &f)
             #expect(hexString(f.bytes) == hexString(v.bytes))
         }
+        // The server writes EVENT frames without a `Response`: that path too gives the vector's bytes.
+        if case .event(let event) = response.body {
+            #expect(response.opcode == Opcode.event.rawValue)
+            var e = ByteWriter()
+            event.encodeFrame(requestID: response.requestID, into: &e)
+            #expect(hexString(e.bytes) == hexString(v.bytes))
+        }
     }
 
     /// What a request decoder reports for one input, in the vectors' terms.
@@ -156,14 +163,33 @@ struct VectorTests {
         let okOpcodes = Set(Vectors.responses.filter { $0.status == "OK" }.compactMap(\.opcode))
         let statuses = Set(Vectors.responses.compactMap(\.status))
         for op in Opcode.allCases {
-            #expect(requestOpcodes.contains(op.name), "no request vector for \(op.name)")
-            #expect(okOpcodes.contains(op.name), "no OK response vector for \(op.name)")
+            if clientOpcodes.contains(op) {
+                #expect(requestOpcodes.contains(op.name), "no request vector for \(op.name)")
+            } else {
+                // EVENT is sent by the server only (PROTOCOL.md §4): there is no valid request to
+                // show, only the rejection of one, which must be UNKNOWN_OPCODE.
+                #expect(!requestOpcodes.contains(op.name), "\(op.name) is server to client only, yet has a request vector")
+                #expect(Vectors.malformed.contains { $0.opcode == op.name && $0.error == "UNKNOWN_OPCODE" },
+                        "no malformed vector sending \(op.name) as a request (UNKNOWN_OPCODE)")
+            }
+            if answeredOpcodes.contains(op) {
+                #expect(okOpcodes.contains(op.name), "no OK response vector for \(op.name)")
+            } else {
+                // CREDIT is never answered (PROTOCOL.md §9): an OK answer to it does not exist.
+                #expect(!okOpcodes.contains(op.name), "\(op.name) is never answered, yet has an OK response vector")
+            }
+        }
+        // Every event kind appears in an EVENT frame.
+        let eventKinds = Set(Vectors.responses.filter { $0.opcode == Opcode.event.name && $0.status == "OK" }
+            .compactMap { $0.fields?["kind"]?.uint64 })
+        for kind in EventKind.allCases {
+            #expect(eventKinds.contains(UInt64(kind.rawValue)), "no EVENT vector of kind \(kind.name)")
         }
         for status in Status.allCases {
             #expect(statuses.contains(status.name), "no response vector for \(status.name)")
         }
         // Every vector names a known opcode / status, and names are unique per file.
-        for v in Vectors.requests { #expect(Opcode.allCases.contains { $0.name == v.opcode }, "\(v.name)") }
+        for v in Vectors.requests { #expect(clientOpcodes.contains { $0.name == v.opcode }, "\(v.name)") }
         for v in Vectors.responses { #expect(Status(name: v.status ?? "") != nil, "\(v.name)") }
         for list in [Vectors.requests, Vectors.responses, Vectors.malformed] {
             #expect(Set(list.map(\.name)).count == list.count)
@@ -177,6 +203,17 @@ struct VectorTests {
         // Every known mismatch still names a vector.
         let names = Set(Vectors.malformed.map(\.name) + Vectors.requests.map(\.name) + Vectors.responses.map(\.name))
         for name in knownSpecMismatches.keys { #expect(names.contains(name), "stale known mismatch: \(name)") }
+    }
+
+    @Test("CREDIT has no OK answer: an OK frame with its opcode is refused")
+    func creditIsNeverAnswered() {
+        let frame: [UInt8] = [0x08, 0, 0, 0, Opcode.credit.rawValue, FrameHeader.responseFlag, 0, 0, 1, 0, 0, 0]
+        guard case .frame(let header, let range) = parseFrame(frame) else {
+            Issue.record("no frame")
+            return
+        }
+        let result = frame.withUnsafeBytes { decodeResponse(header, UnsafeRawBufferPointer(rebasing: $0[range])) }
+        #expect(result == .failure(.malformed))
     }
 
     @Test("the PING example of PROTOCOL.md §2")

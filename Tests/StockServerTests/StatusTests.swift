@@ -290,7 +290,7 @@ extension StockServerTests {
     func unknownOpcode() throws {
         let server = try StockdProcess()
         let c = try server.connect()
-        for op: UInt8 in [0x7E, 0x03, 0x40, 0x80, 0x00, 0xFF] {
+        for op: UInt8 in [0x7E, 0x03, 0x41, 0x43, 0x80, 0x00, 0xFF] {  // 0x41 EVENT: server to client only
             let r = try c.rawRequest(opcode: op, payload: [])
             #expect(r.status == .unknownOpcode)
             #expect(r.opcode == op)

@@ -18,9 +18,9 @@
 public final class StockClient: Sendable {
     public let host: String
     public let port: Int
-    private let credential: [UInt8]
-    private let clientName: [UInt8]
-    private let timeoutNs: UInt64
+    let credential: [UInt8]
+    let clientName: [UInt8]
+    let timeoutNs: UInt64
     private let slots: [Slot]
     private let cursor = Counter()
 

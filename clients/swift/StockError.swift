@@ -24,6 +24,10 @@ public enum StockError: Error, Sendable, Equatable, CustomStringConvertible {
     case idempotencyConflict
     case invalidSKU
     case invalidArgument
+    /// The event feed no longer holds the offsets asked for; `oldest` is the oldest it serves.
+    case offsetCompacted(oldest: UInt64)
+    /// The server keeps no journal (`--sync none`), so it has no event feed.
+    case feedUnavailable
     /// Any other status the server answered with (protocol or session errors).
     case rejected(Status)
     /// The connection dropped with this request unanswered: its outcome is unknown.
@@ -54,6 +58,8 @@ public enum StockError: Error, Sendable, Equatable, CustomStringConvertible {
         case (.idempotencyConflict, _): self = .idempotencyConflict
         case (.invalidSKU, _): self = .invalidSKU
         case (.invalidArgument, _): self = .invalidArgument
+        case (.offsetCompacted, .offsetCompacted(let oldest)): self = .offsetCompacted(oldest: oldest)
+        case (.feedUnavailable, _): self = .feedUnavailable
         default: self = .rejected(status)
         }
     }
@@ -83,6 +89,8 @@ public enum StockError: Error, Sendable, Equatable, CustomStringConvertible {
         case .idempotencyConflict: "idempotency key reused with different parameters"
         case .invalidSKU: "invalid SKU"
         case .invalidArgument: "invalid argument"
+        case .offsetCompacted(let oldest): "offset compacted away (the oldest offset held is \(oldest))"
+        case .feedUnavailable: "the server keeps no journal (--sync none): no event feed"
         case .rejected(let status): "server answered \(status.name)"
         case .connectionLost: "connection lost"
         case .unreachable(let why): "server unreachable: \(why)"

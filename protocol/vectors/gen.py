@@ -35,6 +35,28 @@ MAX_LIST_PAGE = 1000
 LIST_END = 0xFFFFFFFF
 RESPONSE_FLAG = 0x01
 STOCK_SET_KNOWN_FLAGS = 0x07
+# §9: credit a SUBSCRIBE (0 ... 1,048,576) or a CREDIT (1 ... 1,048,576) may grant
+MAX_FEED_CREDIT = 1_048_576
+FEED_FROM_OLDEST = 0
+FEED_FROM_NOW = 0xFFFFFFFFFFFFFFFF
+
+# §9 Event kinds. A SUBSCRIBE `kinds` mask has bit k for kind k; bit 0 (progress
+# is not an event) and bits 11-15 must be 0.
+EVENT_KINDS = {
+    "progress": 0,
+    "stock_set": 1,
+    "stock_adjusted": 2,
+    "reserved": 3,
+    "confirmed": 4,
+    "released": 5,
+    "expired": 6,
+    "extended": 7,
+    "low_stock": 8,
+    "sold_out": 9,
+    "back_in_stock": 10,
+}
+KINDS_MASK = 0xFFFF & ~0x0001 & ~0xF800  # bits 1-10
+ZERO_TOKEN = "00" * 16  # "zeros when the event concerns no token"
 
 OPCODES = {
     "HELLO": 0x01,
@@ -49,8 +71,18 @@ OPCODES = {
     "STOCK_GET": 0x22,
     "STOCK_LIST": 0x23,
     "STATS": 0x30,
+    "SUBSCRIBE": 0x40,
+    "EVENT": 0x41,
+    "CREDIT": 0x42,
 }
 OPCODE_NAMES = {v: k for k, v in OPCODES.items()}
+# §4: EVENT is sent by the server only; a request with its opcode is answered
+# UNKNOWN_OPCODE. CREDIT is never answered (its only answer is a failure:
+# INVALID_ARGUMENT on a connection that is not a feed), so it has no OK layout.
+SERVER_ONLY = {"EVENT"}
+NEVER_ANSWERED = {"CREDIT"}
+REQUEST_OPCODES = set(OPCODES) - SERVER_ONLY
+ANSWERED_OPCODES = set(OPCODES) - NEVER_ANSWERED
 
 STATUSES = {
     "OK": 0,
@@ -68,6 +100,8 @@ STATUSES = {
     "IDEMPOTENCY_CONFLICT": 12,
     "INVALID_SKU": 13,
     "INVALID_ARGUMENT": 14,
+    "OFFSET_COMPACTED": 15,
+    "FEED_UNAVAILABLE": 16,
     "MALFORMED": 32,
     "FRAME_TOO_LARGE": 33,
     "UNKNOWN_OPCODE": 34,
@@ -122,7 +156,25 @@ REQUEST_LAYOUTS = {
     "STOCK_GET": [("sku", "str8")],
     "STOCK_LIST": [("cursor", "u32"), ("limit", "u16")],
     "STATS": [],
+    "SUBSCRIBE": [("from", "u64"), ("credit", "u32"), ("kinds", "u16"), ("sku_prefix", "str8")],
+    "CREDIT": [("credit", "u32")],
 }
+assert set(REQUEST_LAYOUTS) == REQUEST_OPCODES
+
+# §9 Event: the OK payload of an EVENT frame
+EVENT = [
+    ("offset", "u64"),
+    ("time_ms", "u64"),
+    ("kind", "u8"),
+    ("line", "u8"),
+    ("lines", "u8"),
+    ("quantity", "i64"),
+    ("aux", "u64"),
+    ("token", "token"),
+    ("sku", "str8"),
+    ("order_reference", "str8"),
+    ("customer", "str8"),
+]
 
 RESPONSE_OK_LAYOUTS = {
     "HELLO": [("version", "u16"), ("role", "u8"), ("max_frame", "u32"), ("max_ttl_ms", "u32"),
@@ -140,7 +192,10 @@ RESPONSE_OK_LAYOUTS = {
     "STOCK_LIST": [("next_cursor", "u32"), ("count", "u16"),
                    ("entries", ("list", "count", [("sku", "str8"), ("stock_info", ("struct", STOCK_INFO))]))],
     "STATS": [("count", "u16"), ("entries", ("list", "count", [("name", "str8"), ("value", "u64")]))],
+    "SUBSCRIBE": [("start", "u64"), ("end", "u64")],
+    "EVENT": EVENT,
 }
+assert set(RESPONSE_OK_LAYOUTS) == ANSWERED_OPCODES
 
 # Failure payloads by status (§5); statuses not listed carry no payload.
 FAILURE_LAYOUTS = {
@@ -152,6 +207,7 @@ FAILURE_LAYOUTS = {
     "INSUFFICIENT_AVAILABLE": [("available", "u64")],
     "FRAME_TOO_LARGE": [("max_frame", "u32")],
     "UNSUPPORTED_VERSION": [("min", "u16"), ("max", "u16")],
+    "OFFSET_COMPACTED": [("oldest", "u64")],
 }
 
 INT_FORMATS = {"u8": "<B", "u16": "<H", "u32": "<I", "u64": "<Q", "i64": "<q"}
@@ -391,6 +447,16 @@ def check_values(op, f):
     elif op == "STOCK_LIST":
         if f["limit"] > MAX_LIST_PAGE:
             raise Rejected("INVALID_ARGUMENT")
+    elif op == "SUBSCRIBE":
+        # `from` takes any value here: "beyond end + 1" is judged by the server.
+        if f["credit"] > MAX_FEED_CREDIT:
+            raise Rejected("INVALID_ARGUMENT")
+        if f["kinds"] & ~KINDS_MASK:
+            raise Rejected("INVALID_ARGUMENT")
+        check_text(f["sku_prefix"])  # a prefix, not a SKU: INVALID_ARGUMENT, and may be empty
+    elif op == "CREDIT":
+        if not (1 <= f["credit"] <= MAX_FEED_CREDIT):
+            raise Rejected("INVALID_ARGUMENT")
 
 
 def decode_request(buf, max_frame=MAX_FRAME):
@@ -407,7 +473,7 @@ def decode_request(buf, max_frame=MAX_FRAME):
     try:
         if flags != 0 or status != 0 or reserved != 0:  # 1. header bits
             raise Rejected("MALFORMED")
-        if opcode not in OPCODE_NAMES:  # 2. opcode
+        if OPCODE_NAMES.get(opcode) not in REQUEST_OPCODES:  # 2. opcode (EVENT: server to client only)
             raise Rejected("UNKNOWN_OPCODE")
         op = OPCODE_NAMES[opcode]
         layout = REQUEST_LAYOUTS[op]
@@ -575,6 +641,28 @@ def stock_set(on_hand, sku, expected=None, threshold=None, limit=None):
             "per_customer_limit": limit, "sku": sku}
 
 
+def subscribe(from_, credit, kinds=0, sku_prefix=""):
+    return {"from": from_, "credit": credit, "kinds": kinds, "sku_prefix": sku_prefix}
+
+
+def kinds_mask(*names):
+    return sum(1 << EVENT_KINDS[n] for n in names)
+
+
+def event(offset, time_ms, kind, line=0, lines=0, quantity=0, aux=0, token=ZERO_TOKEN, sku="",
+          order_reference="", customer=""):
+    return {"offset": offset, "time_ms": time_ms, "kind": EVENT_KINDS[kind], "line": line, "lines": lines,
+            "quantity": quantity, "aux": aux, "token": token, "sku": sku, "order_reference": order_reference,
+            "customer": customer}
+
+
+def subscribe_payload(from_=0, credit=100, kinds=0, sku_prefix=b""):
+    return u64(from_) + u32(credit) + u16(kinds) + str8(sku_prefix)
+
+
+NOW_MS = 1732665600000  # 2024-11-27 00:00:00 UTC, the vectors' clock
+
+
 def requests():
     v = []
     add = lambda *a: v.append(request_vector(*a))
@@ -642,8 +730,23 @@ def requests():
     add("stock_list next page limit 100", "STOCK_LIST", 901, {"cursor": 100, "limit": 100})
     add("stock_list max limit", "STOCK_LIST", 902, {"cursor": 0x00012345, "limit": MAX_LIST_PAGE})
     add("stats", "STATS", 1000, {})
+    # Event feed (§9)
+    add("subscribe from oldest, every kind, every sku", "SUBSCRIBE", 1100, subscribe(FEED_FROM_OLDEST, 1000))
+    add("subscribe from now (0xFFFFFFFFFFFFFFFF)", "SUBSCRIBE", 1101, subscribe(FEED_FROM_NOW, 64))
+    add("subscribe resume at an offset, token outcomes of one sku prefix", "SUBSCRIBE", 1102,
+        subscribe(52312, 256, kinds_mask("confirmed", "released", "expired"), "JACKET-"))
+    add("subscribe every kind bit set, max credit, multibyte prefix", "SUBSCRIBE", 1103,
+        subscribe(1, MAX_FEED_CREDIT, KINDS_MASK, "VESTE-ÉTÉ"))
+    add("subscribe credit 0 (nothing sent before a CREDIT), alerts only", "SUBSCRIBE", 1104,
+        subscribe(FEED_FROM_OLDEST, 0, kinds_mask("low_stock", "sold_out", "back_in_stock")))
+    add("subscribe offset above 2^53, 64-byte sku prefix", "SUBSCRIBE", 1105,
+        subscribe((1 << 53) + 1, 1, kinds_mask("stock_set"), SKU_64))
+    add("credit 1", "CREDIT", 1200, {"credit": 1})
+    add("credit 1000", "CREDIT", 1201, {"credit": 1000})
+    add("credit max 1,048,576", "CREDIT", 1202, {"credit": MAX_FEED_CREDIT})
     assert v[4]["hex"] == "080000000200000007000000"  # the example in §2
-    assert {x["opcode"] for x in v} == set(OPCODES), "every opcode has a vector"
+    # EVENT is server to client only: its one request vector is in malformed.json (UNKNOWN_OPCODE).
+    assert {x["opcode"] for x in v} == REQUEST_OPCODES, "every client opcode has a vector"
     return v
 
 
@@ -685,6 +788,50 @@ def responses():
                                  {"name": "requests.RESERVE", "value": 1234567890123},
                                  {"name": "status.OUT_OF_STOCK", "value": 0}]})
     add("stats ok empty", "STATS", 1001, "OK", {"count": 0, "entries": []})
+    # Event feed (§9): SUBSCRIBE's answer, then EVENT frames with SUBSCRIBE's request id
+    add("subscribe ok from oldest", "SUBSCRIBE", 1100, "OK", {"start": 1, "end": 52311})
+    add("subscribe ok from now", "SUBSCRIBE", 1101, "OK", {"start": 52312, "end": 52311})
+    add("subscribe ok resume", "SUBSCRIBE", 1102, "OK", {"start": 52312, "end": 60000})
+    add("subscribe ok on an empty feed", "SUBSCRIBE", 1104, "OK", {"start": 1, "end": 0})
+    add("subscribe ok offsets above 2^53", "SUBSCRIBE", 1105, "OK",
+        {"start": (1 << 53) + 1, "end": (1 << 53) + 1})
+    t = NOW_MS
+    add("event stock_set (aux: threshold << 32 | limit)", "EVENT", 1100, "OK",
+        event(1, t, "stock_set", quantity=50, aux=5 << 32 | 2, sku=SKU))
+    add("event stock_adjusted negative delta (shrinkage)", "EVENT", 1100, "OK",
+        event(2, t + 1, "stock_adjusted", quantity=-3, aux=2, sku=SKU))
+    add("event stock_adjusted max removal (damage)", "EVENT", 1100, "OK",
+        event(3, t + 2, "stock_adjusted", quantity=-MAX_STOCK, aux=3, sku=SKU_FR))
+    add("event stock_adjusted restock", "EVENT", 1100, "OK",
+        event(4, t + 3, "stock_adjusted", quantity=25, aux=1, sku=SKU))
+    add("event reserved with customer", "EVENT", 1100, "OK",
+        event(5, t + 10, "reserved", line=0, lines=1, quantity=2, aux=t + 10 + 90000, token=T1, sku=SKU,
+              customer="cust-0042"))
+    add("event reserved bundle line 1 of 3, binary customer", "EVENT", 1100, "OK",
+        event(6, t + 11, "reserved", line=1, lines=3, quantity=2, aux=t + 11 + 90000, token=T2, sku=SKU_FR,
+              customer=BINARY_KEY))
+    add("event confirmed with token, sku, order reference and customer", "EVENT", 1100, "OK",
+        event(7, t + 20, "confirmed", line=0, lines=1, quantity=2, aux=1, token=T1, sku=SKU,
+              order_reference="ORD-2024-000124", customer="cust-0042"))
+    add("event confirmed bundle line 2 of 3", "EVENT", 1100, "OK",
+        event(8, t + 21, "confirmed", line=2, lines=3, quantity=3, aux=0, token=T2, sku="SCARF-BLUE",
+              order_reference="commande-été", customer=BINARY_KEY))
+    add("event released", "EVENT", 1100, "OK",
+        event(9, t + 30, "released", line=0, lines=1, quantity=3, token=T1, sku=SKU, customer="cust-0042"))
+    add("event expired, no customer", "EVENT", 1100, "OK",
+        event(10, t + 90010, "expired", line=0, lines=3, quantity=1, token=T2, sku=SKU_EMOJI))
+    add("event extended (token only, empty sku)", "EVENT", 1100, "OK",
+        event(11, t + 40, "extended", aux=t + 40 + 120000, token=T2))
+    add("event low_stock", "EVENT", 1100, "OK", event(12, t + 50, "low_stock", quantity=4, sku=SKU))
+    add("event sold_out", "EVENT", 1100, "OK", event(13, t + 51, "sold_out", sku=SKU_EMOJI))
+    add("event back_in_stock", "EVENT", 1100, "OK", event(14, t + 52, "back_in_stock", quantity=25, sku=SKU))
+    add("event progress marker (kind 0)", "EVENT", 1100, "OK", event(52311, t + 60, "progress"))
+    add("event progress marker on a feed from now", "EVENT", 1101, "OK", event(52311, t + 5060, "progress"))
+    add("event max values and 64-byte strings", "EVENT", 0xFFFFFFFF, "OK",
+        event(0xFFFFFFFFFFFFFFFF, 0xFFFFFFFFFFFFFFFF, "confirmed", line=255, lines=255, quantity=(1 << 63) - 1,
+              aux=0xFFFFFFFFFFFFFFFF, token=T3, sku=SKU_64_MB, order_reference="o" * 64, customer="c" * 64))
+    add("event quantity -2^63 (two's complement)", "EVENT", 1100, "OK",
+        event(15, t + 70, "stock_adjusted", quantity=-(1 << 63), aux=5, sku=SKU))
     # Failures, every status
     add("out_of_stock bundle line 2 available 3", "RESERVE_BUNDLE", 201, "OUT_OF_STOCK", {"line": 2, "available": 3})
     add("out_of_stock reserve", "RESERVE", 100, "OUT_OF_STOCK", {"line": 0, "available": 0})
@@ -703,10 +850,17 @@ def responses():
     add("idempotency_conflict", "RESERVE", 101, "IDEMPOTENCY_CONFLICT", {})
     add("invalid_sku", "STOCK_GET", 801, "INVALID_SKU", {})
     add("invalid_argument", "STOCK_LIST", 902, "INVALID_ARGUMENT", {})
+    add("invalid_argument subscribe from beyond end + 1", "SUBSCRIBE", 1105, "INVALID_ARGUMENT", {})
+    add("invalid_argument credit on a connection that is not a feed", "CREDIT", 1200, "INVALID_ARGUMENT", {})
+    add("offset_compacted subscribe", "SUBSCRIBE", 1100, "OFFSET_COMPACTED", {"oldest": 40001})
+    add("offset_compacted ends a feed (event frame)", "EVENT", 1102, "OFFSET_COMPACTED",
+        {"oldest": 0xFFFFFFFFFFFFFFFF})
+    add("feed_unavailable", "SUBSCRIBE", 1100, "FEED_UNAVAILABLE", {})
     add("malformed", "RESERVE", 100, "MALFORMED", {})
     add("frame_too_large", "RESERVE", 0x01020304, "FRAME_TOO_LARGE", {"max_frame": MAX_FRAME})
     add("unknown_opcode echoes 0x7E", "0x7E", 77, "UNKNOWN_OPCODE", {})
     add("unknown_opcode echoes 0xFF", "0xFF", 78, "UNKNOWN_OPCODE", {})
+    add("unknown_opcode echoes EVENT sent as a request", "EVENT", 79, "UNKNOWN_OPCODE", {})
     add("unsupported_version", "HELLO", 4, "UNSUPPORTED_VERSION", {"min": 1, "max": 1})
     add("unauthenticated", "RESERVE", 100, "UNAUTHENTICATED", {})
     add("auth_failed", "HELLO", 2, "AUTH_FAILED", {})
@@ -716,11 +870,17 @@ def responses():
     add("rate_limited", "RESERVE", 100, "RATE_LIMITED", {})
     add("hello_out_of_order", "HELLO", 5, "HELLO_OUT_OF_ORDER", {})
     add("shutting_down", "RESERVE", 100, "SHUTTING_DOWN", {})
+    add("shutting_down ends a feed (event frame)", "EVENT", 1100, "SHUTTING_DOWN", {})
+    add("malformed ends a feed (client sent other than CREDIT)", "EVENT", 1100, "MALFORMED", {})
     add("internal", "CONFIRM", 300, "INTERNAL", {})
+    add("internal ends a feed (journal unreadable)", "EVENT", 1101, "INTERNAL", {})
     add("storage_failed", "RESERVE", 101, "STORAGE_FAILED", {})
     assert v[3]["hex"] == "080000000201000007000000"  # the example in §2
     assert {STATUSES[x["status"]] for x in v} == set(STATUS_NAMES), "every status has a vector"
-    assert {x["opcode"] for x in v if x["status"] == "OK"} == set(OPCODES), "every opcode has an OK vector"
+    # CREDIT is never answered OK (§9); every other opcode, EVENT included, has an OK vector.
+    assert {x["opcode"] for x in v if x["status"] == "OK"} == ANSWERED_OPCODES, "every answered opcode has an OK vector"
+    event_kinds = {x["fields"]["kind"] for x in v if x["opcode"] == "EVENT" and x["status"] == "OK"}
+    assert event_kinds == set(EVENT_KINDS.values()), "every event kind has a vector"
     return v
 
 
@@ -746,7 +906,15 @@ def malformed():
     # Header bits, then opcode (§2, §4 check order)
     add("unknown opcode 0x7E", raw_request("0x7E", 20, b""), "UNKNOWN_OPCODE")
     add("unknown opcode 0x03 with payload", raw_request("0x03", 21, b"\x01\x02\x03"), "UNKNOWN_OPCODE")
-    add("unknown opcode 0x40 (reserved for SUBSCRIBE)", raw_request("0x40", 22, b""), "UNKNOWN_OPCODE")
+    add("unknown opcode 0x43 (unassigned in the event-feed range)", raw_request("0x43", 22, b""), "UNKNOWN_OPCODE")
+    add("unknown opcode 0x4F", raw_request("0x4F", 25, u32(1)), "UNKNOWN_OPCODE")
+    add("unknown opcode 0x50 (reserved for later operations)", raw_request("0x50", 26, b""), "UNKNOWN_OPCODE")
+    # EVENT is sent by the server only (§4): as a request it is an unknown opcode, whatever its payload.
+    add("event opcode 0x41 sent as a request", raw_request("EVENT", 27, b""), "UNKNOWN_OPCODE")
+    add("event opcode 0x41 sent as a request with an event payload", raw_request(
+        "EVENT", 28, encode_layout(EVENT, event(7, NOW_MS, "confirmed", line=0, lines=1, quantity=2, aux=1, token=T1, sku=SKU,
+                                   order_reference="ORD-1", customer="c"))),
+        "UNKNOWN_OPCODE")
     add("unknown opcode 0x80", raw_request("0x80", 23, b""), "UNKNOWN_OPCODE")
     add("unknown opcode 0x00", raw_request("0x00", 24, b""), "UNKNOWN_OPCODE")
     add("response flag set in a request", raw_request("PING", 30, b"", flags=0x01), "MALFORMED")
@@ -755,6 +923,8 @@ def malformed():
     add("reserved byte set in a request", raw_request("STATS", 33, b"", reserved=0xFF), "MALFORMED")
     add("header bits checked before the opcode: unknown opcode with flag set",
         raw_request("0x7E", 34, b"", flags=0x01), "MALFORMED")
+    add("header bits checked before the opcode: an event frame sent back (response flag)",
+        raw_request("EVENT", 35, encode_layout(EVENT, event(52311, NOW_MS, "progress")), flags=0x01), "MALFORMED")
     # Structure (§4: every payload exactly as long as its layout)
     add("ping with a trailing byte", raw_request("PING", 40, b"\x00"), "MALFORMED")
     add("stats with a trailing byte", raw_request("STATS", 41, b"\x00"), "MALFORMED")
@@ -779,6 +949,21 @@ def malformed():
         raw_request("RESERVE", 56, reserve_payload(0, 0, SKU)[:-1]), "MALFORMED")
     add("structure before values: trailing byte and bad sku",
         raw_request("STOCK_GET", 57, str8(b"") + b"\x00"), "MALFORMED")
+    add("subscribe empty payload", raw_request("SUBSCRIBE", 150, b""), "MALFORMED")
+    add("subscribe truncated (sku_prefix count missing)", raw_request("SUBSCRIBE", 151, subscribe_payload()[:-1]),
+        "MALFORMED")
+    add("subscribe truncated (kinds cut)", raw_request("SUBSCRIBE", 152, subscribe_payload()[:13]), "MALFORMED")
+    add("subscribe sku_prefix length beyond payload",
+        raw_request("SUBSCRIBE", 153, subscribe_payload()[:-1] + b"\x07JACKET"), "MALFORMED")
+    add("subscribe trailing byte", raw_request("SUBSCRIBE", 154, subscribe_payload(sku_prefix=b"J") + b"\x00"),
+        "MALFORMED")
+    add("credit empty payload", raw_request("CREDIT", 155, b""), "MALFORMED")
+    add("credit truncated (3 bytes)", raw_request("CREDIT", 156, u32(100)[:3]), "MALFORMED")
+    add("credit trailing byte", raw_request("CREDIT", 157, u32(100) + b"\x00"), "MALFORMED")
+    add("structure before values: truncated subscribe with kinds bit 0 set",
+        raw_request("SUBSCRIBE", 158, subscribe_payload(kinds=0x0001)[:-1]), "MALFORMED")
+    add("structure before values: credit 0 with a trailing byte", raw_request("CREDIT", 159, u32(0) + b"\x00"),
+        "MALFORMED")
     # SKU (§4 field rules)
     add("sku empty", raw_request("RESERVE", 60, reserve_payload(1, 0, b"")), "INVALID_SKU")
     add("sku 65 bytes", raw_request("RESERVE", 61, reserve_payload(1, 0, b"S" * 65)), "INVALID_SKU")
@@ -874,6 +1059,25 @@ def malformed():
         "INVALID_ARGUMENT")
     add("hello client name with DEL", raw_request("HELLO", 136, u16(1) + str8(b"cli\x7f") + str8(b"")),
         "INVALID_ARGUMENT")
+    # SUBSCRIBE, CREDIT (§9)
+    add("subscribe kinds bit 0 (progress) set", raw_request("SUBSCRIBE", 160, subscribe_payload(kinds=0x0001)),
+        "INVALID_ARGUMENT")
+    add("subscribe kinds bit 11 set", raw_request("SUBSCRIBE", 161, subscribe_payload(kinds=0x0800)),
+        "INVALID_ARGUMENT")
+    add("subscribe kinds 0xFFFF", raw_request("SUBSCRIBE", 162, subscribe_payload(kinds=0xFFFF)), "INVALID_ARGUMENT")
+    add("subscribe credit 1,048,577", raw_request("SUBSCRIBE", 163, subscribe_payload(credit=MAX_FEED_CREDIT + 1)),
+        "INVALID_ARGUMENT")
+    add("subscribe credit 0xFFFFFFFF", raw_request("SUBSCRIBE", 164, subscribe_payload(credit=0xFFFFFFFF)),
+        "INVALID_ARGUMENT")
+    add("subscribe sku_prefix 65 bytes", raw_request("SUBSCRIBE", 165, subscribe_payload(sku_prefix=b"S" * 65)),
+        "INVALID_ARGUMENT")
+    add("subscribe sku_prefix with a control char (a prefix is not a SKU: INVALID_ARGUMENT)",
+        raw_request("SUBSCRIBE", 166, subscribe_payload(sku_prefix=b"JACKET\t")), "INVALID_ARGUMENT")
+    add("subscribe sku_prefix ending mid-scalar (VESTE- c3)",
+        raw_request("SUBSCRIBE", 167, subscribe_payload(sku_prefix=b"VESTE-\xc3")), "INVALID_ARGUMENT")
+    add("credit 0", raw_request("CREDIT", 168, u32(0)), "INVALID_ARGUMENT")
+    add("credit 1,048,577", raw_request("CREDIT", 169, u32(MAX_FEED_CREDIT + 1)), "INVALID_ARGUMENT")
+    add("credit 0xFFFFFFFF", raw_request("CREDIT", 170, u32(0xFFFFFFFF)), "INVALID_ARGUMENT")
     # Field order (§4: values in layout order, first failure is the answer)
     add("value order: reserve zero quantity before bad sku",
         raw_request("RESERVE", 140, reserve_payload(0, 0, b"")), "QUANTITY_INVALID")

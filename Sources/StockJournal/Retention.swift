@@ -1,0 +1,135 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+// # Retention: which segments outlive their snapshot
+//
+// A segment whose every record a durable snapshot covers is no longer
+// needed for recovery, but the event feed serves offsets from segment
+// files, so covered segments are kept — the newest first — up to a byte
+// budget (`--feed-retention`), and only older ones are deleted.
+//
+// The **feed floor** is the oldest offset the feed can still serve: every
+// record at or above it is in a segment file. Deleting a segment raises it
+// past the largest seq the segment held. It lives in a small file of its
+// own (`feed-floor`, decimal), raised durably *before* a deletion, so that
+// after a crash the floor is never below what is really on disk.
+
+/// The feed floor file of a data directory.
+public enum FeedFloor {
+    public static let fileName = "feed-floor"
+
+    /// The stored floor, or nil when the directory never deleted a segment
+    /// under this scheme.
+    public static func read(directory: String) throws(JournalError) -> UInt64? {
+        let path = DataDirectory(directory).file(fileName)
+        let f: PosixFile
+        do throws(JournalError) { f = try PosixFile.open(path, O_RDONLY) } catch {
+            if case .io(_, _, ENOENT) = error { return nil }
+            throw error
+        }
+        defer { f.closeQuietly() }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 32, alignment: 1)
+        defer { buffer.deallocate() }
+        let n = try f.read(into: buffer.baseAddress!, count: 32, at: 0)
+        let text = String(decoding: UnsafeRawBufferPointer(rebasing: buffer[0..<n]), as: UTF8.self).trimmingNewline
+        guard let v = UInt64(text), v >= 1 else {
+            throw .corrupt(path: path, offset: 0, reason: "not a sequence number: \(text)")
+        }
+        return v
+    }
+
+    /// Makes `seq` the stored floor if it is higher (temp file, fsync,
+    /// rename, directory fsync). Returns the floor now stored.
+    @discardableResult
+    public static func raise(directory: String, to seq: UInt64) throws(JournalError) -> UInt64 {
+        let current = try read(directory: directory) ?? 1
+        guard seq > current else { return current }
+        let dir = DataDirectory(directory)
+        let tmp = fileName + ".tmp"
+        try dir.remove(tmp)
+        let f = try PosixFile.open(dir.file(tmp), O_WRONLY | O_CREAT | O_EXCL)
+        do throws(JournalError) {
+            let text = Array("\(seq)\n".utf8)
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: text.count, alignment: 1)
+            defer { buffer.deallocate() }
+            buffer.copyBytes(from: text)
+            try f.writeAll(UnsafeRawBufferPointer(buffer))
+            try f.syncAll()
+            try f.close()
+        } catch {
+            f.closeQuietly()
+            throw error
+        }
+        try dir.rename(tmp, to: fileName)
+        try dir.sync()
+        return seq
+    }
+}
+
+/// Deleting covered segments beyond the retention budget.
+public enum Retention {
+    /// A segment that a snapshot covers, with what deleting it needs.
+    public struct Covered: Sendable {
+        public var segment: SegmentFile
+        /// Its largest seq (the floor goes above it when it is deleted).
+        public var maxSeq: UInt64
+        public init(segment: SegmentFile, maxSeq: UInt64) {
+            self.segment = segment
+            self.maxSeq = maxSeq
+        }
+    }
+
+    /// What `prune` did.
+    public struct Pruned: Sendable {
+        public var removed: [String] = []
+        public var bytesFreed: Int64 = 0
+        /// The floor after pruning (nil: unchanged, nothing deleted).
+        public var floor: UInt64?
+    }
+
+    /// Deletes the oldest of `covered` (every one covered by a durable
+    /// snapshot) until the covered ones left take at most `retainBytes`.
+    /// `keptBytes`: bytes of other segments (not covered, or open) that
+    /// count against the budget too. Raises the floor durably first, and
+    /// tells `willRaiseFloor` before deleting anything. Does not fsync the
+    /// directory afterwards (the caller does, once for all its changes).
+    public static func prune(directory: String, covered: [Covered], keptBytes: Int64, retainBytes: Int64,
+                             willRaiseFloor: ((UInt64) -> Void)? = nil) throws(JournalError) -> Pruned {
+        let dir = DataDirectory(directory)
+        let sorted = covered.sorted { $0.segment < $1.segment }
+        var sizes: [Int64] = []
+        for c in sorted { sizes.append(try dir.size(of: c.segment.name) ?? 0) }
+        var total = keptBytes + sizes.reduce(0, +)
+        var cut = 0
+        // Empty files (a rewrite that kept nothing) hold nothing to serve: they go too.
+        while cut < sorted.count && (total > retainBytes || sizes[cut] == 0) {
+            total -= sizes[cut]
+            cut += 1
+        }
+        var result = Pruned()
+        guard cut > 0 else { return result }
+        // Every record of the deleted segments goes below the floor; a
+        // segment overlaps its neighbours by a few records, so the floor is
+        // the largest seq of any deleted one, plus one.
+        let floor = sorted[0..<cut].map(\.maxSeq).max()! + 1
+        willRaiseFloor?(floor)
+        result.floor = try FeedFloor.raise(directory: directory, to: floor)
+        for i in 0..<cut {
+            try dir.remove(sorted[i].segment.name)
+            result.removed.append(sorted[i].segment.path)
+            result.bytesFreed += sizes[i]
+        }
+        return result
+    }
+}
+
+extension String {
+    var trimmingNewline: String {
+        var s = self
+        while let last = s.last, last == "\n" || last == "\r" || last == "\0" { s.removeLast() }
+        return s
+    }
+}

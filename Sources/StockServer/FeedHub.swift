@@ -1,0 +1,265 @@
+import Atomics
+import CLibUV
+import Glibc
+import Logging
+import StockJournal
+import StockProtocol
+
+/// The event feed's own thread and libuv loop (PROTOCOL.md §9).
+///
+/// A SUBSCRIBE arrives on a worker's connection like any request; once its
+/// answer is out, the worker hands the socket over here (`adopt`) and
+/// forgets it. From then on everything about that subscriber — reading the
+/// journal's segment files, encoding events, writing them, reading CREDIT —
+/// happens on this thread, so a feed costs the reservation loops nothing
+/// but one `uv_async_send` per journal round (and only while someone
+/// subscribes). The journal thread calls `wake()` after each durable
+/// watermark move; a 100 ms timer sends progress markers and heartbeats.
+///
+/// Limits: `config.maxSubscribers` feeds at once (beyond: BUSY); per
+/// subscriber, `config.feedOutputBytes` of unsent frames and the reader's
+/// bounded read-ahead (FeedReader).
+final class FeedHub: @unchecked Sendable {
+    struct Adoption {
+        let fd: Int32
+        let requestID: UInt32
+        let subscribe: Subscribe
+        /// The first offset to send (resolved by the worker).
+        let start: UInt64
+        /// Bytes the client sent after SUBSCRIBE (CREDIT frames).
+        let leftover: [UInt8]
+    }
+
+    let config: ServerConfig
+    let journal: JournalPipeline
+    let logger: Logger
+    let loop: UnsafeMutablePointer<uv_loop_t>
+    private let wakeAsync: UnsafeMutablePointer<uv_async_t>
+    private let adoptAsync: UnsafeMutablePointer<uv_async_t>
+    private let stopAsync: UnsafeMutablePointer<uv_async_t>
+    private let timer: UnsafeMutablePointer<uv_timer_t>
+    private let againIdle: UnsafeMutablePointer<uv_idle_t>
+    private let lock: UnsafeMutablePointer<pthread_mutex_t>
+    private var adoptions: [Adoption] = []
+    private var handlesOpen = false
+    private var thread = pthread_t()
+    private var started = false
+
+    // Loop thread only.
+    var subscribers: [FeedSubscriber] = []
+    private var pumpAgain: [FeedSubscriber] = []
+    private var stopping = false
+    static let readBufferSize = 64 * 1024
+    let readBuffer: UnsafeMutablePointer<CChar>
+
+    /// Subscribers open or on their way (`maxSubscribers` bounds it).
+    let active = ManagedAtomic<Int>(0)
+    // Statistics.
+    let eventsSent = ManagedAtomic<UInt64>(0)
+    let subscriptionsTotal = ManagedAtomic<UInt64>(0)
+    let refusedBusy = ManagedAtomic<UInt64>(0)
+
+    init(config: ServerConfig, journal: JournalPipeline, logger: Logger) {
+        self.config = config
+        self.journal = journal
+        self.logger = logger
+        loop = .allocate(capacity: 1)
+        precondition(uv_loop_init(loop) == 0, "uv_loop_init failed")
+        wakeAsync = .allocate(capacity: 1)
+        adoptAsync = .allocate(capacity: 1)
+        stopAsync = .allocate(capacity: 1)
+        timer = .allocate(capacity: 1)
+        againIdle = .allocate(capacity: 1)
+        lock = .allocate(capacity: 1)
+        pthread_mutex_init(lock, nil)
+        readBuffer = .allocate(capacity: Self.readBufferSize)
+    }
+
+    deinit {
+        for p in [UnsafeMutableRawPointer(wakeAsync), UnsafeMutableRawPointer(adoptAsync),
+                  UnsafeMutableRawPointer(stopAsync), UnsafeMutableRawPointer(timer),
+                  UnsafeMutableRawPointer(againIdle)] { p.deallocate() }
+        readBuffer.deallocate()
+        pthread_mutex_destroy(lock)
+        lock.deallocate()
+        uv_loop_close(loop)
+        loop.deallocate()
+    }
+
+    static func from(_ handle: UnsafeMutablePointer<uv_handle_t>) -> FeedHub {
+        Unmanaged<FeedHub>.fromOpaque(uv_loop_get_data(handle.pointee.loop)!).takeUnretainedValue()
+    }
+
+    private func raw<T>(_ p: UnsafeMutablePointer<T>) -> UnsafeMutablePointer<uv_handle_t> {
+        UnsafeMutableRawPointer(p).assumingMemoryBound(to: uv_handle_t.self)
+    }
+
+    func start() {
+        uv_loop_set_data(loop, Unmanaged.passUnretained(self).toOpaque())
+        uv_async_init(loop, wakeAsync) { h in FeedHub.from(UnsafeMutableRawPointer(h!).assumingMemoryBound(to: uv_handle_t.self)).pumpAll() }
+        uv_async_init(loop, adoptAsync) { h in FeedHub.from(UnsafeMutableRawPointer(h!).assumingMemoryBound(to: uv_handle_t.self)).takeAdoptions() }
+        uv_async_init(loop, stopAsync) { h in FeedHub.from(UnsafeMutableRawPointer(h!).assumingMemoryBound(to: uv_handle_t.self)).beginStop() }
+        uv_timer_init(loop, timer)
+        uv_idle_init(loop, againIdle)
+        uv_timer_start(timer, { h in
+            FeedHub.from(UnsafeMutableRawPointer(h!).assumingMemoryBound(to: uv_handle_t.self)).tick()
+        }, 100, 100)
+        handlesOpen = true
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        let rc = pthread_create(&thread, nil, { arg in
+            let hub = Unmanaged<FeedHub>.fromOpaque(arg!).takeUnretainedValue()
+            _ = uv_run(hub.loop, UV_RUN_DEFAULT)
+            return nil
+        }, context)
+        precondition(rc == 0, "cannot start the event feed thread")
+        started = true
+    }
+
+    /// Stops every feed (SHUTTING_DOWN) and joins the thread.
+    func stop() {
+        guard started else { return }
+        pthread_mutex_lock(lock)
+        if handlesOpen { uv_async_send(stopAsync) }
+        pthread_mutex_unlock(lock)
+        pthread_join(thread, nil)
+        started = false
+    }
+
+    // MARK: other threads
+
+    /// A worker wants to hand a SUBSCRIBE over: false if at the limit.
+    func reserveSlot() -> Bool {
+        let n = active.loadThenWrappingIncrement(ordering: .acquiringAndReleasing)
+        if n < config.maxSubscribers { return true }
+        active.wrappingDecrement(ordering: .acquiringAndReleasing)
+        refusedBusy.wrappingIncrement(ordering: .relaxed)
+        return false
+    }
+
+    /// Gives a slot back that `adopt` will not use.
+    func releaseSlot() { active.wrappingDecrement(ordering: .acquiringAndReleasing) }
+
+    /// Takes a subscriber's socket (its slot reserved); from a worker thread.
+    func adopt(_ a: Adoption) {
+        pthread_mutex_lock(lock)
+        let open = handlesOpen && !stoppingFlag
+        if open {
+            adoptions.append(a)
+            uv_async_send(adoptAsync)
+        }
+        pthread_mutex_unlock(lock)
+        if !open {
+            Glibc.close(a.fd)
+            releaseSlot()
+        }
+    }
+
+    /// Set under `lock` when the stop began (no more adoptions).
+    private var stoppingFlag = false
+
+    /// The durable watermark moved (journal thread): feed the subscribers.
+    func wake() {
+        guard active.load(ordering: .relaxed) > 0 else { return }
+        pthread_mutex_lock(lock)
+        if handlesOpen { uv_async_send(wakeAsync) }
+        pthread_mutex_unlock(lock)
+    }
+
+    // MARK: loop thread
+
+    private func takeAdoptions() {
+        pthread_mutex_lock(lock)
+        let taken = adoptions
+        adoptions.removeAll()
+        pthread_mutex_unlock(lock)
+        for a in taken {
+            subscriptionsTotal.wrappingIncrement(ordering: .relaxed)
+            let s = FeedSubscriber(hub: self, adoption: a)
+            s.slot = subscribers.count
+            subscribers.append(s)
+            s.begin(a)
+        }
+    }
+
+    private func pumpAll() {
+        for s in subscribers { s.pump() }
+    }
+
+    /// Every 100 ms: progress markers, heartbeats, and a pump (a missed wake-up costs at most this).
+    private func tick() {
+        let now = uv_now(loop)
+        for s in subscribers { s.tick(nowMs: now) }
+    }
+
+    /// A subscriber stopped at its per-pump limit with more to send: pump it again on the next loop turn.
+    func schedulePump(_ s: FeedSubscriber) {
+        guard !s.pumpScheduled else { return }
+        s.pumpScheduled = true
+        pumpAgain.append(s)
+        if pumpAgain.count == 1 {
+            uv_idle_start(againIdle) { h in
+                FeedHub.from(UnsafeMutableRawPointer(h!).assumingMemoryBound(to: uv_handle_t.self)).runPumpAgain()
+            }
+        }
+    }
+
+    private func runPumpAgain() {
+        let list = pumpAgain
+        pumpAgain.removeAll(keepingCapacity: true)
+        uv_idle_stop(againIdle)
+        for s in list {
+            s.pumpScheduled = false
+            s.pump()
+        }
+    }
+
+    func remove(_ s: FeedSubscriber) {
+        let i = s.slot
+        precondition(i >= 0 && i < subscribers.count && subscribers[i] === s, "subscriber list corrupted")
+        let last = subscribers.removeLast()
+        if i < subscribers.count {
+            subscribers[i] = last
+            last.slot = i
+        }
+        s.slot = -1
+    }
+
+    /// Called from a subscriber's close callback.
+    func subscriberClosed(_ s: FeedSubscriber) {
+        releaseSlot()
+        if stopping && subscribers.isEmpty { closeHandles() }
+    }
+
+    private func beginStop() {
+        guard !stopping else { return }
+        stopping = true
+        pthread_mutex_lock(lock)
+        stoppingFlag = true
+        let orphans = adoptions
+        adoptions.removeAll()
+        pthread_mutex_unlock(lock)
+        for a in orphans {
+            Glibc.close(a.fd)
+            releaseSlot()
+        }
+        for s in subscribers { s.end(.shuttingDown) }
+        if subscribers.isEmpty { closeHandles() }
+        // Clients that never read their last frame: closed after the grace period.
+        uv_timer_start(timer, { h in
+            let hub = FeedHub.from(UnsafeMutableRawPointer(h!).assumingMemoryBound(to: uv_handle_t.self))
+            for s in hub.subscribers { s.close() }
+            if hub.subscribers.isEmpty { hub.closeHandles() }
+        }, config.shutdownGraceMs, 0)
+    }
+
+    private var handlesClosed = false
+
+    private func closeHandles() {
+        guard !handlesClosed else { return }
+        handlesClosed = true
+        pthread_mutex_lock(lock)
+        handlesOpen = false
+        pthread_mutex_unlock(lock)
+        for h in [raw(wakeAsync), raw(adoptAsync), raw(stopAsync), raw(timer), raw(againIdle)] { uv_close(h, nil) }
+    }
+}

@@ -1,0 +1,294 @@
+import CLibUV
+import Glibc
+import StockJournal
+import StockProtocol
+
+/// One feed connection on the FeedHub's loop: reads the journal from its
+/// offset (FeedReader), sends the events its filter matches while it has
+/// credit, and reads CREDIT frames. Touched only on the hub's thread.
+///
+/// Pacing: an event is encoded only while credit is positive and fewer
+/// than `config.feedOutputBytes` bytes wait for the client, so a consumer
+/// that stops reading or granting stops its feed and nothing else; each
+/// pump hands out at most `maxPerPump` records and then yields the loop.
+final class FeedSubscriber {
+    enum State { case open, ending, closed }
+
+    static let maxPerPump = 8192
+    /// Progress markers at most this often; heartbeats after this much silence.
+    static let progressEveryMs: UInt64 = 200
+    static let heartbeatMs: UInt64 = 5000
+
+    unowned(unsafe) let hub: FeedHub
+    let tcp: UnsafeMutablePointer<uv_tcp_t>
+    let requestID: UInt32
+    let filter: Subscribe
+    var slot = -1
+    var state = State.open
+    var pumpScheduled = false
+    private var credit: UInt64
+    private var reader: FeedReader?
+    private var out = ByteWriter(capacity: 64 * 1024)
+    private var queuedBytes = 0
+    private var input: [UInt8] = []
+    private var reading = false
+    /// Offset of the last event or progress marker sent (0: none).
+    private var lastSentOffset: UInt64 = 0
+    private var lastFrameMs: UInt64 = 0
+    private var lastProgressMs: UInt64 = 0
+
+    init(hub: FeedHub, adoption a: FeedHub.Adoption) {
+        self.hub = hub
+        requestID = a.requestID
+        filter = a.subscribe
+        credit = UInt64(a.subscribe.credit)
+        tcp = .allocate(capacity: 1)
+    }
+
+    private var stream: UnsafeMutablePointer<uv_stream_t> {
+        UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_stream_t.self)
+    }
+
+    private var handle: UnsafeMutablePointer<uv_handle_t> {
+        UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_handle_t.self)
+    }
+
+    static func from(_ stream: UnsafeMutablePointer<uv_stream_t>) -> FeedSubscriber {
+        Unmanaged<FeedSubscriber>.fromOpaque(stream.pointee.data!).takeUnretainedValue()
+    }
+
+    /// Takes over the socket, reads what the client sent after SUBSCRIBE, starts feeding.
+    func begin(_ a: FeedHub.Adoption) {
+        uv_tcp_init(hub.loop, tcp)
+        tcp.pointee.data = Unmanaged.passRetained(self).toOpaque()
+        guard uv_tcp_open(tcp, a.fd) == 0 else {
+            Glibc.close(a.fd)
+            close()
+            return
+        }
+        uv_tcp_nodelay(tcp, 1)
+        lastFrameMs = uv_now(hub.loop)
+        do {
+            reader = try FeedReader(directory: hub.journal.directory, from: a.start)
+        } catch {
+            hub.logger.error("event feed: cannot read the journal: \(error)")
+            return end(.internal)
+        }
+        input = a.leftover
+        startReading()
+        processInput()
+        pump()
+    }
+
+    // MARK: feeding
+
+    func pump() {
+        guard state == .open, let reader else { return }
+        let durable = hub.journal.durable.load(ordering: .acquiring)
+        let synced = hub.journal.syncedEnd()
+        var handedTotal = 0
+        var sent: UInt64 = 0
+        defer { hub.eventsSent.wrappingIncrement(by: sent, ordering: .relaxed) }
+        while credit > 0 && reader.next <= durable && out.count + queuedBytes < hub.config.feedOutputBytes
+            && handedTotal < Self.maxPerPump {
+            let limit = Int(min(credit, UInt64(Self.maxPerPump - handedTotal)))
+            let handed: Int
+            do {
+                handed = try reader.read(durable: durable, synced: synced, limit: limit) { record in
+                    let e = FeedEvent(record)
+                    guard filter.matches(kind: e.kind, sku: e.sku) else { return }
+                    e.encodeFrame(requestID: requestID, into: &out)
+                    credit -= 1
+                    sent += 1
+                    lastSentOffset = e.offset
+                }
+            } catch {
+                return fail(error)
+            }
+            handedTotal += handed
+            if handed == 0 { break }
+        }
+        if out.count > 0 { lastFrameMs = uv_now(hub.loop) }
+        maybeSendProgress(durable: durable, force: false)
+        flush()
+        if handedTotal >= Self.maxPerPump && state == .open { hub.schedulePump(self) }
+    }
+
+    /// A progress marker when caught up and the position moved past what the
+    /// client last saw (throttled), or as a heartbeat on a silent feed.
+    private func maybeSendProgress(durable: UInt64, force: Bool) {
+        guard let reader, reader.next > durable else { return }
+        let position = reader.next - 1
+        let now = uv_now(hub.loop)
+        let moved = position > lastSentOffset && now &- lastProgressMs >= Self.progressEveryMs
+        let silent = now &- lastFrameMs >= Self.heartbeatMs
+        guard moved || silent || (force && position > lastSentOffset) else { return }
+        FeedEvent.progress(position, timeMs: wallNowMs()).encodeFrame(requestID: requestID, into: &out)
+        lastSentOffset = max(lastSentOffset, position)
+        lastProgressMs = now
+        lastFrameMs = now
+    }
+
+    func tick(nowMs: UInt64) {
+        guard state == .open else { return }
+        pump()
+    }
+
+    private func fail(_ error: FeedReadError) {
+        switch error {
+        case .missing(let seq):
+            let floor = max(hub.journal.feedFloor.load(ordering: .acquiring), seq + 1)
+            end(.offsetCompacted, .offsetCompacted(oldest: floor))
+        case .corrupt(let why):
+            hub.logger.critical("event feed: journal unreadable: \(why)")
+            end(.internal)
+        }
+    }
+
+    /// Ends the feed with `status` (an EVENT frame), then closes once it is written.
+    func end(_ status: Status, _ detail: ErrorDetail = .none) {
+        guard state == .open else { return }
+        ResponseCodec.encodeFailure(opcode: Opcode.event.rawValue, requestID: requestID, status: status,
+                                    detail: detail, into: &out)
+        flush()
+        guard state == .open else { return }
+        state = .ending
+        if queuedBytes == 0 { shutdownAndClose() }
+    }
+
+    private func shutdownAndClose() {
+        let req = UnsafeMutablePointer<uv_shutdown_t>.allocate(capacity: 1)
+        req.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        if uv_shutdown(req, stream, { req, _ in
+            let s = Unmanaged<FeedSubscriber>.fromOpaque(req!.pointee.data!).takeUnretainedValue()
+            req!.deallocate()
+            s.close()
+        }) != 0 {
+            req.deallocate()
+            close()
+        }
+    }
+
+    // MARK: reading CREDIT
+
+    private func startReading() {
+        guard !reading, state != .closed else { return }
+        reading = true
+        let rc = uv_read_start(stream, { handle, _, buf in
+            let hub = FeedHub.from(handle!)
+            buf!.pointee = uv_buf_init(hub.readBuffer, UInt32(FeedHub.readBufferSize))
+        }, { stream, nread, buf in
+            FeedSubscriber.from(stream!).onRead(nread, buf!.pointee)
+        })
+        if rc != 0 { close() }
+    }
+
+    private func onRead(_ nread: Int, _ buf: uv_buf_t) {
+        if nread < 0 { return close() }
+        guard nread > 0, state == .open else { return }
+        input.append(contentsOf: UnsafeRawBufferPointer(start: buf.base, count: nread))
+        // A client sends only small CREDIT frames: a backlog beyond a few frames is not one.
+        if input.count > 4096 { return end(.malformed) }
+        processInput()
+        pump()
+    }
+
+    private func processInput() {
+        var used = 0
+        while state == .open {
+            let frame: FrameParse = input.withUnsafeBytes { all in
+                FrameParser.parse(UnsafeRawBufferPointer(rebasing: all[used...]), maxFrame: 64)
+            }
+            guard case .frame(let header, let range) = frame else {
+                if case .needMore = frame { break }
+                return end(.malformed)
+            }
+            let request: Request? = input.withUnsafeBytes { all in
+                let payload = UnsafeRawBufferPointer(rebasing: all[(used + range.lowerBound)..<(used + range.upperBound)])
+                return try? RequestCodec.decode(header: header, payload: payload)
+            }
+            guard case .credit(let n) = request else { return end(.malformed) }
+            credit = min(credit + UInt64(n), Limits.maxFeedCreditTotal)
+            used += header.frameLength
+        }
+        if used > 0 && state == .open { input.removeFirst(used) }
+    }
+
+    // MARK: writing
+
+    private func flush() {
+        guard out.count > 0, state != .closed else { return }
+        var written = 0
+        if queuedBytes == 0 {
+            let n = out.withUnsafeBytes { raw -> Int32 in
+                var buf = uv_buf_init(UnsafeMutablePointer(mutating: raw.baseAddress!.assumingMemoryBound(to: CChar.self)),
+                                      UInt32(raw.count))
+                return uv_try_write(stream, &buf, 1)
+            }
+            if n >= 0 {
+                written = Int(n)
+            } else if n != UV_EAGAIN.rawValue {
+                return close()
+            }
+        }
+        if written < out.count { queueWrite(from: written) }
+        out.removeAll()
+    }
+
+    private func queueWrite(from start: Int) {
+        let size = out.count - start
+        let header = (MemoryLayout<uv_write_t>.size + 15) & ~15
+        let block = UnsafeMutableRawPointer.allocate(byteCount: header + size, alignment: 16)
+        let req = block.bindMemory(to: uv_write_t.self, capacity: 1)
+        let data = block + header
+        out.withUnsafeBytes { raw in data.copyMemory(from: raw.baseAddress! + start, byteCount: size) }
+        req.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        var buf = uv_buf_init(data.assumingMemoryBound(to: CChar.self), UInt32(size))
+        queuedBytes += size
+        let rc = uv_write(req, stream, &buf, 1) { req, status in
+            let req = req!
+            let s = Unmanaged<FeedSubscriber>.fromOpaque(req.pointee.data!).takeUnretainedValue()
+            let size = Int(req.pointee.bufs.pointee.len)
+            UnsafeMutableRawPointer(req).deallocate()
+            s.onWritten(size, status: status)
+        }
+        if rc != 0 {
+            queuedBytes -= size
+            block.deallocate()
+            close()
+        }
+    }
+
+    private func onWritten(_ size: Int, status: Int32) {
+        queuedBytes -= size
+        guard state != .closed else { return }
+        if status < 0 { return close() }
+        if state == .ending {
+            if queuedBytes == 0 { shutdownAndClose() }
+            return
+        }
+        if queuedBytes < hub.config.feedOutputBytes / 2 { pump() }
+    }
+
+    // MARK: closing
+
+    func close() {
+        guard state != .closed else { return }
+        state = .closed
+        hub.remove(self)
+        reader = nil
+        uv_close(handle) { handle in
+            let handle = handle!
+            let s = Unmanaged<FeedSubscriber>.fromOpaque(handle.pointee.data!).takeRetainedValue()
+            UnsafeMutableRawPointer(handle).deallocate()
+            s.hub.subscriberClosed(s)
+        }
+    }
+}
+
+/// Unix epoch milliseconds now.
+func wallNowMs() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return UInt64(ts.tv_sec) * 1000 + UInt64(ts.tv_nsec) / 1_000_000
+}
