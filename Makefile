@@ -5,7 +5,7 @@ APT_PACKAGES := libuv1-dev pkg-config
 # The tests and `make bench` run the Redis baseline against a real redis-server.
 APT_TEST_PACKAGES := redis-server
 
-.PHONY: run test deps test-deps build release bench bench-durable bench-core bench-decode bench-server tsan clean
+.PHONY: run test deps test-deps build release bench bench-durable bench-feed bench-core bench-decode bench-server tsan clean
 
 # Installs the Debian packages the build needs when they are missing.
 deps:
@@ -35,8 +35,9 @@ test: test-deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 
-# Builds release and starts stockd on 127.0.0.1:7878 with the demo drop.
-run: release
+# Builds stockd (release; only what it links) and starts it on 127.0.0.1:7878 with the demo drop.
+run: deps
+	$(SWIFT) build -c release --product stockd
 	.build/release/stockd --host 127.0.0.1 --port 7878 --catalog demo/catalog.csv
 
 # stockd vs the Redis/Lua baseline, same generator, same machine, same run
@@ -64,6 +65,13 @@ bench-durable: test-deps
 	$(SWIFT) build -c release --product stockd
 	$(SWIFT) build -c release --product stockbench
 	timeout 600 bench/durability.sh
+
+# The event feed's cost on reservations, catch-up speed, a stalled subscriber (bench/feed.sh).
+bench-feed: deps
+	$(SWIFT) build -c release --product stockd
+	$(SWIFT) build -c release --product stockbench
+	$(SWIFT) build -c release --product stockctl
+	timeout 600 bench/feed.sh
 
 # Core micro-benchmarks (release): reserve+release pairs/s, allocations/op, bytes/token.
 bench-core: deps

@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "StockCore", targets: ["StockCore"]),
         .executable(name: "stockd", targets: ["stockd"]),
         .library(name: "StockClient", targets: ["StockClient"]),
+        .executable(name: "stock-hooks", targets: ["stock-hooks"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
@@ -21,6 +22,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         // stockbench only (latency histograms); stockd does not link it.
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        // stock-hooks only (HTTP delivery and HMAC signatures); stockd does not link them.
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         // Debian's libuv1-dev through pkg-config. Used by the server layer.
@@ -102,6 +106,19 @@ let package = Package(
             path: "clients/cli",
             swiftSettings: strict
         ),
+        // stock-hooks: the event feed bridged to a warehouse / OMS webhook (signed HTTP POSTs).
+        .executableTarget(
+            name: "stock-hooks",
+            dependencies: [
+                "StockClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            path: "clients/hooks",
+            exclude: ["README.md"],
+            swiftSettings: strict
+        ),
         // Benchmarks (bench/): print figures, never assert speed.
         .target(name: "CMallocCounter", path: "bench/malloc-counter"),
         .executableTarget(
@@ -143,7 +160,10 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(
             name: "StockServerTests",
-            dependencies: ["StockProtocol", "StockClient", "stockd", "stockctl", "stockbench", "TestSupport"],
+            dependencies: [
+                "StockProtocol", "StockClient", "stockd", "stockctl", "stockbench", "stock-hooks", "TestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(

@@ -60,12 +60,21 @@ public final class FeedReader {
     private var file: PosixFile?
     private var fileOffset: Int64 = 0
     private var pending: [UInt64: SequencedRecord] = [:]
+    /// Offsets read ahead that the filter rejected (never decoded).
+    private var skipped = Set<UInt64>()
     private let buffer: UnsafeMutableRawPointer
+    private let filter: RecordFilter?
 
-    /// A reader handing out offsets from `from` (>= 1).
-    public init(directory: String, from: UInt64) throws(JournalError) {
+    /// Which records a reader decodes and hands out, judged on the raw
+    /// record: its kind byte and its SKU's bytes (empty for `extended`).
+    /// Rejected records only move the position.
+    public typealias RecordFilter = (_ kind: UInt8, _ sku: UnsafeRawBufferPointer) -> Bool
+
+    /// A reader handing out offsets from `from` (>= 1), the records `filter` accepts.
+    public init(directory: String, from: UInt64, filter: RecordFilter? = nil) throws(JournalError) {
         precondition(from >= 1, "offsets start at 1")
         self.directory = directory
+        self.filter = filter
         next = from
         buffer = .allocate(byteCount: Self.chunkBytes, alignment: 16)
         segments = try SegmentFiles.list(in: directory)
@@ -80,13 +89,18 @@ public final class FeedReader {
         buffer.deallocate()
     }
 
-    /// Hands `body` the records from `next` on, in order, while they are at
-    /// or below `durable` (every record up to it lies within `synced`), at
-    /// most `limit` of them. Returns how many it handed out.
+    /// Hands `body` the records the filter accepts from `next` on, in
+    /// order, while they are at or below `durable` (every record up to it
+    /// lies within `synced`), at most `limit` of them; rejected ones move
+    /// the position without counting. Returns how many it handed out.
     public func read(durable: UInt64, synced: SyncedEnd, limit: Int,
                      _ body: (SequencedRecord) -> Void) throws(FeedReadError) -> Int {
         var handed = 0
         while handed < limit && next <= durable {
+            if !skipped.isEmpty && skipped.remove(next) != nil {
+                next += 1
+                continue
+            }
             if let r = pending.removeValue(forKey: next) {
                 body(r)
                 next += 1
@@ -94,7 +108,7 @@ public final class FeedReader {
                 continue
             }
             guard try readMore(synced) else { throw .missing(seq: next) }
-            if pending.count > Self.maxPending { throw .missing(seq: next) }
+            if pending.count + skipped.count > Self.maxPending { throw .missing(seq: next) }
         }
         return handed
     }
@@ -134,9 +148,19 @@ public final class FeedReader {
                 endOfData = true  // the preallocated zeros after the last record
                 break
             }
-            switch RecordCodec.decode(view) {
-            case .record(let r, let bytes):
-                if r.seq >= next { pending[r.seq] = r }
+            switch RecordCodec.frame(view) {
+            case .frame(let bytes):
+                let record = UnsafeRawBufferPointer(rebasing: view[0..<bytes])
+                let seq = UInt64(littleEndian: record.loadUnaligned(fromByteOffset: 9, as: UInt64.self))
+                if seq >= next {
+                    if let filter, !filter(record[8], RecordCodec.skuBytes(record)) {
+                        skipped.insert(seq)
+                    } else {
+                        do throws(RecordCorruption) { pending[seq] = try RecordCodec.decodeFramed(record) } catch {
+                            throw .corrupt("\(segment.path) at byte \(fileOffset + Int64(used)): \(error)")
+                        }
+                    }
+                }
                 used += bytes
             case .needMore:
                 if used == 0 && n < want {

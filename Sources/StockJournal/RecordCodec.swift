@@ -180,6 +180,21 @@ public enum RecordCodec {
         return .frame(bytes: n)
     }
 
+    /// The SKU bytes of a framed record (empty for `extended`, or if the
+    /// record is too short to hold one: `decodeFramed` reports that).
+    public static func skuBytes(_ record: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+        let at: Int
+        switch RecordKind(rawValue: record[8]) {
+        case .stockSet, .stockAdjusted, .lowStock, .soldOut, .backInStock: at = headerBytes
+        case .reserved, .confirmed, .released, .expired: at = headerBytes + Token.size
+        case .extended, nil: return UnsafeRawBufferPointer(start: nil, count: 0)
+        }
+        guard record.count > at, record.count >= at + 1 + Int(record[at]) else {
+            return UnsafeRawBufferPointer(start: nil, count: 0)
+        }
+        return UnsafeRawBufferPointer(rebasing: record[(at + 1)..<(at + 1 + Int(record[at]))])
+    }
+
     /// The result of `frame`.
     public enum FrameResult: Sendable, Equatable {
         case frame(bytes: Int)

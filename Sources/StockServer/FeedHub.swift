@@ -38,6 +38,7 @@ final class FeedHub: @unchecked Sendable {
     private let adoptAsync: UnsafeMutablePointer<uv_async_t>
     private let stopAsync: UnsafeMutablePointer<uv_async_t>
     private let timer: UnsafeMutablePointer<uv_timer_t>
+    private let batchTimer: UnsafeMutablePointer<uv_timer_t>
     private let againIdle: UnsafeMutablePointer<uv_idle_t>
     private let lock: UnsafeMutablePointer<pthread_mutex_t>
     private var adoptions: [Adoption] = []
@@ -69,6 +70,7 @@ final class FeedHub: @unchecked Sendable {
         adoptAsync = .allocate(capacity: 1)
         stopAsync = .allocate(capacity: 1)
         timer = .allocate(capacity: 1)
+        batchTimer = .allocate(capacity: 1)
         againIdle = .allocate(capacity: 1)
         lock = .allocate(capacity: 1)
         pthread_mutex_init(lock, nil)
@@ -77,7 +79,7 @@ final class FeedHub: @unchecked Sendable {
 
     deinit {
         for p in [UnsafeMutableRawPointer(wakeAsync), UnsafeMutableRawPointer(adoptAsync),
-                  UnsafeMutableRawPointer(stopAsync), UnsafeMutableRawPointer(timer),
+                  UnsafeMutableRawPointer(stopAsync), UnsafeMutableRawPointer(timer), UnsafeMutableRawPointer(batchTimer),
                   UnsafeMutableRawPointer(againIdle)] { p.deallocate() }
         readBuffer.deallocate()
         pthread_mutex_destroy(lock)
@@ -96,10 +98,11 @@ final class FeedHub: @unchecked Sendable {
 
     func start() {
         uv_loop_set_data(loop, Unmanaged.passUnretained(self).toOpaque())
-        uv_async_init(loop, wakeAsync) { h in FeedHub.from(UnsafeMutableRawPointer(h!).assumingMemoryBound(to: uv_handle_t.self)).pumpAll() }
+        uv_async_init(loop, wakeAsync) { h in FeedHub.from(UnsafeMutableRawPointer(h!).assumingMemoryBound(to: uv_handle_t.self)).pumpSoon() }
         uv_async_init(loop, adoptAsync) { h in FeedHub.from(UnsafeMutableRawPointer(h!).assumingMemoryBound(to: uv_handle_t.self)).takeAdoptions() }
         uv_async_init(loop, stopAsync) { h in FeedHub.from(UnsafeMutableRawPointer(h!).assumingMemoryBound(to: uv_handle_t.self)).beginStop() }
         uv_timer_init(loop, timer)
+        uv_timer_init(loop, batchTimer)
         uv_idle_init(loop, againIdle)
         uv_timer_start(timer, { h in
             FeedHub.from(UnsafeMutableRawPointer(h!).assumingMemoryBound(to: uv_handle_t.self)).tick()
@@ -108,6 +111,9 @@ final class FeedHub: @unchecked Sendable {
         let context = Unmanaged.passUnretained(self).toOpaque()
         let rc = pthread_create(&thread, nil, { arg in
             let hub = Unmanaged<FeedHub>.fromOpaque(arg!).takeUnretainedValue()
+            // Below the reservation loops and the journal: on a busy machine the feed waits, not checkout.
+            // (On Linux the nice value is per thread, and 0 names the calling one.)
+            _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, FeedHub.niceness)
             _ = uv_run(hub.loop, UV_RUN_DEFAULT)
             return nil
         }, context)
@@ -157,13 +163,26 @@ final class FeedHub: @unchecked Sendable {
     /// Set under `lock` when the stop began (no more adoptions).
     private var stoppingFlag = false
 
-    /// The durable watermark moved (journal thread): feed the subscribers.
+    /// The durable watermark moved (journal thread, every round): feed the
+    /// subscribers — batched, see `pumpSoon`. One atomic exchange per round
+    /// while a wake-up is already on its way.
     func wake() {
-        guard active.load(ordering: .relaxed) > 0 else { return }
+        guard active.load(ordering: .relaxed) > 0, !wakePending.exchange(true, ordering: .acquiringAndReleasing) else {
+            return
+        }
         pthread_mutex_lock(lock)
         if handlesOpen { uv_async_send(wakeAsync) }
         pthread_mutex_unlock(lock)
     }
+
+    private let wakePending = ManagedAtomic<Bool>(false)
+    /// The feed thread runs at this nice value (the loops at 0).
+    static let niceness: Int32 = 10
+    /// Pumps at most this often under load: a journal round every ~250 µs
+    /// would otherwise wake the feed thread (and every consumer) thousands
+    /// of times a second for a handful of events each; batching costs a
+    /// feed at most this much latency.
+    static let batchMs: UInt64 = 5
 
     // MARK: loop thread
 
@@ -181,7 +200,25 @@ final class FeedHub: @unchecked Sendable {
         }
     }
 
+    private var lastPumpMs: UInt64 = 0
+    private var batchArmed = false
+
+    /// A wake-up from the journal: pump now, or at the end of the current batch window.
+    private func pumpSoon() {
+        wakePending.store(false, ordering: .releasing)
+        guard !batchArmed else { return }
+        let now = uv_now(loop)
+        if now &- lastPumpMs >= Self.batchMs { return pumpAll() }
+        batchArmed = true
+        uv_timer_start(batchTimer, { h in
+            let hub = FeedHub.from(UnsafeMutableRawPointer(h!).assumingMemoryBound(to: uv_handle_t.self))
+            hub.batchArmed = false
+            hub.pumpAll()
+        }, Self.batchMs - (now &- lastPumpMs), 0)
+    }
+
     private func pumpAll() {
+        lastPumpMs = uv_now(loop)
         for s in subscribers { s.pump() }
     }
 
@@ -260,6 +297,8 @@ final class FeedHub: @unchecked Sendable {
         pthread_mutex_lock(lock)
         handlesOpen = false
         pthread_mutex_unlock(lock)
-        for h in [raw(wakeAsync), raw(adoptAsync), raw(stopAsync), raw(timer), raw(againIdle)] { uv_close(h, nil) }
+        for h in [raw(wakeAsync), raw(adoptAsync), raw(stopAsync), raw(timer), raw(batchTimer), raw(againIdle)] {
+            uv_close(h, nil)
+        }
     }
 }

@@ -22,7 +22,6 @@ final class FeedSubscriber {
     unowned(unsafe) let hub: FeedHub
     let tcp: UnsafeMutablePointer<uv_tcp_t>
     let requestID: UInt32
-    let filter: Subscribe
     var slot = -1
     var state = State.open
     var pumpScheduled = false
@@ -40,7 +39,6 @@ final class FeedSubscriber {
     init(hub: FeedHub, adoption a: FeedHub.Adoption) {
         self.hub = hub
         requestID = a.requestID
-        filter = a.subscribe
         credit = UInt64(a.subscribe.credit)
         tcp = .allocate(capacity: 1)
     }
@@ -69,7 +67,7 @@ final class FeedSubscriber {
         uv_tcp_nodelay(tcp, 1)
         lastFrameMs = uv_now(hub.loop)
         do {
-            reader = try FeedReader(directory: hub.journal.directory, from: a.start)
+            reader = try FeedReader(directory: hub.journal.directory, from: a.start, filter: Self.recordFilter(a.subscribe))
         } catch {
             hub.logger.error("event feed: cannot read the journal: \(error)")
             return end(.internal)
@@ -78,6 +76,20 @@ final class FeedSubscriber {
         startReading()
         processInput()
         pump()
+    }
+
+    /// SUBSCRIBE's filter, judged on raw records (event kinds are record
+    /// kinds), so records it rejects are never decoded; nil: everything.
+    static func recordFilter(_ s: Subscribe) -> FeedReader.RecordFilter? {
+        let kinds = s.kinds
+        let prefix = s.skuPrefix.bytes
+        guard kinds != 0 || !prefix.isEmpty else { return nil }
+        return { kind, sku in
+            if kinds != 0 && (kind > 15 || kinds & (1 << UInt16(kind)) == 0) { return false }
+            guard sku.count >= prefix.count else { return false }
+            for i in 0..<prefix.count where sku[i] != prefix[i] { return false }
+            return true
+        }
     }
 
     // MARK: feeding
@@ -95,8 +107,7 @@ final class FeedSubscriber {
             let handed: Int
             do {
                 handed = try reader.read(durable: durable, synced: synced, limit: limit) { record in
-                    let e = FeedEvent(record)
-                    guard filter.matches(kind: e.kind, sku: e.sku) else { return }
+                    let e = FeedEvent(record)  // the reader's filter has matched it
                     e.encodeFrame(requestID: requestID, into: &out)
                     credit -= 1
                     sent += 1

@@ -23,14 +23,15 @@ struct ToolRun: CustomStringConvertible {
 /// `stockd`) with a bounded wait; STOCKD_SERVER / STOCKD_TOKEN come only from `env`.
 /// `whileRunning`, if given, runs once the process started, with a reader of
 /// the stdout written so far.
-func stockctl(_ args: [String], env: [String: String] = [:], timeout: Double = 15,
+/// `interrupt`: send SIGINT once `whileRunning` returned (a command that runs until interrupted).
+func stockctl(_ args: [String], env: [String: String] = [:], timeout: Double = 15, interrupt: Bool = false,
               whileRunning: ((_ stdoutSoFar: () -> String) throws -> Void)? = nil) throws -> ToolRun {
-    try runTool("stockctl", args, env: env, timeout: timeout, whileRunning: whileRunning)
+    try runTool("stockctl", args, env: env, timeout: timeout, interrupt: interrupt, whileRunning: whileRunning)
 }
 
 /// Runs the built executable `name` with a bounded wait.
 func runTool(_ name: String, _ args: [String], env: [String: String] = [:], timeout: Double = 15,
-             whileRunning: ((_ stdoutSoFar: () -> String) throws -> Void)? = nil) throws -> ToolRun {
+             interrupt: Bool = false, whileRunning: ((_ stdoutSoFar: () -> String) throws -> Void)? = nil) throws -> ToolRun {
     let fm = FileManager.default
     var candidates: [String] = []
     if let exe = try? fm.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
@@ -68,6 +69,7 @@ func runTool(_ name: String, _ args: [String], env: [String: String] = [:], time
             _ = StockdProcess.waitForExit(p, timeout: 5)
             throw error
         }
+        if interrupt { Glibc.kill(p.processIdentifier, SIGINT) }
     }
     guard StockdProcess.waitForExit(p, timeout: timeout) else {
         Glibc.kill(p.processIdentifier, SIGKILL)
@@ -285,6 +287,39 @@ let stockKeys: Set<String> = ["sku", "on_hand", "available", "reserved", "confir
         #expect((importedJSON.object?["imported"] as? NSNumber)?.intValue == 3, "\(importedJSON)")
         let missing = try f.run(["stock", "import", dir.path("missing.csv")])
         #expect(missing.code == 2 && missing.stderrLines.count == 1, "\(missing)")
+    }
+
+    /// `events`: human lines and JSON Lines up to the feed's end, filters, --follow printing as it happens.
+    @Test func eventsPrintsTheFeed() throws {
+        let f = try CtlFixture()  // the catalog's 3 SKUs are offsets 1-3
+        let token = try #require(f.run(["reserve", "JACKET", "2", "--customer", "c-9", "--json"]).object?["token"] as? String)
+        #expect(try f.run(["confirm", token, "--order", "ORD-77"]).code == 0)
+        let human = try f.run(["events"])
+        #expect(human.code == 0, "\(human)")
+        #expect(human.stdoutLines.count == 5 && human.stdoutLines[0].hasPrefix("#1 ") && human.stdoutLines[0].contains("stock_set"),
+                "\(human)")
+        #expect(human.stdoutLines[4].contains("confirmed JACKET qty=2") && human.stdoutLines[4].contains("order=ORD-77")
+                && human.stdoutLines[4].contains("customer=c-9"), "\(human)")
+        let json = try f.run(["events", "--json", "--kind", "confirmed"])
+        #expect(json.code == 0 && json.stdoutLines.count == 1, "\(json)")
+        let line = try #require(try JSONSerialization.jsonObject(with: Data(json.stdoutLines[0].utf8)) as? [String: Any])
+        #expect(Set(line.keys).isSuperset(of: ["offset", "kind", "sku", "quantity", "token", "order", "time"]), "\(line)")
+        #expect(line["offset"] as? Int == 5 && line["kind"] as? String == "confirmed" && line["sku"] as? String == "JACKET"
+                && line["quantity"] as? Int == 2 && line["token"] as? String == token && line["order"] as? String == "ORD-77",
+                "\(line)")
+        let fromFour = try f.run(["events", "--from", "4", "--sku", "JACK"])
+        #expect(fromFour.code == 0 && fromFour.stdoutLines.count == 2 && fromFour.stdoutLines[0].hasPrefix("#4 "), "\(fromFour)")
+        // --follow prints new events as they happen (and would run until interrupted).
+        let follow = try stockctl(["events", "--follow", "--server", f.address], timeout: 5, interrupt: true) { soFar in
+            sleepSeconds(0.5)
+            _ = try f.run(["stock", "adjust", "HAT", "-1", "--reason", "damage"])
+            let deadline = monotonicSeconds() + 2
+            while !soFar().contains("sold_out HAT") && monotonicSeconds() < deadline { sleepSeconds(0.05) }
+        }
+        #expect(follow.stdout.contains("stock_adjusted HAT delta=-1") && follow.stdout.contains("sold_out HAT"), "\(follow)")
+        #expect(!follow.stdout.contains("#1 "), "--follow starts from now")
+        let bad = try f.run(["events", "--kind", "shipped"])
+        #expect(bad.code == 2 && bad.stderrLines.count == 1 && bad.stderr.contains("--kind shipped"), "\(bad)")
     }
 
     @Test func watchPipedPrintsOneLinePerRefresh() throws {
