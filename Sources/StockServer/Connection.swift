@@ -248,24 +248,18 @@ final class Connection {
     /// Copies `out[from...]` into one heap block with its `uv_write_t`, freed in the callback.
     private func queueWrite(from start: Int) {
         let size = out.count - start
-        let header = (MemoryLayout<uv_write_t>.size + 15) & ~15
-        let block = UnsafeMutableRawPointer.allocate(byteCount: header + size, alignment: 16)
-        let req = block.bindMemory(to: uv_write_t.self, capacity: 1)
-        let data = block + header
-        out.withUnsafeBytes { raw in data.copyMemory(from: raw.baseAddress! + start, byteCount: size) }
-        req.pointee.data = Unmanaged.passUnretained(self).toOpaque()
-        var buf = uv_buf_init(data.assumingMemoryBound(to: CChar.self), UInt32(size))
+        let (req, buf) = out.withUnsafeBytes { raw in
+            WriteBlock.make(owner: Unmanaged.passUnretained(self).toOpaque(), copying: raw.baseAddress! + start, count: size)
+        }
+        var b = buf
         queuedBytes += size
-        let rc = uv_write(req, stream, &buf, 1) { req, status in
-            let req = req!
-            let conn = Unmanaged<Connection>.fromOpaque(req.pointee.data!).takeUnretainedValue()
-            let size = Int(req.pointee.bufs.pointee.len)
-            UnsafeMutableRawPointer(req).deallocate()
-            conn.onWritten(size, status: status)
+        let rc = uv_write(req, stream, &b, 1) { req, status in
+            let (owner, size) = WriteBlock.finish(req!)
+            Unmanaged<Connection>.fromOpaque(owner).takeUnretainedValue().onWritten(size, status: status)
         }
         if rc != 0 {
             queuedBytes -= size
-            block.deallocate()
+            _ = WriteBlock.finish(req)
             close()
         }
     }

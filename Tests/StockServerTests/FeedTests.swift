@@ -279,6 +279,14 @@ func durableOffset(_ client: StockClient) async throws -> UInt64 {
             if e.kind != .progress { events += 1 }
         }
         #expect(events == 10, "credit 10, never granted more: \(events) events")
+        // The greedy one finally reads: the writes stockd queued for it complete.
+        var drained = 0
+        while let frame = try? greedy.readResponseOrEnd(timeout: 1) {
+            if case .event = frame.body { drained += 1 }
+        }
+        #expect(drained > 10_000, "drained \(drained) frames")
+        let after = try await client.stock("STALL")
+        #expect(server.isRunning && after.confirmed == 40_000)
         greedy.close()
         stingy.close()
     }

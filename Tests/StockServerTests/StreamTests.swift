@@ -62,6 +62,29 @@ extension StockServerTests {
                                               confirmed: 0, reservations: 2_000))
     }
 
+    /// The answers outgrow the socket buffers, so the server queues them
+    /// with `uv_write` and stops reading; once the client reads, the queued
+    /// writes complete (their callbacks run) and every answer arrives. (A
+    /// write callback that read `req->bufs` crashed here: libuv clears it
+    /// before the callback of a successful write.)
+    @Test("a client that reads nothing for a while: queued answers complete, all 400,000 arrive in order")
+    func slowReaderQueuedWrites() throws {
+        let server = try StockdProcess()
+        let c = try server.connect(timeout: 30)
+        var bytes: [UInt8] = []
+        let n = 400_000
+        bytes.reserveCapacity(n * 12)
+        for i in 0..<n { bytes += Wire.frame(.ping, id: UInt32(i + 1)) }
+        let sender = c.sendInBackground(bytes)
+        sleepSeconds(0.5)  // nothing read: the server's output queue fills, then it stops reading
+        let answers = try c.readResponses(n, timeout: 60)
+        #expect(sender.wait(timeout: 10) == nil)
+        #expect(answers.count == n && answers.last?.requestID == UInt32(n))
+        #expect(zip(answers, 1...n).allSatisfy { $0.requestID == UInt32($1) && $0.body == .pong })
+        #expect(server.isRunning)
+        #expect(try server.connect().ping().body == .pong)
+    }
+
     @Test("a stream fed one byte per send: 50 requests, all answered in order")
     func oneByteAtATime() throws {
         let server = try StockdProcess(catalog: "SKU-A,100\n")
