@@ -174,7 +174,10 @@ func durableOffset(_ client: StockClient) async throws -> UInt64 {
         let client = StockClient(port: port, timeout: .seconds(2))
         defer { client.close() }
         try await client.setStock("AUTO", onHand: 100)
-        let feed = try await client.events(from: .oldest, filter: EventFilter(kinds: [.confirmed]))
+        let interruptions = Locked<[UInt64]>([])
+        let feed = try await client.events(from: .oldest, filter: EventFilter(kinds: [.confirmed])) { _, offset in
+            interruptions.set(interruptions.get() + [offset])
+        }
         defer { feed.close() }
         for i in 0..<5 {
             let r = try await client.reserve(sku: "AUTO", quantity: 1)
@@ -189,6 +192,10 @@ func durableOffset(_ client: StockClient) async throws -> UInt64 {
         }
         let rest = try await collect(feed, through: try await durableOffset(client), timeout: 15)
         #expect((first + rest).map(\.order.string) == (0..<10).map { "A-\($0)" })
+        // One drop, resumed right after what had been handed out (progress markers included).
+        let resumedAt = interruptions.get()
+        #expect(resumedAt.count == 1 && resumedAt[0] > first.last!.offset && resumedAt[0] <= rest.first!.offset,
+                "\(resumedAt)")
         _ = server
     }
 
@@ -311,7 +318,9 @@ func durableOffset(_ client: StockClient) async throws -> UInt64 {
         let drain = try f.readUntilClosed(timeout: 3)
         #expect(drain.closed && drain.responses.last?.status == .malformed)
 
-        // Two subscribers at most.
+        // Two subscribers at most (once the feed just ended has given its slot back).
+        let deadline = monotonicSeconds() + 3
+        while try c.stats()["feed.subscribers"] != 0 && monotonicSeconds() < deadline { sleepSeconds(0.01) }
         let s1 = try RawClient(port: server.port)
         _ = try s1.sendRequest(.subscribe(Subscribe(from: Limits.feedFromNow, credit: 1)))
         let s2 = try RawClient(port: server.port)

@@ -138,7 +138,10 @@ struct Runner: Sendable {
         while true {
             if control.isStopping { return .stopped }
             do throws(StockError) {
-                return .opened(try await client.events(from: from, filter: filter, credit: credit, resume: true))
+                let address = "\(config.host):\(config.port)"
+                return .opened(try await client.events(from: from, filter: filter, credit: credit, resume: true) {
+                    error, offset in logLine("stockd at \(address): \(error); resuming the feed at offset \(offset)")
+                })
             } catch {
                 let address = "\(config.host):\(config.port)"
                 switch error {

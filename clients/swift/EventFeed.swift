@@ -52,14 +52,21 @@ extension StockClient {
     /// the last offset handed out: nothing is missed, nothing repeated.
     /// Failures the server states (`offsetCompacted`, `feedUnavailable`,
     /// a rejected credential) end the sequence with that error.
+    ///
+    /// `onInterruption` hears each drop the feed resumes from (the error, and
+    /// the offset it resumes at), e.g. to log it; it runs on the iterating task.
+    /// Connecting and subscribing run on a thread of their own, never
+    /// blocking the caller's executor.
     public func events(from position: FeedPosition = .now, filter: EventFilter = .all, credit: Int = 4096,
-                       resume: Bool = true) async throws(StockError) -> EventFeed {
+                       resume: Bool = true, onInterruption: (@Sendable (StockError, UInt64) -> Void)? = nil)
+        async throws(StockError) -> EventFeed
+    {
         guard credit >= 1, credit <= Int(Limits.maxFeedCredit) else { throw .invalidArgument }
         guard let prefix = ShortBytes(filter.skuPrefix), prefix.withUnsafeBytes({ ShortBytes.isValidText($0) }) else { throw .invalidArgument }
         let subscribe = Subscribe(from: position.wire, credit: UInt32(credit), kinds: filter.mask, skuPrefix: prefix)
-        let session = try FeedSession.open(client: self, subscribe: subscribe)
+        let session = try await FeedSession.openOffThread(client: self, subscribe: subscribe)
         return EventFeed(client: self, session: session, subscribe: subscribe, includeProgress: filter.includeProgress,
-                         resume: resume)
+                         resume: resume, onInterruption: onInterruption)
     }
 }
 
@@ -79,13 +86,16 @@ public final class EventFeed: AsyncSequence, @unchecked Sendable {
     private let subscribe: Subscribe
     private let includeProgress: Bool
     private let resume: Bool
+    private let onInterruption: (@Sendable (StockError, UInt64) -> Void)?
     private let lock = Mutex()
     private var session: FeedSession
     private var delivered: UInt64 = 0
     private var closed = false
 
-    init(client: StockClient, session: FeedSession, subscribe: Subscribe, includeProgress: Bool, resume: Bool) {
+    init(client: StockClient, session: FeedSession, subscribe: Subscribe, includeProgress: Bool, resume: Bool,
+         onInterruption: (@Sendable (StockError, UInt64) -> Void)?) {
         self.client = client
+        self.onInterruption = onInterruption
         self.session = session
         self.subscribe = subscribe
         self.includeProgress = includeProgress
@@ -128,6 +138,8 @@ public final class EventFeed: AsyncSequence, @unchecked Sendable {
                 return e
             } catch {
                 guard resume, error == .connectionLost || error == .rejected(.shuttingDown) else { throw error }
+                let from = lock.with { delivered }
+                onInterruption?(error, from > 0 ? from + 1 : start)
             }
             // Resume after the last offset handed out (or where the first subscription started).
             while true {
@@ -138,7 +150,7 @@ public final class EventFeed: AsyncSequence, @unchecked Sendable {
                 let from = lock.with { delivered }
                 again.from = from > 0 ? from + 1 : start
                 do {
-                    let fresh = try FeedSession.open(client: client, subscribe: again)
+                    let fresh = try await FeedSession.openOffThread(client: client, subscribe: again)
                     let stillOpen = lock.with { () -> Bool in
                         guard !closed else { return false }
                         session = fresh
@@ -187,6 +199,27 @@ final class FeedSession: @unchecked Sendable {
     }
 
     deinit { Glibc.close(fd) }
+
+    /// `open` on a thread of its own (it blocks for up to the client's timeout).
+    static func openOffThread(client: StockClient, subscribe: Subscribe) async throws(StockError) -> FeedSession {
+        let result: Result<FeedSession, StockError> = await withCheckedContinuation { k in
+            let job = Unmanaged.passRetained(OpenJob {
+                do throws(StockError) { k.resume(returning: .success(try open(client: client, subscribe: subscribe))) } catch {
+                    k.resume(returning: .failure(error))
+                }
+            }).toOpaque()
+            var thread = pthread_t()
+            if pthread_create(&thread, nil, { arg in
+                Unmanaged<OpenJob>.fromOpaque(arg!).takeRetainedValue().body()
+                return nil
+            }, job) == 0 {
+                pthread_detach(thread)
+            } else {
+                Unmanaged<OpenJob>.fromOpaque(job).takeRetainedValue().body()  // no thread: here, then
+            }
+        }
+        return try result.get()
+    }
 
     /// Connects, says HELLO, subscribes (bounded by the client's timeout).
     static func open(client: StockClient, subscribe: Subscribe) throws(StockError) -> FeedSession {
@@ -382,6 +415,11 @@ final class FeedSession: @unchecked Sendable {
         guard let k else { return }
         if error == .closed { k.resume(returning: nil) } else { k.resume(throwing: error) }
     }
+}
+
+private final class OpenJob: @unchecked Sendable {
+    let body: () -> Void
+    init(_ body: @escaping () -> Void) { self.body = body }
 }
 
 private final class ReaderStart: @unchecked Sendable {
