@@ -226,42 +226,17 @@ final class Connection {
             return
         }
         counters.add(.bytesOut, Int64(out.count))
-        var written = 0
-        if queuedBytes == 0 {  // with writes queued, order demands we queue too
-            let n = out.withUnsafeBytes { raw -> Int32 in
-                var buf = uv_buf_init(UnsafeMutablePointer(mutating: raw.baseAddress!.assumingMemoryBound(to: CChar.self)),
-                                      UInt32(raw.count))
-                return uv_try_write(stream, &buf, 1)
-            }
-            if n >= 0 {
-                written = Int(n)
-            } else if n != UV_EAGAIN.rawValue {
-                close()
-                return
+        let queued = out.withUnsafeBytes { raw in
+            WriteBlock.send(raw, on: stream, queued: queuedBytes, owner: Unmanaged.passUnretained(self).toOpaque()) {
+                req, status in
+                let (owner, size) = WriteBlock.finish(req!)
+                Unmanaged<Connection>.fromOpaque(owner).takeUnretainedValue().onWritten(size, status: status)
             }
         }
-        if written < out.count { queueWrite(from: written) }
         out.removeAll()
         inflight = 0
-    }
-
-    /// Copies `out[from...]` into one heap block with its `uv_write_t`, freed in the callback.
-    private func queueWrite(from start: Int) {
-        let size = out.count - start
-        let (req, buf) = out.withUnsafeBytes { raw in
-            WriteBlock.make(owner: Unmanaged.passUnretained(self).toOpaque(), copying: raw.baseAddress! + start, count: size)
-        }
-        var b = buf
-        queuedBytes += size
-        let rc = uv_write(req, stream, &b, 1) { req, status in
-            let (owner, size) = WriteBlock.finish(req!)
-            Unmanaged<Connection>.fromOpaque(owner).takeUnretainedValue().onWritten(size, status: status)
-        }
-        if rc != 0 {
-            queuedBytes -= size
-            _ = WriteBlock.finish(req)
-            close()
-        }
+        guard let queued else { return close() }
+        queuedBytes += queued
     }
 
     private func onWritten(_ size: Int, status: Int32) {

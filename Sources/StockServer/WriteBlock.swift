@@ -31,3 +31,33 @@ enum WriteBlock {
         return (owner, count)
     }
 }
+
+extension WriteBlock {
+    /// Hands `bytes` to the kernel in order: one `uv_try_write` when no
+    /// write is queued (with writes queued, order demands we queue too),
+    /// the rest copied into a block and queued with `uv_write`, whose
+    /// callback `onWritten` gets the block back (`finish`). Returns the
+    /// bytes queued (0: all written now), or nil if the stream failed.
+    static func send(_ bytes: UnsafeRawBufferPointer, on stream: UnsafeMutablePointer<uv_stream_t>, queued: Int,
+                     owner: UnsafeMutableRawPointer, onWritten: @escaping uv_write_cb) -> Int? {
+        var written = 0
+        if queued == 0 {
+            var buf = uv_buf_init(UnsafeMutablePointer(mutating: bytes.baseAddress!.assumingMemoryBound(to: CChar.self)),
+                                  UInt32(bytes.count))
+            let n = uv_try_write(stream, &buf, 1)
+            if n >= 0 {
+                written = Int(n)
+            } else if n != UV_EAGAIN.rawValue {
+                return nil
+            }
+        }
+        let rest = bytes.count - written
+        guard rest > 0 else { return 0 }
+        var (req, buf) = make(owner: owner, copying: bytes.baseAddress! + written, count: rest)
+        guard uv_write(req, stream, &buf, 1, onWritten) == 0 else {
+            _ = finish(req)
+            return nil
+        }
+        return rest
+    }
+}
