@@ -56,6 +56,9 @@ final class Connection {
     @exclusivity(unchecked) var isHeld = false
     /// Close (after the answers) once they are released.
     @exclusivity(unchecked) var closeWhenReleased = false
+    /// When the read burst that produced the oldest answer in `out` began
+    /// (uv_hrtime; 0: `out` is empty): the latency histogram's start.
+    @exclusivity(unchecked) var oldestAnswerNs: UInt64 = 0
     /// SUBSCRIBE was answered: once every answer before it is out, the
     /// socket moves to the event feed's thread (`handOffToFeed`).
     @exclusivity(unchecked) var feedRequest: FeedRequest?
@@ -184,6 +187,8 @@ final class Connection {
     private func process(_ bytes: UnsafeRawBufferPointer) -> Int {
         var offset = 0
         let now = uv_now(worker.loop)
+        let burstNs = uv_hrtime()
+        defer { if oldestAnswerNs == 0 && out.count > 0 { oldestAnswerNs = burstNs } }
         counters.add(.readBursts)
         let seqBefore = worker.lastSeq
         defer { if worker.lastSeq != seqBefore { heldUntil = worker.lastSeq } }
@@ -226,6 +231,10 @@ final class Connection {
             return
         }
         counters.add(.bytesOut, Int64(out.count))
+        if oldestAnswerNs != 0 {
+            counters.latency(nanos: uv_hrtime() &- oldestAnswerNs, answers: inflight)
+            oldestAnswerNs = 0
+        }
         let queued = out.withUnsafeBytes { raw in
             WriteBlock.send(raw, on: stream, queued: queuedBytes, owner: Unmanaged.passUnretained(self).toOpaque()) {
                 req, status in

@@ -45,6 +45,10 @@ public struct ServerConfig: Sendable {
     public var maxSubscribers = 64
     /// Unsent event bytes per subscriber before its feed pauses.
     public var feedOutputBytes = 1 << 20
+    /// Port of the Prometheus endpoint on `host` (nil: none; 0: any free port).
+    public var metricsPort: Int?
+    /// SKUs given per-SKU gauges at most (catalog order).
+    public var metricsMaxSKUs = 1000
 
     public init() {}
 
@@ -74,6 +78,10 @@ public struct ServerConfig: Sendable {
         guard feedRetentionBytes >= 0 else { throw ConfigError("--feed-retention must be at least 0") }
         guard maxSubscribers >= 1, maxSubscribers <= 10_000 else {
             throw ConfigError("--max-subscribers must be 1...10000")
+        }
+        if let p = metricsPort, p < 0 || p > 65_535 { throw ConfigError("--metrics-port must be 0...65535") }
+        guard metricsMaxSKUs >= 0, metricsMaxSKUs <= 1_000_000 else {
+            throw ConfigError("--metrics-max-skus must be 0...1000000")
         }
         guard feedOutputBytes >= 64 << 10 else { throw ConfigError("feed output buffer must be at least 64 KiB") }
         try core.validate()

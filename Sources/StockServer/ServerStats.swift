@@ -11,8 +11,22 @@ final class WorkerCounters: @unchecked Sendable {
         case connectionsAccepted = 0, connectionsClosed, requests, bytesIn, bytesOut, expired, readBursts
     }
     static let fieldSlots = 8
+    /// Answers by (operation, status): assigned opcodes in `Opcode.allCases`
+    /// order, then one row for unassigned ones; a column per status code.
+    static let matrixRows = Opcode.allCases.count + 1
+    static let matrixSlots = matrixRows * statusSlots
+    /// Server-side request latency (read → handed to the kernel): bucket i
+    /// counts answers under 2^i µs, the last the rest; then the sum in ns.
+    static let latencyBuckets = 24
+    private static let matrixBase = opSlots + statusSlots + fieldSlots
+    private static let latencyBase = matrixBase + matrixSlots
+    private static let latencySumSlot = latencyBase + latencyBuckets
+    /// Opcode byte → matrix row.
+    private static let rowOf: [Int] = (0..<256).map { op in
+        Opcode.allCases.firstIndex { $0.rawValue == UInt8(op) } ?? Opcode.allCases.count
+    }
     private let base: UnsafeMutablePointer<Int64.AtomicRepresentation>
-    private let count = WorkerCounters.opSlots + WorkerCounters.statusSlots + WorkerCounters.fieldSlots
+    private let count = WorkerCounters.latencySumSlot + 1
 
     init() {
         let raw = UnsafeMutableRawPointer.allocate(byteCount: count * 8, alignment: 128)
@@ -32,7 +46,25 @@ final class WorkerCounters: @unchecked Sendable {
     @inline(__always) func request(opcode: UInt8, status: Status) {
         bump(Int(opcode), 1)
         bump(WorkerCounters.opSlots + Int(status.rawValue), 1)
+        bump(WorkerCounters.matrixBase + WorkerCounters.rowOf[Int(opcode)] * WorkerCounters.statusSlots
+             + Int(status.rawValue), 1)
     }
+
+    /// `answers` answers that waited `nanos` each.
+    @inline(__always) func latency(nanos: UInt64, answers: Int) {
+        let micros = nanos / 1000
+        let bucket = micros == 0 ? 0 : min(WorkerCounters.latencyBuckets - 1, 64 - micros.leadingZeroBitCount)
+        bump(WorkerCounters.latencyBase + bucket, Int64(answers))
+        bump(WorkerCounters.latencySumSlot, Int64(truncatingIfNeeded: nanos) &* Int64(answers))
+    }
+
+    /// Answers of matrix row `row` (see `matrixRows`) with `status`.
+    func answers(row: Int, status: Status) -> Int64 {
+        read(WorkerCounters.matrixBase + row * WorkerCounters.statusSlots + Int(status.rawValue))
+    }
+
+    func latencyBucket(_ i: Int) -> Int64 { read(WorkerCounters.latencyBase + i) }
+    var latencySumNanos: Int64 { read(WorkerCounters.latencySumSlot) }
 
     @inline(__always) func add(_ f: Field, _ by: Int64 = 1) {
         bump(WorkerCounters.opSlots + WorkerCounters.statusSlots + f.rawValue, by)

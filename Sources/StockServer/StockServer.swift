@@ -31,6 +31,10 @@ public final class StockServer: @unchecked Sendable {
     private(set) var journal: JournalPipeline?
     /// The event feed's thread (nil without a journal).
     private(set) var feedHub: FeedHub?
+    /// The Prometheus endpoint (nil without `--metrics-port`).
+    private var metrics: MetricsServer?
+    /// The metrics endpoint's bound port (after `start`; 0 without one).
+    public private(set) var metricsPort = 0
     /// What recovery found, applied to the core in `start` (tokens are spread over the workers' wheels).
     private var restoredTokens: [RestoredToken] = []
 
@@ -135,6 +139,12 @@ public final class StockServer: @unchecked Sendable {
             pipeline.start()
             journal = pipeline
         }
+        if let wanted = config.metricsPort {
+            let m = MetricsServer(server: self)
+            try m.start(host: config.host, port: wanted)
+            metrics = m
+            metricsPort = m.port
+        }
         for w in workers {
             let context = Unmanaged.passUnretained(w).toOpaque()
             let rc = pthread_create(&w.thread, nil, { arg in
@@ -160,6 +170,7 @@ public final class StockServer: @unchecked Sendable {
     public func wait() {
         for w in workers { pthread_join(w.thread, nil) }
         feedHub?.stop()
+        metrics?.stop()
         journal?.stop()
     }
 

@@ -89,6 +89,16 @@ struct Stockd: ParsableCommand {
     @Option(name: .customLong("max-subscribers"), help: "Event-feed subscribers at once; beyond it: BUSY.")
     var maxSubscribers = 64
 
+    @Option(name: .customLong("metrics-port"),
+            help: "Serve Prometheus metrics on GET /metrics at --host and this port (0: any free port).")
+    var metricsPort: Int?
+
+    @Option(name: .customLong("metrics-port-file"), help: "Write the metrics port to this file once listening.")
+    var metricsPortFile: String?
+
+    @Option(name: .customLong("metrics-max-skus"), help: "SKUs given per-SKU gauges at most (catalog order).")
+    var metricsMaxSKUs = 1000
+
     func makeConfig() throws -> ServerConfig {
         var c = ServerConfig()
         c.host = host
@@ -129,6 +139,8 @@ struct Stockd: ParsableCommand {
         }
         c.feedRetentionBytes = Int64(feedRetentionMiB) << 20
         c.maxSubscribers = maxSubscribers
+        c.metricsPort = metricsPort
+        c.metricsMaxSKUs = metricsMaxSKUs
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be trace, debug, info, notice, warning, error or critical")
         }
@@ -187,10 +199,11 @@ struct Stockd: ParsableCommand {
             }
         }
         try server.start()
-        if let portFile {
-            let tmp = portFile + ".tmp"
-            _ = FileManager.default.createFile(atPath: tmp, contents: Data("\(server.port)\n".utf8))
-            _ = rename(tmp, portFile)  // atomic: readers never see a half-written port
+        for (file, port) in [(metricsPortFile, server.metricsPort), (portFile, server.port)] {
+            guard let file else { continue }
+            let tmp = file + ".tmp"
+            _ = FileManager.default.createFile(atPath: tmp, contents: Data("\(port)\n".utf8))
+            _ = rename(tmp, file)  // atomic: readers never see a half-written port
         }
         let c = config
         logger.info("""
@@ -198,7 +211,8 @@ struct Stockd: ParsableCommand {
             skus=\(stock.count) max_connections=\(c.maxConnections) max_frame=\(c.maxFrame) \
             max_tokens=\(c.core.tokenCapacity) max_skus=\(c.core.skuCapacity) max_inflight=\(c.maxInflight) \
             default_ttl=\(defaultTTL) max_ttl=\(maxTTL) idle_timeout=\(idleTimeout) \
-            sync=\(sync)\(sync == "always" ? " data_dir=\(dataDir)" : "")
+            sync=\(sync)\(sync == "always" ? " data_dir=\(dataDir)" : "")\
+            \(config.metricsPort == nil ? "" : " metrics=http://\(c.host):\(server.metricsPort)/metrics")
             """)
 
         var signo: Int32 = 0
