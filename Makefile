@@ -5,7 +5,7 @@ APT_PACKAGES := libuv1-dev pkg-config
 # The tests and `make bench` run the Redis baseline against a real redis-server.
 APT_TEST_PACKAGES := redis-server
 
-.PHONY: run test deps test-deps build release bench bench-durable bench-feed bench-core bench-decode bench-server tsan clean
+.PHONY: run test deps test-deps build release bench bench-durable bench-feed bench-metrics bench-core bench-decode bench-server tsan clean
 
 # Installs the Debian packages the build needs when they are missing.
 deps:
@@ -72,6 +72,12 @@ bench-feed: deps
 	$(SWIFT) build -c release --product stockbench
 	$(SWIFT) build -c release --product stockctl
 	timeout 600 bench/feed.sh
+
+# Scraping GET /metrics every 100 ms vs not: reservation throughput and p99 (bench/metrics.sh).
+bench-metrics: deps
+	$(SWIFT) build -c release --product stockd
+	$(SWIFT) build -c release --product stockbench
+	timeout 300 bench/metrics.sh
 
 # Core micro-benchmarks (release): reserve+release pairs/s, allocations/op, bytes/token.
 bench-core: deps

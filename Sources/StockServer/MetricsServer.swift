@@ -91,6 +91,8 @@ final class MetricsServer: @unchecked Sendable {
         let context = Unmanaged.passUnretained(self).toOpaque()
         guard pthread_create(&thread, nil, { arg in
             let m = Unmanaged<MetricsServer>.fromOpaque(arg!).takeUnretainedValue()
+            // Like the feed thread: below the reservation loops when the machine is busy.
+            _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, FeedHub.niceness)
             _ = uv_run(m.loop, UV_RUN_DEFAULT)
             return nil
         }, context) == 0 else { throw ConfigError("--metrics-port: cannot start its thread") }

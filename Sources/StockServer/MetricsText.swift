@@ -89,7 +89,9 @@ enum MetricsText {
             ("stockd_sku_confirmed", "Units sold.", { (i: StockInfo) in i.confirmed }),
         ] as [(String, String, (StockInfo) -> UInt64)] {
             out.help(name, help + " Per SKU, the first \(s.config.metricsMaxSKUs) in catalog order.", type: "gauge")
-            for e in entries { out.sample(name, ["sku": e.sku.string], Double(value(e.info))) }
+            for e in entries {  // the bulk of a scrape: no dictionaries, no floating point
+                out.text += name + "{sku=\"" + out.escape(e.sku.string) + "\"} " + String(value(e.info)) + "\n"
+            }
         }
         return out.text
     }
