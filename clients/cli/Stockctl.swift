@@ -28,7 +28,7 @@ struct Stockctl: AsyncParsableCommand {
             PingCommand.self, ReserveCommand.self, BundleCommand.self, ConfirmCommand.self,
             ReleaseCommand.self, ExtendCommand.self, StockCommand.self, StatsCommand.self, WatchCommand.self,
             EventsCommand.self,
-        ])
+        ] + OperationsCommands.all)
 
     /// Errors are one line on stderr (`stockctl: ...`) with the documented
     /// exit code; help prints as usual with exit 0.
