@@ -330,7 +330,33 @@ let stockKeys: Set<String> = ["sku", "on_hand", "available", "reserved", "confir
         #expect(w.stdoutLines.allSatisfy { $0.contains("skus=3") && !$0.contains("\u{1B}") }, "\(w)")
         #expect(w.stdoutLines.last?.contains("reservations/s=0.0") == true, "\(w)")
         let j = try f.run(["watch", "--count", "1", "--json"])
-        #expect(j.code == 0 && j.keys == ["time_ms", "reservations_per_s", "skus"], "\(j)")
+        #expect(j.code == 0 && j.keys == ["time_ms", "reservations_per_s", "show", "alerts", "skus"], "\(j)")
+    }
+
+    /// Show totals and alerts come from the event feed: reservations, confirmations, conversion,
+    /// expiries, and an ALERT line when a SKU runs low and sells out.
+    @Test func watchShowTotalsAndAlertsFromTheFeed() throws {
+        let f = try CtlFixture()  // HAT: 1 unit; JACKET: 10, low-stock threshold 3
+        let c = try f.server.connect()
+        let w = try f.run(["watch", "--count", "2", "--interval", "2s"]) { stdoutSoFar in
+            let deadline = monotonicSeconds() + 10
+            while !stdoutSoFar().contains("\n") {
+                guard monotonicSeconds() < deadline else { throw HarnessError("no first refresh within 10 s") }
+                usleep(5_000)
+            }
+            sleepSeconds(0.3)  // the feed subscription is up by now
+            let hat = try c.reserveOK("HAT", 1)  // sold out
+            #expect(try c.confirm(hat.token).status == .ok)
+            for _ in 0..<4 { _ = try c.reserveOK("JACKET", 2) }  // 10 -> 2: low stock
+            _ = try c.reserveOK("SCARF", 1, ttlMs: 200)  // expires before the second refresh
+        }
+        #expect(w.code == 0, "\(w)")
+        let alerts = w.stdoutLines.filter { $0.hasPrefix("ALERT ") }
+        #expect(alerts.contains { $0.contains("HAT SOLD OUT") }, "\(w)")
+        #expect(alerts.contains { $0.contains("JACKET LOW (") }, "\(w)")
+        let last = w.stdoutLines.last ?? ""
+        #expect(last.contains("show_reservations=6") && last.contains("show_confirmations=1")
+                && last.contains("conversion=16.7%") && last.contains("expiries=1"), "\(w)")
     }
 
     @Test func watchRatesPerSKU() throws {

@@ -5,10 +5,13 @@ import StockClient
 struct WatchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "watch",
-        abstract: "Live stock table, refreshed every second (until Ctrl-C or --count).",
+        abstract: "Live stock table and show totals, refreshed every second (until Ctrl-C or --count).",
         discussion: """
-            On a terminal: the screen is redrawn with one row per SKU; SOLD OUT rows are red, LOW rows yellow. \
-            Otherwise one plain line per refresh (with --json, one JSON object per line).
+            On a terminal: the screen is redrawn with one row per SKU (SOLD OUT rows red, LOW rows yellow), the \
+            show's totals since watch started — reservations/s, confirmations/s, conversion, expiries — and the \
+            latest alerts (a SKU crossing its low-stock threshold, selling out, back in stock). Totals and alerts \
+            come from the event feed as they happen, not from polling. Otherwise one plain line per refresh, \
+            preceded by one `ALERT` line per alert (with --json, one JSON object per line).
             """)
 
     @OptionGroup var options: GlobalOptions
@@ -24,6 +27,9 @@ struct WatchCommand: AsyncParsableCommand {
         let client = try options.makeClient()
         defer { client.close() }
         let terminal = isTerminal(STDOUT_FILENO) && !options.json
+        let show = ShowTally()
+        let feedTask = Task { await show.follow(client) }
+        defer { feedTask.cancel(); show.stop() }
         let clock = ContinuousClock()
         var previous: (reserved: UInt64, perSKU: [SKU: UInt64], at: ContinuousClock.Instant)?
         var n = 0
@@ -48,12 +54,14 @@ struct WatchCommand: AsyncParsableCommand {
                 }
             }
             previous = (reserved, perSKU, started)
+            let snapshot = show.take(now: started)
             if options.json {
-                print(Self.json(entries, rates: rates).rendered)
+                print(Self.json(entries, rates: rates, show: snapshot).rendered)
             } else if terminal {
-                print(Self.screen(entries, rates: rates, server: options.address), terminator: "")
+                print(Self.screen(entries, rates: rates, server: options.address, show: snapshot), terminator: "")
             } else {
-                print(Self.line(entries, rates: rates))
+                for a in snapshot.newAlerts { print("ALERT \(a.text)") }
+                print(Self.line(entries, rates: rates) + " " + snapshot.line)
             }
             fflush(nil)
             n += 1
@@ -91,10 +99,12 @@ struct WatchCommand: AsyncParsableCommand {
             + "low=\(low.isEmpty ? "-" : low.joined(separator: ","))"
     }
 
-    static func json(_ entries: [StockEntry], rates: Rates) -> JSON {
+    static func json(_ entries: [StockEntry], rates: Rates, show: ShowTally.Snapshot) -> JSON {
         .object([
             ("time_ms", .uint(wallClockMs())),
             ("reservations_per_s", rates.total.map { .double($0) } ?? .null),
+            ("show", show.json),
+            ("alerts", .array(show.newAlerts.map(\.json))),
             ("skus", .array(entries.map { e in
                 .object([("sku", .string(e.sku.string)), ("on_hand", .uint(e.info.onHand)),
                          ("available", .uint(e.info.available)), ("reserved", .uint(e.info.reserved)),
@@ -106,7 +116,7 @@ struct WatchCommand: AsyncParsableCommand {
     }
 
     /// Clear screen, header, colored table.
-    static func screen(_ entries: [StockEntry], rates: Rates, server: String) -> String {
+    static func screen(_ entries: [StockEntry], rates: Rates, server: String, show: ShowTally.Snapshot) -> String {
         let red = "\u{1B}[1;31m", yellow = "\u{1B}[33m", reset = "\u{1B}[0m"
         let rows = entries.map { e in
             [e.sku.string, "\(e.info.onHand)", "\(e.info.available)", "\(e.info.reserved)", "\(e.info.confirmed)",
@@ -118,7 +128,8 @@ struct WatchCommand: AsyncParsableCommand {
         let formatter = DateFormatter()
         formatter.dateFormat = "HH:mm:ss"
         let time = formatter.string(from: Date())
-        out += "stockd \(server)  \(time)  reservations/s: \(rateText(rates.total))  (Ctrl-C to stop)\n\n"
+        out += "stockd \(server)  \(time)  reservations/s: \(rateText(rates.total))  (Ctrl-C to stop)\n"
+        out += "show: \(show.line)\n\n"
         out += lines[0] + "\n"
         for (i, e) in entries.enumerated() {
             let text = lines[i + 1]
@@ -126,6 +137,13 @@ struct WatchCommand: AsyncParsableCommand {
             case "SOLD OUT": out += red + text + reset + "\n"
             case "LOW": out += yellow + text + reset + "\n"
             default: out += text + "\n"
+            }
+        }
+        if !show.recentAlerts.isEmpty {
+            out += "\nalerts:\n"
+            for a in show.recentAlerts {
+                let color = a.kind == .soldOut ? red : a.kind == .lowStock ? yellow : ""
+                out += color + "  " + a.text + (color.isEmpty ? "" : reset) + "\n"
             }
         }
         return out

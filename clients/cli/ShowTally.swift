@@ -1,0 +1,143 @@
+import Foundation
+import StockClient
+
+/// The show's totals and alerts for `stockctl watch`, counted from the event
+/// feed (from the moment watch starts) as events happen: reservations and
+/// confirmations are counted per token (a bundle's line 0), units as they
+/// come; alerts are the low-stock, sold-out and back-in-stock events.
+final class ShowTally: @unchecked Sendable {
+    struct Alert {
+        let kind: EventKind
+        let sku: String
+        let available: Int64
+        let timeMs: UInt64
+
+        var text: String {
+            let what = switch kind {
+            case .soldOut: "SOLD OUT"
+            case .lowStock: "LOW (\(available) left)"
+            default: "BACK IN STOCK (\(available))"
+            }
+            return "\(isoTime(timeMs)) \(sku) \(what)"
+        }
+
+        var json: JSON {
+            .object([("time_ms", .uint(timeMs)), ("kind", .string(kind.name)), ("sku", .string(sku)),
+                     ("available", .int(available))])
+        }
+    }
+
+    /// What one refresh shows.
+    struct Snapshot {
+        var reservations: UInt64 = 0
+        var confirmations: UInt64 = 0
+        var releases: UInt64 = 0
+        var expiries: UInt64 = 0
+        var unitsSold: Int64 = 0
+        var reservationsPerSecond: Double?
+        var confirmationsPerSecond: Double?
+        var newAlerts: [Alert] = []
+        var recentAlerts: [Alert] = []
+        /// Why there are no totals (no feed: --sync none, or not reachable yet).
+        var unavailable: String?
+
+        /// Confirmed tokens / reserved tokens since watch started (nil before any reservation).
+        var conversion: Double? { reservations == 0 ? nil : Double(confirmations) / Double(reservations) }
+
+        var line: String {
+            if let unavailable { return "show=unavailable(\(unavailable))" }
+            return "show_reservations=\(reservations) show_confirmations=\(confirmations) "
+                + "confirmations/s=\(WatchCommand.rateText(confirmationsPerSecond)) "
+                + "conversion=\(conversion.map { String(format: "%.1f%%", $0 * 100) } ?? "-") "
+                + "expiries=\(expiries) releases=\(releases) units_sold=\(unitsSold)"
+        }
+
+        var json: JSON {
+            if let unavailable { return .object([("unavailable", .string(unavailable))]) }
+            return .object([
+                ("reservations", .uint(reservations)), ("confirmations", .uint(confirmations)),
+                ("releases", .uint(releases)), ("expiries", .uint(expiries)), ("units_sold", .int(unitsSold)),
+                ("reservations_per_s", reservationsPerSecond.map { .double($0) } ?? .null),
+                ("confirmations_per_s", confirmationsPerSecond.map { .double($0) } ?? .null),
+                ("conversion", conversion.map { .double($0) } ?? .null),
+            ])
+        }
+    }
+
+    private let lock = NSLock()
+    private var current = Snapshot()
+    private var pendingAlerts: [Alert] = []
+    private var recent: [Alert] = []
+    private var last: (reservations: UInt64, confirmations: UInt64, at: ContinuousClock.Instant)?
+    private var feed: EventFeed?
+    private var stopped = false
+    static let recentAlertsShown = 8
+
+    /// Reads the feed until cancelled (a dropped connection resumes by itself).
+    func follow(_ client: StockClient) async {
+        let kinds: Set<EventKind> = [.reserved, .confirmed, .released, .expired, .lowStock, .soldOut, .backInStock]
+        while !Task.isCancelled {
+            do {
+                let f = try await client.events(from: .now, filter: EventFilter(kinds: kinds))
+                let keep = lock.withLock { () -> Bool in
+                    guard !stopped else { return false }
+                    feed = f
+                    current.unavailable = nil
+                    return true
+                }
+                guard keep else { return f.close() }
+                for try await e in f { count(e) }
+                return
+            } catch {
+                lock.withLock { current.unavailable = error == .feedUnavailable ? "stockd runs without a journal" : "\(error)" }
+                if error == .feedUnavailable { return }
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    func stop() {
+        let f = lock.withLock { () -> EventFeed? in
+            stopped = true
+            return feed
+        }
+        f?.close()
+    }
+
+    private func count(_ e: FeedEvent) {
+        lock.withLock {
+            switch e.kind {
+            case .reserved where e.line == 0: current.reservations += 1
+            case .confirmed:
+                if e.line == 0 { current.confirmations += 1 }
+                current.unitsSold += e.quantity
+            case .released where e.line == 0: current.releases += 1
+            case .expired where e.line == 0: current.expiries += 1
+            case .lowStock, .soldOut, .backInStock:
+                pendingAlerts.append(Alert(kind: e.kind, sku: e.sku.string, available: e.quantity, timeMs: e.timeMs))
+            default: break
+            }
+        }
+    }
+
+    /// The totals now, rates since the previous call, and the alerts since then.
+    func take(now: ContinuousClock.Instant) -> Snapshot {
+        lock.withLock {
+            var s = current
+            if let last {
+                let c = (now - last.at).components
+                let secs = Double(c.seconds) + Double(c.attoseconds) / 1e18
+                if secs > 0 {
+                    s.reservationsPerSecond = Double(s.reservations - last.reservations) / secs
+                    s.confirmationsPerSecond = Double(s.confirmations - last.confirmations) / secs
+                }
+            }
+            last = (s.reservations, s.confirmations, now)
+            s.newAlerts = pendingAlerts
+            recent = Array((recent + pendingAlerts).suffix(Self.recentAlertsShown))
+            pendingAlerts.removeAll()
+            s.recentAlerts = recent
+            return s
+        }
+    }
+}
