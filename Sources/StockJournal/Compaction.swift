@@ -112,7 +112,8 @@ public enum Compaction {
         for segment in segments {
             let summary: SegmentSummary
             do throws(JournalError) {
-                summary = try JournalReader.read(segment, isLast: false, repairTornTail: false) {
+                summary = try JournalReader.read(segment, isLast: false, repairTornTail: false, decodeAbove: s0,
+                                                 covered: { replayer.skipCovered($0) }) {
                     (r, offset) throws(JournalError) in try replayer.offer(r, path: segment.path, offset: offset)
                 }
             } catch {

@@ -79,11 +79,21 @@ public enum JournalReader {
 
     /// Calls `body` with every record of `segment` and its byte offset, in file order.
     /// `isLast`: whether a torn tail is allowed; `repairTornTail`: truncate it.
-    public static func read(_ segment: SegmentFile, isLast: Bool, repairTornTail: Bool,
+    ///
+    /// Records at or below `decodeAbove` are checksummed but not decoded nor
+    /// handed to `body` (`covered` counts them): a snapshot already holds
+    /// them, and the feed's retained segments are mostly such records.
+    public static func read(_ segment: SegmentFile, isLast: Bool, repairTornTail: Bool, decodeAbove: UInt64 = 0,
+                            covered: ((UInt64) -> Void)? = nil,
                             _ body: (SequencedRecord, Int64) throws(JournalError) -> Void)
         throws(JournalError) -> SegmentSummary
     {
         try frames(segment, isLast: isLast, repairTornTail: repairTornTail) { (bytes, offset) throws(JournalError) in
+            let seq = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 9, as: UInt64.self))
+            if seq <= decodeAbove {
+                covered?(seq)
+                return seq
+            }
             let record: SequencedRecord
             do throws(RecordCorruption) { record = try RecordCodec.decodeFramed(bytes) } catch {
                 throw .corrupt(path: segment.path, offset: offset, reason: error.description)
@@ -102,14 +112,16 @@ public enum JournalReader {
 
     /// Calls `body` with every record of every segment in `directory`, in
     /// file order (segments oldest first), with its segment and offset.
-    public static func readAll(directory: String, repairTornTail: Bool,
+    public static func readAll(directory: String, repairTornTail: Bool, decodeAbove: UInt64 = 0,
+                               covered: ((UInt64) -> Void)? = nil,
                                _ body: (SequencedRecord, SegmentFile, Int64) throws(JournalError) -> Void)
         throws(JournalError) -> Summary
     {
         let segments = try SegmentFiles.list(in: directory)
         var summary = Summary()
         for (i, segment) in segments.enumerated() {
-            summary.segments.append(try read(segment, isLast: i == segments.count - 1, repairTornTail: repairTornTail) {
+            summary.segments.append(try read(segment, isLast: i == segments.count - 1, repairTornTail: repairTornTail,
+                                             decodeAbove: decodeAbove, covered: covered) {
                 (r, offset) throws(JournalError) in try body(r, segment, offset)
             })
         }

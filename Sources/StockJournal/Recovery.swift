@@ -99,7 +99,9 @@ public enum Recovery {
         try DataDirectory(dataDirectory).create()
         let loaded = try Snapshots.loadNewestValid(in: dataDirectory)
         var replayer = Replayer(state: loaded.state)
-        let read = try JournalReader.readAll(directory: dataDirectory, repairTornTail: true) {
+        let base = replayer.base
+        let read = try JournalReader.readAll(directory: dataDirectory, repairTornTail: true, decodeAbove: base,
+                                             covered: { replayer.skipCovered($0) }) {
             (r, segment, offset) throws(JournalError) in try replayer.offer(r, path: segment.path, offset: offset)
         }
         var state = replayer.state

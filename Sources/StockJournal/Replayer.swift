@@ -50,6 +50,13 @@ public struct Replayer: Sendable {
         }
     }
 
+    /// A record at or below `base` that the reader did not decode (the snapshot holds it).
+    public mutating func skipCovered(_ seq: UInt64) {
+        precondition(seq <= base, "only covered records may be skipped undecoded")
+        highestSeen = max(highestSeen, seq)
+        covered += 1
+    }
+
     private mutating func drain() throws(JournalError) {
         while !pending.isEmpty, let r = pending.removeValue(forKey: state.lastSeq + 1) {
             try state.apply(r)
