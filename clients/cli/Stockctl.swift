@@ -27,7 +27,7 @@ struct Stockctl: AsyncParsableCommand {
         subcommands: [
             PingCommand.self, ReserveCommand.self, BundleCommand.self, ConfirmCommand.self,
             ReleaseCommand.self, ExtendCommand.self, StockCommand.self, StatsCommand.self, WatchCommand.self,
-            EventsCommand.self,
+            EventsCommand.self, ReportCommand.self,
         ] + OperationsCommands.all)
 
     /// Errors are one line on stderr (`stockctl: ...`) with the documented

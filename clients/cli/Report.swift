@@ -1,0 +1,339 @@
+import ArgumentParser
+import Foundation
+import StockClient
+
+/// `stockctl report`: the post-show report, computed from the event feed
+/// (definitions in clients/README-report.md).
+struct ReportCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report",
+        abstract: "The post-show report per SKU from the event feed, and the next show's staging suggestion.",
+        discussion: """
+            Reads the event feed from --since (an offset, or an ISO-8601 UTC time such as \
+            2026-11-27T18:00:00Z; default: the oldest offset held) up to the feed's end when it starts, \
+            then prints per SKU: staged, sold, reserved (lines), released and expired (units), remaining \
+            (unsold units now), conversion (confirmed lines / reserved lines) and when it sold out, with \
+            a totals row; then the next show's staging suggestion as CSV `sku,on_hand` \
+            (ceil(sold x 1.1), at least the staged units for a SKU that sold out), ready for \
+            `stockctl stock import`. --csv prints the table as CSV (the suggestion then goes only to \
+            --suggest); --json prints one document with "skus", "totals" and "suggestion". \
+            Definitions: clients/README-report.md.
+            """)
+
+    @OptionGroup var options: GlobalOptions
+    @Option(help: ArgumentHelp("First offset of the show, or its start time (ISO-8601 UTC).", valueName: "offset|time"))
+    var since: String?
+    @Flag(help: "Print the per-SKU table as CSV.") var csv = false
+    @Option(help: ArgumentHelp("Write the staging suggestion (CSV sku,on_hand) to this file.", valueName: "file"))
+    var suggest: String?
+
+    enum Since: Equatable {
+        case oldest
+        case offset(UInt64)
+        case time(ms: UInt64)
+    }
+
+    func parsedSince() throws -> Since {
+        guard let since else { return .oldest }
+        if since.allSatisfy({ $0.isASCII && $0.isNumber }) {
+            guard let n = UInt64(since), n >= 1 else {
+                throw ValidationError("--since \(since): expected an offset >= 1 or an ISO-8601 UTC time like 2026-11-27T18:00:00Z")
+            }
+            return .offset(n)
+        }
+        guard let ms = Self.parseISOTime(since) else {
+            throw ValidationError("--since \(since): expected an offset >= 1 or an ISO-8601 UTC time like 2026-11-27T18:00:00Z")
+        }
+        return .time(ms: ms)
+    }
+
+    /// `2026-11-27T18:00:00Z` or `2026-11-27T18:00:00.250Z` as Unix epoch milliseconds.
+    static func parseISOTime(_ s: String) -> UInt64? {
+        guard s.hasSuffix("Z") else { return nil }
+        let plain = ISO8601DateFormatter()
+        plain.formatOptions = [.withInternetDateTime]
+        let fractional = ISO8601DateFormatter()
+        fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        guard let date = plain.date(from: s) ?? fractional.date(from: s) else { return nil }
+        let ms = (date.timeIntervalSince1970 * 1000).rounded()
+        guard ms >= 0 else { return nil }
+        return UInt64(ms)
+    }
+
+    func validate() throws {
+        _ = try parsedSince()
+        if csv && options.json { throw ValidationError("--csv and --json: choose one") }
+        if let suggest, suggest.isEmpty { throw ValidationError("--suggest: expected a file name") }
+    }
+
+    func run() async throws {
+        let since = try parsedSince()
+        let client = try options.makeClient()
+        defer { client.close() }
+        var tally = ReportTally()
+        let from: FeedPosition
+        switch since {
+        case .offset(let n):
+            from = .offset(n)
+            tally.windowFromOffset = n
+        case .oldest, .time:
+            from = .oldest
+        }
+        if case .time(let ms) = since { tally.sinceMs = ms }
+        let feed: EventFeed
+        do throws(StockError) {
+            feed = try await client.events(from: from, filter: EventFilter(includeProgress: true), resume: false)
+        } catch {
+            switch error {
+            case .offsetCompacted(let oldest):
+                throw CLIError("--since \(self.since ?? ""): that part of the feed is compacted away (retention); "
+                               + "the oldest offset held is \(oldest)", code: ExitStatus.failure)
+            case .invalidArgument where from != .oldest:
+                throw CLIError("--since \(self.since ?? ""): beyond the feed's end (an offset from another server?)",
+                               code: ExitStatus.failure)
+            default: throw error
+            }
+        }
+        defer { feed.close() }
+        let end = feed.end
+        if tally.windowFromOffset == 0 { tally.windowFromOffset = feed.start }
+        tally.windowToOffset = end
+        if feed.start <= end {
+            for try await e in feed {
+                if e.kind != .progress { tally.add(e) }
+                if e.offset >= end { break }
+            }
+        }
+        var now: [String: StockInfo] = [:]
+        if !tally.skus.isEmpty {
+            for entry in try await client.listAllStock() where tally.skus[entry.sku.string] != nil {
+                now[entry.sku.string] = entry.info
+            }
+        }
+        let report = tally.finish(now: now)
+        let suggestionCSV = (["sku,on_hand"] + report.rows.map { reportCSVField($0.sku) + ",\($0.suggested)" })
+            .joined(separator: "\n") + "\n"
+        if let suggest {
+            guard FileManager.default.createFile(atPath: suggest, contents: Data(suggestionCSV.utf8)) else {
+                throw CLIError("--suggest \(suggest): cannot write the file", code: ExitStatus.usage)
+            }
+        }
+        if options.json {
+            print(report.json.rendered)
+        } else if csv {
+            print(report.csv, terminator: "")
+        } else {
+            print(report.table.joined(separator: "\n"))
+            if let suggest {
+                print("\nstaging suggestion written to \(suggest) (\(report.rows.count) SKUs)")
+            } else {
+                print("\n" + suggestionCSV, terminator: "")
+            }
+        }
+        fflush(nil)
+    }
+}
+
+/// Per-SKU counts from the events read (see README-report.md for the definitions).
+struct ReportTally {
+    /// One SKU's replay state and window counts.
+    struct SKUState {
+        /// On-hand by replay: absolute once a stock_set was read (`onHandKnown`),
+        /// before that relative to the on-hand when the read started.
+        var onHand: Int64 = 0
+        var onHandKnown = false
+        /// Confirmed units read so far (relative to the confirmed count when the read started).
+        var confirmedRead: Int64 = 0
+        /// Whether the SKU had an event in the window.
+        var inWindow = false
+        /// The show's start for this SKU: the replay state just before its first sale activity in the window.
+        var start: (onHand: Int64, onHandRelative: Bool, confirmed: Int64)?
+        /// Units added after the show's start (positive stock_adjusted deltas, stock_set increases).
+        var added: Int64 = 0
+        /// A stock_set after the start whose increase depends on an on-hand the events never fixed.
+        var unknownIncrease = false
+        var sold: Int64 = 0
+        var reservedLines: Int64 = 0
+        var confirmedLines: Int64 = 0
+        var released: Int64 = 0
+        var expired: Int64 = 0
+        var soldOutAtMs: UInt64?
+    }
+
+    struct Row {
+        let sku: String
+        let staged: Int64?
+        let sold: Int64
+        let reserved: Int64
+        let confirmedLines: Int64
+        let released: Int64
+        let expired: Int64
+        let remaining: Int64?
+        let soldOutAtMs: UInt64?
+        let suggested: Int64
+
+        var conversion: Double? { reserved == 0 ? nil : Double(confirmedLines) * 100 / Double(reserved) }
+    }
+
+    var skus: [String: SKUState] = [:]
+    var windowFromOffset: UInt64 = 0
+    var windowToOffset: UInt64 = 0
+    var sinceMs: UInt64 = 0
+
+    mutating func add(_ e: FeedEvent) {
+        guard !e.sku.isEmpty else { return }  // extended: no SKU
+        let name = e.sku.string
+        var s = skus[name] ?? SKUState()
+        let inWindow = e.offset >= windowFromOffset && e.timeMs >= sinceMs
+        if inWindow {
+            s.inWindow = true
+            // The show starts for this SKU at its first sale activity in the window: a reservation,
+            // or the confirm / release / expiry of a hold taken before the window.
+            if s.start == nil && (e.kind == .reserved || e.kind == .confirmed || e.kind == .released || e.kind == .expired) {
+                s.start = (s.onHand, !s.onHandKnown, s.confirmedRead)
+            }
+        }
+        let counting = inWindow && s.start != nil
+        switch e.kind {
+        case .stockSet:
+            if counting {
+                if s.onHandKnown {
+                    s.added += max(0, e.quantity - s.onHand)
+                } else {
+                    s.unknownIncrease = true
+                }
+            }
+            s.onHand = e.quantity
+            s.onHandKnown = true
+        case .stockAdjusted:
+            s.onHand += e.quantity
+            if counting && e.quantity > 0 { s.added += e.quantity }
+        case .confirmed:
+            s.confirmedRead += e.quantity
+        default: break
+        }
+        if inWindow {
+            switch e.kind {
+            case .reserved: s.reservedLines += 1
+            case .confirmed:
+                s.sold += e.quantity
+                s.confirmedLines += 1
+            case .released: s.released += e.quantity
+            case .expired: s.expired += e.quantity
+            case .soldOut where s.soldOutAtMs == nil: s.soldOutAtMs = e.timeMs
+            default: break
+            }
+        }
+        skus[name] = s
+    }
+
+    /// The rows, with the counters read at the end (`now`) fixing what the
+    /// events alone leave relative (on-hand before a stock_set, confirmed before the read).
+    func finish(now: [String: StockInfo]) -> Report {
+        var rows: [Row] = []
+        for (name, s) in skus where s.inWindow {
+            let info = now[name]
+            let remaining = info.map { Int64($0.onHand) - Int64($0.confirmed) }
+            // The unknown bases: on-hand and confirmed when the read started.
+            let confirmedBase = info.map { max(0, Int64($0.confirmed) - s.confirmedRead) }
+            let onHandBase: Int64? = s.onHandKnown ? nil : info.map { max(0, Int64($0.onHand) - s.onHand) }
+            let start = s.start ?? (s.onHand, !s.onHandKnown, s.confirmedRead)  // no sale activity: the window's end
+            var staged: Int64?
+            if let confirmedBase, !s.unknownIncrease {
+                // A relative starting on-hand is fixed from the end (no stock_set overwrote it since).
+                let startOnHand = start.onHandRelative ? onHandBase.map { start.onHand + $0 } : start.onHand
+                if let startOnHand {
+                    staged = max(0, startOnHand - (start.confirmed + confirmedBase)) + s.added
+                }
+            }
+            var suggested = (s.sold * 11 + 9) / 10
+            if s.soldOutAtMs != nil, let staged { suggested = max(suggested, staged) }
+            rows.append(Row(sku: name, staged: staged, sold: s.sold, reserved: s.reservedLines,
+                            confirmedLines: s.confirmedLines, released: s.released, expired: s.expired,
+                            remaining: remaining, soldOutAtMs: s.soldOutAtMs, suggested: suggested))
+        }
+        rows.sort { $0.sku < $1.sku }
+        return Report(rows: rows, fromOffset: windowFromOffset, toOffset: windowToOffset,
+                      sinceMs: sinceMs == 0 ? nil : sinceMs)
+    }
+}
+
+/// The finished report and its renderings.
+struct Report {
+    let rows: [ReportTally.Row]
+    let fromOffset: UInt64
+    let toOffset: UInt64
+    let sinceMs: UInt64?
+
+    static let headers = ["SKU", "STAGED", "SOLD", "RESERVED", "RELEASED", "EXPIRED", "REMAINING", "CONVERSION",
+                          "SOLD_OUT_AT"]
+
+    /// Sums; staged and remaining only when known for every SKU.
+    var total: ReportTally.Row {
+        let staged = rows.allSatisfy { $0.staged != nil } ? rows.reduce(0) { $0 + ($1.staged ?? 0) } : nil
+        let remaining = rows.allSatisfy { $0.remaining != nil } ? rows.reduce(0) { $0 + ($1.remaining ?? 0) } : nil
+        return ReportTally.Row(sku: "TOTAL", staged: staged, sold: rows.reduce(0) { $0 + $1.sold },
+                               reserved: rows.reduce(0) { $0 + $1.reserved },
+                               confirmedLines: rows.reduce(0) { $0 + $1.confirmedLines },
+                               released: rows.reduce(0) { $0 + $1.released }, expired: rows.reduce(0) { $0 + $1.expired },
+                               remaining: remaining, soldOutAtMs: nil, suggested: rows.reduce(0) { $0 + $1.suggested })
+    }
+
+    var soldOutCount: Int { rows.filter { $0.soldOutAtMs != nil }.count }
+
+    static func percent(_ p: Double?) -> String? { p.map { String(format: "%.1f", $0) } }
+
+    var table: [String] {
+        func cells(_ r: ReportTally.Row, soldOut: String) -> [String] {
+            [r.sku, r.staged.map(String.init) ?? "-", "\(r.sold)", "\(r.reserved)", "\(r.released)", "\(r.expired)",
+             r.remaining.map(String.init) ?? "-", Self.percent(r.conversion).map { $0 + "%" } ?? "-", soldOut]
+        }
+        var body = rows.map { cells($0, soldOut: $0.soldOutAtMs.map(isoTime) ?? "-") }
+        body.append(cells(total, soldOut: soldOutCount == 0 ? "-" : "\(soldOutCount) sold out"))
+        let window = "offsets \(fromOffset)-\(toOffset)" + (sinceMs.map { ", events from \(isoTime($0))" } ?? "")
+        return ["show report: \(window)"] + formatTable(Self.headers, body, leftColumns: [0, 8])
+    }
+
+    var csv: String {
+        func line(_ r: ReportTally.Row) -> String {
+            [reportCSVField(r.sku), r.staged.map(String.init) ?? "", "\(r.sold)", "\(r.reserved)", "\(r.released)",
+             "\(r.expired)", r.remaining.map(String.init) ?? "", Self.percent(r.conversion) ?? "",
+             r.soldOutAtMs.map(isoTime) ?? ""].joined(separator: ",")
+        }
+        let header = "sku,staged,sold,reserved,released,expired,remaining,conversion_pct,sold_out_at"
+        return ([header] + rows.map(line) + [line(total)]).joined(separator: "\n") + "\n"
+    }
+
+    var json: JSON {
+        func object(_ r: ReportTally.Row, total: Bool) -> JSON {
+            var fields: [(String, JSON)] = [
+                ("staged", r.staged.map { .int($0) } ?? .null), ("sold", .int(r.sold)), ("reserved", .int(r.reserved)),
+                ("confirmed", .int(r.confirmedLines)), ("released", .int(r.released)), ("expired", .int(r.expired)),
+                ("remaining", r.remaining.map { .int($0) } ?? .null),
+                ("conversion_pct", r.conversion.map { .double($0) } ?? .null),
+            ]
+            if total {
+                fields.append(("sold_out_skus", .int(Int64(soldOutCount))))
+            } else {
+                fields.insert(("sku", .string(r.sku)), at: 0)
+                fields.append(("sold_out_at", r.soldOutAtMs.map { .string(isoTime($0)) } ?? .null))
+                fields.append(("sold_out_at_ms", r.soldOutAtMs.map { .uint($0) } ?? .null))
+            }
+            return .object(fields)
+        }
+        return .object([
+            ("window", .object([("from_offset", .uint(fromOffset)), ("to_offset", .uint(toOffset)),
+                                ("since_ms", sinceMs.map { .uint($0) } ?? .null)])),
+            ("skus", .array(rows.map { object($0, total: false) })),
+            ("totals", object(total, total: true)),
+            ("suggestion", .array(rows.map { .object([("sku", .string($0.sku)), ("on_hand", .int($0.suggested))]) })),
+        ])
+    }
+
+}
+
+/// A CSV field, quoted when it holds a comma, a quote or a line break.
+func reportCSVField(_ s: String) -> String {
+    guard s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return s }
+    return "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+}
