@@ -140,18 +140,8 @@ struct AuditCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        guard let data = FileManager.default.contents(atPath: file) else {
-            throw CLIError("\(file): cannot read the file", code: ExitStatus.usage)
-        }
-        guard let text = String(data: data, encoding: .utf8) else {
-            throw CLIError("\(file): not UTF-8 text", code: ExitStatus.usage)
-        }
-        let (counts, errors) = Self.parse(text)
-        if !errors.isEmpty {
-            for e in errors { writeStderr("\(file):\(e.line): \(e.reason)\n") }
-            throw CLIError("\(file): \(errors.count) bad line\(errors.count == 1 ? "" : "s"), nothing compared",
-                           code: ExitStatus.usage)
-        }
+        let (counts, errors) = Self.parse(try readOperatorFile(file))
+        try rejectBadLines(file, errors, nothing: "compared")
         let client = try options.makeClient()
         defer { client.close() }
         let entries = try await client.listAllStock()

@@ -134,3 +134,22 @@ func isTerminal(_ fd: Int32) -> Bool { isatty(fd) == 1 }
 func writeStderr(_ text: String) {
     FileHandle.standardError.write(Data(text.utf8))
 }
+
+/// The text of a file the operator named; exit 2 when unreadable or not UTF-8.
+func readOperatorFile(_ path: String) throws -> String {
+    guard let data = FileManager.default.contents(atPath: path) else {
+        throw CLIError("\(path): cannot read the file", code: ExitStatus.usage)
+    }
+    guard let text = String(data: data, encoding: .utf8) else {
+        throw CLIError("\(path): not UTF-8 text", code: ExitStatus.usage)
+    }
+    return text
+}
+
+/// Every bad line of `file` as `FILE:LINE: reason` on stderr, then exit 2
+/// ("nothing `done`"): a file is used whole or not at all.
+func rejectBadLines(_ file: String, _ errors: [(line: Int, reason: String)], nothing done: String) throws {
+    guard !errors.isEmpty else { return }
+    for e in errors { writeStderr("\(file):\(e.line): \(e.reason)\n") }
+    throw CLIError("\(file): \(errors.count) bad line\(errors.count == 1 ? "" : "s"), nothing \(done)", code: ExitStatus.usage)
+}

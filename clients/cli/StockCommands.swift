@@ -207,18 +207,8 @@ struct StockImportCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        guard let data = FileManager.default.contents(atPath: file) else {
-            throw CLIError("\(file): cannot read the file", code: ExitStatus.usage)
-        }
-        guard let text = String(data: data, encoding: .utf8) else {
-            throw CLIError("\(file): not UTF-8 text", code: ExitStatus.usage)
-        }
-        let (rows, errors) = Self.parse(text)
-        if !errors.isEmpty {
-            for e in errors { writeStderr("\(file):\(e.line): \(e.reason)\n") }
-            throw CLIError("\(file): \(errors.count) bad line\(errors.count == 1 ? "" : "s"), nothing imported",
-                           code: ExitStatus.usage)
-        }
+        let (rows, errors) = Self.parse(try readOperatorFile(file))
+        try rejectBadLines(file, errors, nothing: "imported")
         let client = try options.makeClient()
         defer { client.close() }
         let progress = isTerminal(STDERR_FILENO) ? ProgressBar(total: rows.count) : nil
