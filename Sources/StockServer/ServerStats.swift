@@ -5,7 +5,6 @@ import StockProtocol
 /// and a store, no read-modify-write), read by STATS on any thread. Each
 /// block is its own allocation, 128-byte aligned: no false sharing.
 final class WorkerCounters: @unchecked Sendable {
-    static let opSlots = 256
     static let statusSlots = 64
     enum Field: Int {
         case connectionsAccepted = 0, connectionsClosed, requests, bytesIn, bytesOut, expired, readBursts
@@ -13,12 +12,13 @@ final class WorkerCounters: @unchecked Sendable {
     static let fieldSlots = 8
     /// Answers by (operation, status): assigned opcodes in `Opcode.allCases`
     /// order, then one row for unassigned ones; a column per status code.
+    /// Counts by operation and by status are sums over it (one store per answer).
     static let matrixRows = Opcode.allCases.count + 1
     static let matrixSlots = matrixRows * statusSlots
     /// Server-side request latency (read → handed to the kernel): bucket i
     /// counts answers under 2^i µs, the last the rest; then the sum in ns.
     static let latencyBuckets = 24
-    private static let matrixBase = opSlots + statusSlots + fieldSlots
+    private static let matrixBase = fieldSlots
     private static let latencyBase = matrixBase + matrixSlots
     private static let latencySumSlot = latencyBase + latencyBuckets
     /// Opcode byte → matrix row.
@@ -44,8 +44,6 @@ final class WorkerCounters: @unchecked Sendable {
     @inline(__always) private func read(_ i: Int) -> Int64 { UnsafeAtomic<Int64>(at: base + i).load(ordering: .relaxed) }
 
     @inline(__always) func request(opcode: UInt8, status: Status) {
-        bump(Int(opcode), 1)
-        bump(WorkerCounters.opSlots + Int(status.rawValue), 1)
         bump(WorkerCounters.matrixBase + WorkerCounters.rowOf[Int(opcode)] * WorkerCounters.statusSlots
              + Int(status.rawValue), 1)
     }
@@ -67,10 +65,21 @@ final class WorkerCounters: @unchecked Sendable {
     var latencySumNanos: Int64 { read(WorkerCounters.latencySumSlot) }
 
     @inline(__always) func add(_ f: Field, _ by: Int64 = 1) {
-        bump(WorkerCounters.opSlots + WorkerCounters.statusSlots + f.rawValue, by)
+        bump(f.rawValue, by)
     }
 
-    func requests(opcode: UInt8) -> Int64 { read(Int(opcode)) }
-    func responses(status: Status) -> Int64 { read(WorkerCounters.opSlots + Int(status.rawValue)) }
-    func value(_ f: Field) -> Int64 { read(WorkerCounters.opSlots + WorkerCounters.statusSlots + f.rawValue) }
+    /// Answers to `opcode` (an unassigned one: to every unassigned one).
+    func requests(opcode: UInt8) -> Int64 {
+        Status.allCases.reduce(0) { $0 + answers(row: WorkerCounters.rowOf[Int(opcode)], status: $1) }
+    }
+
+    /// Answers with `status`, whatever the operation.
+    func responses(status: Status) -> Int64 {
+        (0..<WorkerCounters.matrixRows).reduce(0) { $0 + answers(row: $1, status: status) }
+    }
+
+    /// Every answer.
+    var answersTotal: Int64 { Status.allCases.reduce(0) { $0 + responses(status: $1) } }
+
+    func value(_ f: Field) -> Int64 { read(f.rawValue) }
 }

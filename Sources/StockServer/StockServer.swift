@@ -196,7 +196,7 @@ public final class StockServer: @unchecked Sendable {
     }
 
     private func requests(_ w: LoopWorker) -> Int64 {
-        Opcode.allCases.reduce(0) { $0 + w.counters.requests(opcode: $1.rawValue) } + w.counters.requests(opcode: 0)
+        w.counters.answersTotal
     }
 
     /// STATS: named counters (names are stable; clients ignore unknown ones).

@@ -77,17 +77,7 @@ struct AuditCommand: AsyncParsableCommand {
         var counts: [Count] = []
         var errors: [(Int, String)] = []
         var seen: [String: Int] = [:]
-        var sawData = false
-        // "\r\n" is one Character in Swift: split on it as well as on "\n".
-        let lines = text.split(omittingEmptySubsequences: false) { $0 == "\n" || $0 == "\r\n" }
-        for (i, raw) in lines.enumerated() {
-            let lineNo = i + 1
-            let line = raw.trimmingCharacters(in: .whitespaces.union(CharacterSet(charactersIn: "\r")))
-            if line.isEmpty || line.hasPrefix("#") { continue }
-            let fields = line.split(separator: ",", omittingEmptySubsequences: false)
-                .map { $0.trimmingCharacters(in: .whitespaces) }
-            defer { sawData = true }
-            if !sawData && fields.map({ $0.lowercased() }) == ["sku", "counted"] { continue }
+        for (lineNo, fields) in csvRecords(text, isHeader: { $0.map { $0.lowercased() } == ["sku", "counted"] }) {
             guard fields.count == 2 else {
                 errors.append((lineNo, "expected sku,counted, got \(fields.count) field\(fields.count == 1 ? "" : "s")"))
                 continue

@@ -153,3 +153,23 @@ func rejectBadLines(_ file: String, _ errors: [(line: Int, reason: String)], not
     for e in errors { writeStderr("\(file):\(e.line): \(e.reason)\n") }
     throw CLIError("\(file): \(errors.count) bad line\(errors.count == 1 ? "" : "s"), nothing \(done)", code: ExitStatus.usage)
 }
+
+/// The data lines of an operator's CSV file, numbered from 1: blank lines
+/// and `#` comments skipped, CRLF accepted, fields trimmed, and the first
+/// data line skipped when `isHeader` says it is a header.
+func csvRecords(_ text: String, isHeader: ([String]) -> Bool) -> [(line: Int, fields: [String])] {
+    var records: [(line: Int, fields: [String])] = []
+    var sawData = false
+    // "\r\n" is one Character in Swift: split on it as well as on "\n".
+    let lines = text.split(omittingEmptySubsequences: false) { $0 == "\n" || $0 == "\r\n" }
+    for (i, raw) in lines.enumerated() {
+        let line = raw.trimmingCharacters(in: .whitespaces.union(CharacterSet(charactersIn: "\r")))
+        if line.isEmpty || line.hasPrefix("#") { continue }
+        let fields = line.split(separator: ",", omittingEmptySubsequences: false)
+            .map { $0.trimmingCharacters(in: .whitespaces) }
+        defer { sawData = true }
+        if !sawData && isHeader(fields) { continue }
+        records.append((i + 1, fields))
+    }
+    return records
+}

@@ -156,17 +156,7 @@ struct StockImportCommand: AsyncParsableCommand {
         var rows: [Row] = []
         var errors: [(Int, String)] = []
         var seen: [String: Int] = [:]
-        var sawData = false
-        // "\r\n" is one Character in Swift: split on it as well as on "\n".
-        let lines = text.split(omittingEmptySubsequences: false) { $0 == "\n" || $0 == "\r\n" }
-        for (i, raw) in lines.enumerated() {
-            let lineNo = i + 1
-            let line = raw.trimmingCharacters(in: .whitespaces.union(CharacterSet(charactersIn: "\r")))
-            if line.isEmpty || line.hasPrefix("#") { continue }
-            let fields = line.split(separator: ",", omittingEmptySubsequences: false)
-                .map { $0.trimmingCharacters(in: .whitespaces) }
-            defer { sawData = true }
-            if !sawData && fields.first?.lowercased() == "sku" { continue }
+        for (lineNo, fields) in csvRecords(text, isHeader: { $0.first?.lowercased() == "sku" }) {
             guard (2...4).contains(fields.count) else {
                 errors.append((lineNo, "expected sku,on_hand[,low_stock_threshold][,per_customer_limit], "
                                + "got \(fields.count) fields"))
