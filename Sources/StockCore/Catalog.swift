@@ -63,6 +63,29 @@ final class Catalog: @unchecked Sendable {
         return names[Int(index)]
     }
 
+    /// The indices of `skus`, creating the new ones: all of them, or — when
+    /// the catalog cannot take every new one — none (`atCapacity`, with the
+    /// number of SKUs it can still take). Returns how many it created.
+    func internAll(_ skus: [SKU], into indices: inout [UInt32]) throws(Failure) -> Int {
+        insertLock.lock()
+        defer { insertLock.unlock() }
+        let n = size.load(ordering: .relaxed)
+        let fresh = skus.filter { lookup($0) == nil }
+        guard n + fresh.count <= capacity else { throw Failure(.atCapacity) }
+        for (k, sku) in fresh.enumerated() {
+            (names + n + k).initialize(to: sku)
+            var i = Int(truncatingIfNeeded: sku.hash64) & mask
+            while table[i].load(ordering: .relaxed) != 0 { i = (i + 1) & mask }
+            size.store(n + k + 1, ordering: .releasing)  // the count first, as in `intern`
+            table[i].store(UInt64(n + k + 1), ordering: .releasing)
+        }
+        indices = skus.map { lookup($0)! }
+        return fresh.count
+    }
+
+    /// SKUs the catalog can still take.
+    var free: Int { capacity - count }
+
     /// The index of `sku`, creating it if new. `created` says which.
     /// Throws `atCapacity` when the catalog is full.
     func intern(_ sku: SKU) throws(Failure) -> (index: UInt32, created: Bool) {

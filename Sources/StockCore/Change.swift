@@ -26,6 +26,9 @@ public enum ChangeKind: UInt8, Sendable, CaseIterable {
     case soldOut = 9
     /// Available rose above zero after a sell-out. `quantity`: available.
     case backInStock = 10
+    /// Units moved between backup and sale. `quantity`: change of backup
+    /// (negative: released to sale); `aux`: backup after.
+    case backupChanged = 11
 }
 
 /// One state change, reported synchronously to the worker's `onChange` sink

@@ -5,8 +5,8 @@ extension StockCore {
     /// (empty when all hold). Exact only at quiescence — no operation in
     /// flight on any thread — which is when tests call it:
     /// - every available shard is >= 0;
-    /// - for every SKU, on_hand = Σ available + Σ reserved + Σ confirmed,
-    ///   with Σ reserved >= 0 and Σ confirmed >= 0;
+    /// - for every SKU, on_hand = Σ available + Σ reserved + Σ confirmed + backup,
+    ///   with Σ reserved, Σ confirmed and backup >= 0;
     /// - the units held by live tokens sum, per SKU, to Σ reserved;
     /// - the statistics agree: live tokens counted = live slots found.
     public func checkInvariants() -> [String] {
@@ -44,11 +44,15 @@ extension StockCore {
             let a = counters.sum(counters.available, sku)
             let r = counters.sum(counters.reserved, sku)
             let c = counters.sum(counters.confirmed, sku)
+            let b = counters.backup[i].load(ordering: .relaxed)
             let onHand = counters.onHand[i].load(ordering: .relaxed)
-            if onHand != a + r + c {
-                problems.append("\(catalog.name(sku)): on_hand \(onHand) != available \(a) + reserved \(r) + confirmed \(c)")
+            if onHand != a + r + c + b {
+                problems.append("\(catalog.name(sku)): on_hand \(onHand) != available \(a) + reserved \(r) "
+                                + "+ confirmed \(c) + backup \(b)")
             }
-            if r < 0 || c < 0 { problems.append("\(catalog.name(sku)): reserved \(r) or confirmed \(c) negative") }
+            if r < 0 || c < 0 || b < 0 {
+                problems.append("\(catalog.name(sku)): reserved \(r), confirmed \(c) or backup \(b) negative")
+            }
             if held[i] != r { problems.append("\(catalog.name(sku)): live tokens hold \(held[i]) but reserved is \(r)") }
         }
         let counted = stats().liveTokens

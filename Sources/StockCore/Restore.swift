@@ -46,11 +46,12 @@ public struct RestoreError: Error, CustomStringConvertible {
 
 extension StockCore {
     /// Creates (or resets) `sku` with `onHand` units of which `confirmed` are
-    /// sold; the rest is available until `restoreTokens` puts holds on it.
-    public func restoreStock(_ sku: SKU, onHand: UInt64, confirmed: UInt64, lowStockThreshold: UInt32,
-                             perCustomerLimit: UInt32) throws(RestoreError) {
-        guard onHand <= Limits.maxStock, confirmed <= onHand else {
-            throw RestoreError("SKU \(sku): confirmed \(confirmed) above on-hand \(onHand)")
+    /// sold and `backup` held back; the rest is available until
+    /// `restoreTokens` puts holds on it.
+    public func restoreStock(_ sku: SKU, onHand: UInt64, confirmed: UInt64, backup: UInt64 = 0,
+                             lowStockThreshold: UInt32, perCustomerLimit: UInt32) throws(RestoreError) {
+        guard onHand <= Limits.maxStock, confirmed <= onHand, backup <= onHand - confirmed else {
+            throw RestoreError("SKU \(sku): confirmed \(confirmed) + backup \(backup) above on-hand \(onHand)")
         }
         let i: UInt32
         do { i = try catalog.intern(sku).index } catch { throw RestoreError("SKU \(sku): catalog full") }
@@ -59,7 +60,8 @@ extension StockCore {
         }
         counters.onHand[Int(i)].store(Int64(onHand), ordering: .relaxed)
         if confirmed > 0 { counters.add(counters.confirmed, i, Int64(confirmed), shard: 0) }
-        if onHand > confirmed { counters.spread(i, Int64(onHand - confirmed)) }
+        counters.backup[Int(i)].store(Int64(backup), ordering: .relaxed)
+        if onHand > confirmed + backup { counters.spread(i, Int64(onHand - confirmed - backup)) }
         counters.setPolicy(i, threshold: lowStockThreshold, limit: perCustomerLimit)
     }
 

@@ -41,9 +41,10 @@ import Atomics
 //   or was taken by a concurrent fast-path reserve (and sold). The last unit
 //   is always found.
 // - At quiescence each sum is exact, and for every SKU
-//   on_hand = Σ available + Σ reserved + Σ confirmed
-//   (`StockCore.checkInvariants`). on_hand changes only under the stripe
-//   lock (stock set / adjust), which takes units with the same sweep.
+//   on_hand = Σ available + Σ reserved + Σ confirmed + backup
+//   (`StockCore.checkInvariants`). on_hand and backup change only under the
+//   stripe lock (stock set / adjust, stage, backup moves), which takes units
+//   with the same sweep.
 
 /// Per-SKU, per-shard counters plus per-SKU stock policy.
 final class ShardedCounters: @unchecked Sendable {
@@ -59,6 +60,8 @@ final class ShardedCounters: @unchecked Sendable {
     let reservations: AtomicCounters
     /// Per SKU: on-hand (changed only under the SKU's stripe lock).
     let onHand: AtomicCounters
+    /// Per SKU: units on hand held back from sale (changed only under the SKU's stripe lock).
+    let backup: AtomicCounters
     /// Per SKU: low-stock threshold << 32 | per-customer limit.
     let policy: AtomicWords
     /// Per SKU: last announced alert level (`AlertLevel` raw value).
@@ -75,6 +78,7 @@ final class ShardedCounters: @unchecked Sendable {
         confirmed = AtomicCounters(count: shards * stride)
         reservations = AtomicCounters(count: shards * stride)
         onHand = AtomicCounters(count: capacity)
+        backup = AtomicCounters(count: capacity)
         policy = AtomicWords(count: capacity)
         alert = AtomicWords(count: capacity)
         locks = StripedLocks(count: 4096)
@@ -86,6 +90,7 @@ final class ShardedCounters: @unchecked Sendable {
         confirmed.deallocate()
         reservations.deallocate()
         onHand.deallocate()
+        backup.deallocate()
         policy.deallocate()
         alert.deallocate()
     }
@@ -96,6 +101,9 @@ final class ShardedCounters: @unchecked Sendable {
     }
 
     @inline(__always) func lock(_ sku: UInt32) -> SpinLock { locks.lock(for: Int(sku)) }
+
+    /// The stripe of `sku`'s lock (a stage locks each stripe once).
+    func stripe(_ sku: UInt32) -> Int { locks.stripe(for: Int(sku)) }
 
     /// Takes `q` units of `sku` for `shard`. False when they are not there (see the header comment).
     @inline(__always)

@@ -56,6 +56,9 @@ final class StripedLocks: @unchecked Sendable {
     deinit { words.deallocate() }
 
     @inline(__always)
+    /// The stripe `key` maps to (two keys on one stripe share its lock).
+    func stripe(for key: Int) -> Int { key & mask }
+
     func lock(for key: Int) -> SpinLock {
         SpinLock(word: UnsafeAtomic(at: words + (key & mask) * StripedLocks.stride))
     }

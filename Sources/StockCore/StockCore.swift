@@ -23,6 +23,11 @@ public final class StockCore: @unchecked Sendable {
     private var statBlocks: [AtomicCounters] = []
     private let registry: SpinLock
     private let registryWord: UnsafeMutablePointer<Int.AtomicRepresentation>
+    /// One STAGE at a time: a stage is the only path that holds more than
+    /// one SKU stripe lock, so serialising stages rules out lock-order
+    /// deadlocks between them.
+    let stageGate: SpinLock
+    private let stageWord: UnsafeMutablePointer<Int.AtomicRepresentation>
 
     /// A core sized by `config`; `nowMs` is the caller's clock now.
     public init(config: CoreConfig, nowMs: UInt64) throws(ConfigError) {
@@ -39,11 +44,15 @@ public final class StockCore: @unchecked Sendable {
         registryWord = .allocate(capacity: 1)
         registryWord.initialize(to: .init(0))
         registry = SpinLock(word: UnsafeAtomic(at: registryWord))
+        stageWord = .allocate(capacity: 1)
+        stageWord.initialize(to: .init(0))
+        stageGate = SpinLock(word: UnsafeAtomic(at: stageWord))
     }
 
     deinit {
         for block in statBlocks { block.deallocate() }
         registryWord.deallocate()
+        stageWord.deallocate()
     }
 
     /// A worker for one thread, drawing on counter shard `shard`.
@@ -558,7 +567,7 @@ public final class StockCore: @unchecked Sendable {
     /// Sets a SKU's on-hand to what `target` computes from the current value,
     /// under the SKU's stripe lock: more units are spread over the shards,
     /// fewer are taken from available ones only (`insufficientAvailable`
-    /// otherwise, and nothing changes). `target` may refuse by throwing, and
+    /// otherwise, and nothing changes): backup units are not touched. `target` may refuse by throwing, and
     /// runs under the lock, so its check and the change are one step.
     /// `announce` (also under the lock) reports the change once it is sure:
     /// after a shrink took its units, before an increase spreads new ones.
@@ -610,7 +619,8 @@ public final class StockCore: @unchecked Sendable {
                   reserved: UInt64(max(0, counters.sum(counters.reserved, i))),
                   confirmed: UInt64(max(0, counters.sum(counters.confirmed, i))),
                   lowStockThreshold: counters.threshold(i), perCustomerLimit: counters.customerLimit(i),
-                  reservations: UInt64(max(0, counters.sum(counters.reservations, i))))
+                  reservations: UInt64(max(0, counters.sum(counters.reservations, i))),
+                  backup: UInt64(max(0, counters.backup[Int(i)].load(ordering: .relaxed))))
     }
 
     // MARK: - alerts
@@ -619,7 +629,7 @@ public final class StockCore: @unchecked Sendable {
     /// changes. The level word changes by compare-exchange, so each change
     /// is announced once; under a race the announcements may flap, but the
     /// last one for a SKU always matches its level after the last change.
-    private func evaluateAlert(_ sku: UInt32, available: Int64, nowMs: UInt64, on w: Worker) {
+    func evaluateAlert(_ sku: UInt32, available: Int64, nowMs: UInt64, on w: Worker) {
         let threshold = Int64(counters.threshold(sku))
         let level: AlertLevel = available <= 0 ? .soldOut : (available <= threshold ? .low : .normal)
         let word = counters.alert[Int(sku)]

@@ -33,6 +33,8 @@ extension FeedEvent {
             self.init(offset: r.seq, timeMs: r.timeMs, kind: .soldOut, sku: sku)
         case let .backInStock(sku, available):
             self.init(offset: r.seq, timeMs: r.timeMs, kind: .backInStock, quantity: Int64(available), sku: sku)
+        case let .backupChanged(sku, delta, backup):
+            self.init(offset: r.seq, timeMs: r.timeMs, kind: .backupChanged, quantity: delta, aux: backup, sku: sku)
         }
     }
 }

@@ -54,6 +54,9 @@ public enum JournalRecord: Sendable, Equatable {
     case soldOut(sku: SKU)
     /// Available rose above zero after a sell-out.
     case backInStock(sku: SKU, available: UInt64)
+    /// Backup units of `sku` changed by `delta` (negative: released to
+    /// sale) to `backup`; on-hand is unchanged, available moves the other way.
+    case backupChanged(sku: SKU, delta: Int64, backup: UInt64)
 }
 
 /// A record with its place in the global order and its wall-clock time.

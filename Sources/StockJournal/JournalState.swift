@@ -11,18 +11,21 @@ public struct SKUState: Sendable, Equatable {
     public var confirmed: Int64
     public var lowStockThreshold: UInt32
     public var perCustomerLimit: UInt32
+    /// Units held back from sale until released.
+    public var backup: Int64
 
     /// Units on sale.
-    public var available: Int64 { onHand - reserved - confirmed }
+    public var available: Int64 { onHand - reserved - confirmed - backup }
 
     public init(sku: SKU, onHand: Int64, reserved: Int64 = 0, confirmed: Int64 = 0, lowStockThreshold: UInt32 = 0,
-                perCustomerLimit: UInt32 = 0) {
+                perCustomerLimit: UInt32 = 0, backup: Int64 = 0) {
         self.sku = sku
         self.onHand = onHand
         self.reserved = reserved
         self.confirmed = confirmed
         self.lowStockThreshold = lowStockThreshold
         self.perCustomerLimit = perCustomerLimit
+        self.backup = backup
     }
 }
 
@@ -77,7 +80,7 @@ public struct CustomerSKU: Sendable, Hashable {
 /// `apply` checks everything before changing anything, so a record that
 /// does not fit leaves the state as it was and throws `.replay` naming its
 /// seq: an unknown SKU or token, a line that does not match, a count that
-/// would go negative, or available (on-hand − reserved − confirmed) below
+/// would go negative, or available (on-hand − reserved − confirmed − backup) below
 /// zero after the record. The ordering argument in JournalRecord.swift says
 /// that last one cannot happen in seq order; checking it after every record
 /// turns a flaw in that argument into an error at the record that shows it.
@@ -146,6 +149,12 @@ public struct JournalState: Sendable, Equatable {
         case let .extended(token, deadline):
             guard tokens[token] != nil else { throw Refusal("unknown token \(token)") }
             tokens[token]!.deadlineMs = deadline
+        case let .backupChanged(sku, delta, backup):
+            let i = try index(sku)
+            guard skus[i].backup + delta == Int64(bitPattern: backup) else {
+                throw Refusal("\(sku): backup \(skus[i].backup) changed by \(delta) is not \(backup)")
+            }
+            try update(i) { $0.backup = Int64(bitPattern: backup) }
         case let .lowStock(sku, _), let .soldOut(sku), let .backInStock(sku, _):
             _ = try index(sku)  // an alert changes nothing, but names a SKU that exists
         }
@@ -229,9 +238,10 @@ public struct JournalState: Sendable, Equatable {
         guard s.onHand <= Int64(Limits.maxStock) else { throw Refusal("\(s.sku): on-hand \(s.onHand) above maximum") }
         guard s.reserved >= 0 else { throw Refusal("\(s.sku): reserved \(s.reserved) below zero") }
         guard s.confirmed >= 0 else { throw Refusal("\(s.sku): confirmed \(s.confirmed) below zero") }
+        guard s.backup >= 0 else { throw Refusal("\(s.sku): backup \(s.backup) below zero") }
         guard s.available >= 0 else {
             throw Refusal("\(s.sku): available \(s.available) below zero (on-hand \(s.onHand), "
-                          + "reserved \(s.reserved), confirmed \(s.confirmed))")
+                          + "reserved \(s.reserved), confirmed \(s.confirmed), backup \(s.backup))")
         }
     }
 

@@ -33,6 +33,7 @@ import StockProtocol
 // |    8 | lowStock      | sku str8, available u64 (an alert: no state; for the event feed)           |
 // |    9 | soldOut       | sku str8                                                                  |
 // |   10 | backInStock   | sku str8, available u64                                                   |
+// |   11 | backupChanged | sku str8, delta i64, backup u64 (after)                                   |
 //
 // str8 = u8 length + bytes (a SKU 1...64 bytes, other strings 0...64);
 // token = its 16 wire bytes: slot u32, generation u32, secret u64 (as the protocol).
@@ -49,7 +50,7 @@ import StockProtocol
 /// The kind byte of a record.
 public enum RecordKind: UInt8, Sendable, CaseIterable {
     case stockSet = 1, stockAdjusted, reserved, confirmed, released, expired, extended
-    case lowStock, soldOut, backInStock
+    case lowStock, soldOut, backInStock, backupChanged
 }
 
 extension JournalRecord {
@@ -66,6 +67,7 @@ extension JournalRecord {
         case .lowStock: .lowStock
         case .soldOut: .soldOut
         case .backInStock: .backInStock
+        case .backupChanged: .backupChanged
         }
     }
 }
@@ -149,6 +151,8 @@ public enum RecordCodec {
             w.str8(sku); w.u64(available)
         case let .soldOut(sku):
             w.str8(sku)
+        case let .backupChanged(sku, delta, backup):
+            w.str8(sku); w.u64(UInt64(bitPattern: delta)); w.u64(backup)
         }
         let n = w.at
         // Cannot fail: the largest record is 251 bytes (see the table above).
@@ -185,7 +189,7 @@ public enum RecordCodec {
     public static func skuBytes(_ record: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
         let at: Int
         switch RecordKind(rawValue: record[8]) {
-        case .stockSet, .stockAdjusted, .lowStock, .soldOut, .backInStock: at = headerBytes
+        case .stockSet, .stockAdjusted, .lowStock, .soldOut, .backInStock, .backupChanged: at = headerBytes
         case .reserved, .confirmed, .released, .expired: at = headerBytes + Token.size
         case .extended, nil: return UnsafeRawBufferPointer(start: nil, count: 0)
         }
@@ -257,6 +261,8 @@ public enum RecordCodec {
             record = .soldOut(sku: try r.sku())
         case .backInStock:
             record = .backInStock(sku: try r.sku(), available: try r.u64())
+        case .backupChanged:
+            record = .backupChanged(sku: try r.sku(), delta: try r.i64(), backup: try r.u64())
         }
         guard r.at == bytes.count else { throw .badField("\(bytes.count - r.at) bytes after the payload") }
         return SequencedRecord(seq: seq, timeMs: time, record: record)

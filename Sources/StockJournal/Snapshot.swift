@@ -6,7 +6,7 @@ import Darwin
 import CCRC32C
 import StockProtocol
 
-// # Snapshot format (version 1)
+// # Snapshot format (version 2; version 1 is still read)
 //
 // `snapshot-<20-digit seq>.snap` holds a `JournalState` equal to replaying
 // every record up to and including `seq`. Little-endian throughout.
@@ -14,7 +14,7 @@ import StockProtocol
 // | offset | size | field                                               |
 // |-------:|-----:|-----------------------------------------------------|
 // |      0 |    8 | magic "STOCKSNP"                                    |
-// |      8 |    4 | format version (1)                                  |
+// |      8 |    4 | format version (2)                                  |
 // |     12 |    4 | flags (0)                                           |
 // |     16 |    8 | seq                                                 |
 // |     24 |    8 | wallTimeMs (when written)                           |
@@ -24,8 +24,8 @@ import StockProtocol
 // |     56 |    … | skuCount × SKU, tokenCount × token, customerSoldCount × sold |
 // |  end-4 |    4 | crc32c of every byte before it                      |
 //
-// SKU:   sku str8, onHand u64, reserved u64, confirmed u64, lowStockThreshold u32, perCustomerLimit u32
-//        (in catalog order: a SKU's position is its index below)
+// SKU:   sku str8, onHand u64, reserved u64, confirmed u64, lowStockThreshold u32, perCustomerLimit u32,
+//        backup u64 (not in version 1: backup 0) — in catalog order: a SKU's position is its index below
 // token: token (16 bytes), deadlineMs u64, customer str8, idempotencyKey str8, flags u8 (bit 0 bundle),
 //        lineCount u16, lineCount × (skuIndex u32, quantity u32)
 // sold:  customer str8, skuIndex u32, units u64
@@ -72,7 +72,9 @@ public struct SkippedSnapshot: Sendable, Equatable, CustomStringConvertible {
 /// Writing, loading and retiring snapshots.
 public enum Snapshots {
     static let magic: UInt64 = 0x504E_534B_434F_5453  // "STOCKSNP" read as u64 LE
-    static let version: UInt32 = 1
+    static let version: UInt32 = 2
+    /// Versions `load` reads: 1 wrote no backup field (backup units came with version 2).
+    static let readableVersions: ClosedRange<UInt32> = 1...2
     static let headerBytes = 56
     static let prefix = "snapshot-"
     static let suffix = ".snap"
@@ -132,9 +134,9 @@ public enum Snapshots {
         }
         for (i, s) in state.skus.enumerated() {
             skuIndex[s.sku] = UInt32(i)
-            try out.put(65 + 32) { w in
+            try out.put(65 + 40) { w in
                 w.str8(s.sku); w.u64(UInt64(s.onHand)); w.u64(UInt64(s.reserved)); w.u64(UInt64(s.confirmed))
-                w.u32(s.lowStockThreshold); w.u32(s.perCustomerLimit)
+                w.u32(s.lowStockThreshold); w.u32(s.perCustomerLimit); w.u64(UInt64(s.backup))
             }
         }
         for t in state.tokens.values {
@@ -221,7 +223,7 @@ public enum Snapshots {
         var r = RawReader(UnsafeRawBufferPointer(rebasing: b[0..<(b.count - 4)]), at: 0)
         guard try r.u64() == magic else { throw .badField("magic") }
         let v = try r.u32()
-        guard v == version else { throw .badField("format version \(v)") }
+        guard readableVersions.contains(v) else { throw .badField("format version \(v)") }
         _ = try r.u32()
         let h = SnapshotHeader(seq: try r.u64(), wallTimeMs: try r.u64(), skuCount: try r.u64(),
                                tokenCount: try r.u64(), customerSoldCount: try r.u64())
@@ -230,7 +232,7 @@ public enum Snapshots {
         guard h.skuCount <= UInt64(r.remaining / 30), h.tokenCount <= UInt64(r.remaining / 29),
               h.customerSoldCount <= UInt64(r.remaining / 13)
         else { throw .badField("counts larger than the file") }
-        let skus = try decodeSKUs(&r, count: Int(h.skuCount))
+        let skus = try decodeSKUs(&r, count: Int(h.skuCount), withBackup: v >= 2)
         let tokens = try decodeTokens(&r, count: Int(h.tokenCount), skus: skus)
         let sold = try decodeSold(&r, count: Int(h.customerSoldCount), skus: skus)
         guard r.remaining == 0 else { throw .badField("\(r.remaining) bytes after the body") }
@@ -243,12 +245,15 @@ public enum Snapshots {
         }
     }
 
-    private static func decodeSKUs(_ r: inout RawReader, count: Int) throws(RecordCorruption) -> [SKUState] {
+    private static func decodeSKUs(_ r: inout RawReader, count: Int, withBackup: Bool)
+        throws(RecordCorruption) -> [SKUState]
+    {
         var skus: [SKUState] = []
         skus.reserveCapacity(count)
         for _ in 0..<count {
             skus.append(SKUState(sku: try r.sku(), onHand: try r.i64(), reserved: try r.i64(), confirmed: try r.i64(),
-                                 lowStockThreshold: try r.u32(), perCustomerLimit: try r.u32()))
+                                 lowStockThreshold: try r.u32(), perCustomerLimit: try r.u32(),
+                                 backup: withBackup ? try r.i64() : 0))
         }
         return skus
     }

@@ -21,9 +21,12 @@ public enum EventKind: UInt8, Sendable, CaseIterable {
     case lowStock = 8
     case soldOut = 9
     case backInStock = 10
+    /// Units moved between backup and sale: `quantity` the change of backup
+    /// (negative: released to sale), `aux` the backup after.
+    case backupChanged = 11
 
-    /// Bits of a SUBSCRIBE `kinds` mask that name a kind (1 << kind, kinds 1...10).
-    public static let allKindsMask: UInt16 = 0b111_1111_1110
+    /// Bits of a SUBSCRIBE `kinds` mask that name a kind (1 << kind, kinds 1...11).
+    public static let allKindsMask: UInt16 = 0b1111_1111_1110
 
     /// The name used in JSON and on the command line.
     public var name: String {
@@ -39,6 +42,7 @@ public enum EventKind: UInt8, Sendable, CaseIterable {
         case .lowStock: "low_stock"
         case .soldOut: "sold_out"
         case .backInStock: "back_in_stock"
+        case .backupChanged: "backup_changed"
         }
     }
 
@@ -105,6 +109,7 @@ public struct FeedStart: Sendable, Equatable {
 /// | extended | 0 | new expires_at_ms | token | — (no SKU) |
 /// | low_stock, back_in_stock | available | — | — | — |
 /// | sold_out | 0 | — | — | — |
+/// | backup_changed | change of backup (− released to sale, + held back) | backup after | — | — |
 ///
 /// `line` / `lines`: a token's lines each give their own event (a bundle of
 /// three lines confirms as three `confirmed` events, lines 0, 1, 2 of 3,

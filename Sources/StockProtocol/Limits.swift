@@ -36,6 +36,8 @@ public enum Limits {
     public static let listEnd: UInt32 = 0xFFFF_FFFF
     /// Maximum absolute value of a STOCK_ADJUST delta, and maximum on-hand of a SKU (2^40).
     public static let maxStock: UInt64 = 1 << 40
+    /// Lines in one STAGE (the frame must hold them too: see PROTOCOL.md STAGE).
+    public static let maxStageLines = 4096
     /// Most credit one SUBSCRIBE or CREDIT frame may grant (2^20 events).
     public static let maxFeedCredit: UInt32 = 1 << 20
     /// Most credit a feed connection may hold in total; grants beyond it saturate.

@@ -18,6 +18,12 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     case stockAdjust = 0x21
     case stockGet = 0x22
     case stockList = 0x23
+    /// Backup units back on sale (PROTOCOL.md §4 BACKUP_RELEASE).
+    case backupRelease = 0x24
+    /// Available units held back as backup.
+    case backupHold = 0x25
+    /// A show's catalog, every line or none.
+    case stage = 0x26
     case stats = 0x30
     case subscribe = 0x40
     /// Server to client only: one event of a feed (PROTOCOL.md §9).
@@ -39,6 +45,9 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
         case .stockAdjust: "STOCK_ADJUST"
         case .stockGet: "STOCK_GET"
         case .stockList: "STOCK_LIST"
+        case .backupRelease: "BACKUP_RELEASE"
+        case .backupHold: "BACKUP_HOLD"
+        case .stage: "STAGE"
         case .stats: "STATS"
         case .subscribe: "SUBSCRIBE"
         case .event: "EVENT"
@@ -50,7 +59,8 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     /// is acknowledged only after its record is durable).
     public var isMutation: Bool {
         switch self {
-        case .reserve, .reserveBundle, .confirm, .release, .extend, .stockSet, .stockAdjust: true
+        case .reserve, .reserveBundle, .confirm, .release, .extend, .stockSet, .stockAdjust, .backupRelease,
+             .backupHold, .stage: true
         case .hello, .ping, .stockGet, .stockList, .stats, .subscribe, .event, .credit: false
         }
     }

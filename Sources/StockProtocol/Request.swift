@@ -13,6 +13,9 @@ public enum Request: Sendable, Equatable {
     case stockAdjust(StockAdjust)
     case stockGet(SKU)
     case stockList(StockList)
+    case backupRelease(BackupMove)
+    case backupHold(BackupMove)
+    case stage(Stage)
     case stats
     case subscribe(Subscribe)
     /// CREDIT: more events the server may send on this feed connection.
@@ -32,6 +35,9 @@ public enum Request: Sendable, Equatable {
         case .stockAdjust: .stockAdjust
         case .stockGet: .stockGet
         case .stockList: .stockList
+        case .backupRelease: .backupRelease
+        case .backupHold: .backupHold
+        case .stage: .stage
         case .stats: .stats
         case .subscribe: .subscribe
         case .credit: .credit
@@ -196,4 +202,43 @@ public struct StockList: Sendable, Equatable {
         self.cursor = cursor
         self.limit = limit
     }
+}
+
+/// BACKUP_RELEASE / BACKUP_HOLD: move `quantity` units between a SKU's
+/// backup and its available units. For a release, 0 means every backup unit.
+public struct BackupMove: Sendable, Equatable {
+    public var sku: SKU
+    public var quantity: UInt64
+    public init(sku: SKU, quantity: UInt64) {
+        self.sku = sku
+        self.quantity = quantity
+    }
+}
+
+/// One line of a STAGE: the SKU's whole stock policy, absolute values.
+public struct StageLine: Sendable, Equatable {
+    public var sku: SKU
+    public var onHand: UInt64
+    /// Units held back from sale (at most `onHand`).
+    public var backup: UInt64
+    public var lowStockThreshold: UInt32
+    /// 0 = unlimited.
+    public var perCustomerLimit: UInt32
+    public init(sku: SKU, onHand: UInt64, backup: UInt64 = 0, lowStockThreshold: UInt32 = 0,
+                perCustomerLimit: UInt32 = 0) {
+        self.sku = sku
+        self.onHand = onHand
+        self.backup = backup
+        self.lowStockThreshold = lowStockThreshold
+        self.perCustomerLimit = perCustomerLimit
+    }
+
+    /// Encoded bytes of this line.
+    public var encodedSize: Int { 8 + 8 + 4 + 4 + 1 + sku.count }
+}
+
+/// STAGE: a show's catalog, applied all lines or none (PROTOCOL.md §4).
+public struct Stage: Sendable, Equatable {
+    public var lines: [StageLine]
+    public init(lines: [StageLine]) { self.lines = lines }
 }

@@ -37,6 +37,15 @@ public enum RequestCodec {
             try r.finish()
             guard limit <= Limits.maxListPage else { throw .invalidArgument }
             return .stockList(StockList(cursor: cursor, limit: limit))
+        case .backupRelease, .backupHold:
+            let quantity = try r.readU64()
+            let sku = try r.readBytes(Int(try r.readU8()))
+            try r.finish()
+            // A release of 0 means "all"; holding 0 units means nothing.
+            guard quantity <= Limits.maxStock, op == .backupRelease || quantity > 0 else { throw .quantityInvalid }
+            let move = BackupMove(sku: try sku8(sku), quantity: quantity)
+            return op == .backupRelease ? .backupRelease(move) : .backupHold(move)
+        case .stage: return .stage(try decodeStage(&r))
         case .stats: try r.finish(); return .stats
         case .subscribe: return .subscribe(try decodeSubscribe(&r))
         case .credit:
@@ -208,6 +217,37 @@ public enum RequestCodec {
         return StockAdjust(sku: try sku8(sku), delta: delta, reason: reason)
     }
 
+    static func decodeStage(_ r: inout ByteReader) throws(Status) -> Stage {
+        let n = Int(try r.readU16())
+        // Structure first: walk every line before judging any value.
+        let linesStart = r.offset
+        for _ in 0..<n {
+            _ = try r.readBytes(24)
+            _ = try r.readBytes(Int(try r.readU8()))
+        }
+        try r.finish()
+        guard n >= 1, n <= Limits.maxStageLines else { throw .invalidArgument }
+        var again = r
+        again.rewind(to: linesStart)
+        var lines = [StageLine]()
+        lines.reserveCapacity(n)
+        var seen = Set<SKU>(minimumCapacity: n)
+        for _ in 0..<n {
+            let onHand = try again.readU64()
+            let backup = try again.readU64()
+            let threshold = try again.readU32()
+            let limit = try again.readU32()
+            let skuBytes = try again.readBytes(Int(try again.readU8()))
+            try checkStock(onHand)
+            guard backup <= onHand else { throw .quantityInvalid }
+            let sku = try sku8(skuBytes)
+            guard seen.insert(sku).inserted else { throw .invalidArgument }  // one line per SKU
+            lines.append(StageLine(sku: sku, onHand: onHand, backup: backup, lowStockThreshold: threshold,
+                                   perCustomerLimit: limit))
+        }
+        return Stage(lines: lines)
+    }
+
     static func decodeSubscribe(_ r: inout ByteReader) throws(Status) -> Subscribe {
         let from = try r.readU64()
         let credit = try r.readU32()
@@ -281,6 +321,19 @@ public enum RequestCodec {
         case .stockList(let l):
             w.writeU32(l.cursor)
             w.writeU16(l.limit)
+        case .backupRelease(let m), .backupHold(let m):
+            w.writeU64(m.quantity)
+            w.writeShort(m.sku)
+        case .stage(let s):
+            precondition(s.lines.count <= Int(UInt16.max), "a stage holds at most 65535 lines on the wire")
+            w.writeU16(UInt16(s.lines.count))
+            for line in s.lines {
+                w.writeU64(line.onHand)
+                w.writeU64(line.backup)
+                w.writeU32(line.lowStockThreshold)
+                w.writeU32(line.perCustomerLimit)
+                w.writeShort(line.sku)
+            }
         case .subscribe(let s):
             w.writeU64(s.from)
             w.writeU32(s.credit)

@@ -29,6 +29,8 @@ public enum ResponseBody: Sendable, Equatable {
     case extended(expiresAtMs: UInt64)
     /// Answer to STOCK_SET, STOCK_ADJUST and STOCK_GET.
     case stock(StockInfo)
+    /// STAGE applied: its line count, and how many SKUs it created.
+    case staged(StageReply)
     case stockPage(StockPage)
     case stats([StatEntry])
     /// SUBSCRIBE accepted: the feed starts at `start`; `end` was its last offset then.
@@ -124,10 +126,10 @@ public struct ConfirmReply: Sendable, Equatable {
     }
 }
 
-/// The counters of one SKU. Invariant: `onHand = available + reserved + confirmed`.
+/// The counters of one SKU. Invariant: `onHand = available + reserved + confirmed + backup`.
 public struct StockInfo: Sendable, Equatable {
     /// Bytes of the encoded form.
-    public static let size = 48
+    public static let size = 56
     public var onHand: UInt64
     public var available: UInt64
     public var reserved: UInt64
@@ -138,8 +140,11 @@ public struct StockInfo: Sendable, Equatable {
     /// server started: a monotonic count, so a monitor derives reservations/s
     /// from two reads. Idempotent replays are not counted.
     public var reservations: UInt64
+    /// Units on hand held back from sale until an operator releases them (BACKUP_RELEASE).
+    public var backup: UInt64
     public init(onHand: UInt64, available: UInt64, reserved: UInt64, confirmed: UInt64,
-                lowStockThreshold: UInt32 = 0, perCustomerLimit: UInt32 = 0, reservations: UInt64 = 0) {
+                lowStockThreshold: UInt32 = 0, perCustomerLimit: UInt32 = 0, reservations: UInt64 = 0,
+                backup: UInt64 = 0) {
         self.onHand = onHand
         self.available = available
         self.reserved = reserved
@@ -147,6 +152,35 @@ public struct StockInfo: Sendable, Equatable {
         self.lowStockThreshold = lowStockThreshold
         self.perCustomerLimit = perCustomerLimit
         self.reservations = reservations
+        self.backup = backup
+    }
+}
+
+/// STAGE's answer.
+public struct StageReply: Sendable, Equatable {
+    /// Lines applied (all of them).
+    public var lines: UInt16
+    /// SKUs the stage added to the catalog.
+    public var created: UInt16
+    public init(lines: UInt16, created: UInt16) {
+        self.lines = lines
+        self.created = created
+    }
+}
+
+/// One refused line of a STAGE (`STAGE_REFUSED`).
+public struct StageRefusal: Sendable, Equatable {
+    /// Index of the line in the request (0-based).
+    public var line: UInt16
+    /// Why: `INSUFFICIENT_AVAILABLE` (value: units available, fewer than the
+    /// line takes off sale) or `AT_CAPACITY` (value: SKUs the catalog can
+    /// still take).
+    public var status: Status
+    public var value: UInt64
+    public init(line: UInt16, status: Status, value: UInt64) {
+        self.line = line
+        self.status = status
+        self.value = value
     }
 }
 
@@ -203,6 +237,10 @@ public enum ErrorDetail: Sendable, Equatable {
     case unsupportedVersion(min: UInt16, max: UInt16)
     /// OFFSET_COMPACTED: the oldest offset the feed still serves.
     case offsetCompacted(oldest: UInt64)
+    /// INSUFFICIENT_BACKUP: units the SKU holds back.
+    case insufficientBackup(backup: UInt64)
+    /// STAGE_REFUSED: every line refused (at most `Limits.maxStageLines`).
+    case stageRefused([StageRefusal])
 }
 
 extension ErrorDetail {
@@ -213,12 +251,13 @@ extension ErrorDetail {
         case (.outOfStock, .outOfStock), (.unknownSKU, .unknownSKU), (.customerLimit, .customerLimit),
              (.stockChanged, .stockChanged), (.insufficientAvailable, .insufficientAvailable),
              (.ttlTooLong, .ttlTooLong), (.frameTooLarge, .frameTooLarge),
-             (.unsupportedVersion, .unsupportedVersion), (.offsetCompacted, .offsetCompacted):
+             (.unsupportedVersion, .unsupportedVersion), (.offsetCompacted, .offsetCompacted),
+             (.insufficientBackup, .insufficientBackup), (.stageRefused, .stageRefused):
             return true
         case (.none, _):
             switch status {
             case .outOfStock, .unknownSKU, .customerLimit, .stockChanged, .insufficientAvailable, .ttlTooLong,
-                 .frameTooLarge, .unsupportedVersion, .offsetCompacted, .ok:
+                 .frameTooLarge, .unsupportedVersion, .offsetCompacted, .insufficientBackup, .stageRefused, .ok:
                 return false
             default:
                 return true

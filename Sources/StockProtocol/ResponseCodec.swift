@@ -30,6 +30,20 @@ public enum ResponseCodec {
         case .frameTooLarge: return .frameTooLarge(maxFrame: try r.readU32())
         case .unsupportedVersion: return .unsupportedVersion(min: try r.readU16(), max: try r.readU16())
         case .offsetCompacted: return .offsetCompacted(oldest: try r.readU64())
+        case .insufficientBackup: return .insufficientBackup(backup: try r.readU64())
+        case .stageRefused:
+            let n = Int(try r.readU16())
+            guard n >= 1, n <= Limits.maxStageLines else { throw .malformed }
+            var refused = [StageRefusal]()
+            refused.reserveCapacity(n)
+            for _ in 0..<n {
+                let line = try r.readU16()
+                let status = Status(rawValue: try r.readU8())
+                // Only these two refuse a stage line (PROTOCOL.md STAGE).
+                guard status == .insufficientAvailable || status == .atCapacity, let status else { throw .malformed }
+                refused.append(StageRefusal(line: line, status: status, value: try r.readU64()))
+            }
+            return .stageRefused(refused)
         default: return .none
         }
     }
@@ -52,7 +66,8 @@ public enum ResponseCodec {
         case .confirm: return .confirmed(ConfirmReply(confirmed: try r.readU32(), returned: try r.readU32()))
         case .release: return .released(units: try r.readU32())
         case .extend: return .extended(expiresAtMs: try r.readU64())
-        case .stockSet, .stockAdjust, .stockGet: return .stock(try readInfo(&r))
+        case .stockSet, .stockAdjust, .stockGet, .backupRelease, .backupHold: return .stock(try readInfo(&r))
+        case .stage: return .staged(StageReply(lines: try r.readU16(), created: try r.readU16()))
         case .stockList:
             let next = try r.readU32()
             let n = Int(try r.readU16())
@@ -80,7 +95,7 @@ public enum ResponseCodec {
     static func readInfo(_ r: inout ByteReader) throws(Status) -> StockInfo {
         StockInfo(onHand: try r.readU64(), available: try r.readU64(), reserved: try r.readU64(),
                   confirmed: try r.readU64(), lowStockThreshold: try r.readU32(), perCustomerLimit: try r.readU32(),
-                  reservations: try r.readU64())
+                  reservations: try r.readU64(), backup: try r.readU64())
     }
 
     // MARK: encoding
@@ -132,6 +147,9 @@ public enum ResponseCodec {
         case .released(let units): w.writeU32(units)
         case .extended(let at): w.writeU64(at)
         case .stock(let info): writeInfo(info, into: &w)
+        case .staged(let s):
+            w.writeU16(s.lines)
+            w.writeU16(s.created)
         case .stockPage(let page):
             w.writeU32(page.nextCursor)
             w.writeU16(UInt16(page.entries.count))
@@ -155,7 +173,7 @@ public enum ResponseCodec {
         }
     }
 
-    /// Appends a StockInfo's 48 bytes.
+    /// Appends a StockInfo's 56 bytes.
     public static func writeInfo(_ i: StockInfo, into w: inout ByteWriter) {
         w.writeU64(i.onHand)
         w.writeU64(i.available)
@@ -164,6 +182,7 @@ public enum ResponseCodec {
         w.writeU32(i.lowStockThreshold)
         w.writeU32(i.perCustomerLimit)
         w.writeU64(i.reservations)
+        w.writeU64(i.backup)
     }
 
     static func encodeDetail(_ d: ErrorDetail, into w: inout ByteWriter) {
@@ -181,6 +200,15 @@ public enum ResponseCodec {
         case .ttlTooLong(let max): w.writeU32(max)
         case .frameTooLarge(let max): w.writeU32(max)
         case .offsetCompacted(let oldest): w.writeU64(oldest)
+        case .insufficientBackup(let backup): w.writeU64(backup)
+        case .stageRefused(let refused):
+            precondition(!refused.isEmpty && refused.count <= Limits.maxStageLines, "STAGE_REFUSED lists 1...4096 lines")
+            w.writeU16(UInt16(refused.count))
+            for r in refused {
+                w.writeU16(r.line)
+                w.writeU8(r.status.rawValue)
+                w.writeU64(r.value)
+            }
         case .unsupportedVersion(let lo, let hi):
             w.writeU16(lo)
             w.writeU16(hi)

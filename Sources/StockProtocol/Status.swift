@@ -39,6 +39,10 @@ public enum Status: UInt8, Sendable, CaseIterable, Error {
     case offsetCompacted = 15
     /// The server keeps no journal (`--sync none`): there is no event feed.
     case feedUnavailable = 16
+    /// BACKUP_RELEASE asked for more units than the SKU holds back. Payload: backup u64.
+    case insufficientBackup = 17
+    /// STAGE refused: nothing was applied. Payload: count u16, count × (line u16, status u8, value u64).
+    case stageRefused = 18
 
     /// The payload does not match the opcode's layout (truncated, trailing bytes, bad header bits).
     case malformed = 32
@@ -98,6 +102,8 @@ public enum Status: UInt8, Sendable, CaseIterable, Error {
         case .invalidArgument: "INVALID_ARGUMENT"
         case .offsetCompacted: "OFFSET_COMPACTED"
         case .feedUnavailable: "FEED_UNAVAILABLE"
+        case .insufficientBackup: "INSUFFICIENT_BACKUP"
+        case .stageRefused: "STAGE_REFUSED"
         case .malformed: "MALFORMED"
         case .frameTooLarge: "FRAME_TOO_LARGE"
         case .unknownOpcode: "UNKNOWN_OPCODE"

@@ -49,7 +49,8 @@ extension Connection {
     static func changesState(_ opcode: UInt8) -> Bool {
         switch opcode {
         case Opcode.reserve.rawValue, Opcode.reserveBundle.rawValue, Opcode.confirm.rawValue, Opcode.release.rawValue,
-             Opcode.extend.rawValue, Opcode.stockSet.rawValue, Opcode.stockAdjust.rawValue:
+             Opcode.extend.rawValue, Opcode.stockSet.rawValue, Opcode.stockAdjust.rawValue,
+             Opcode.backupRelease.rawValue, Opcode.backupHold.rawValue, Opcode.stage.rawValue:
             return true
         default:
             return false
@@ -83,6 +84,12 @@ extension Connection {
             return .stock(try core.setStock(s, nowMs: nowMs, on: w))
         case .stockAdjust(let a):
             return .stock(try core.adjustStock(a, nowMs: nowMs, on: w))
+        case .backupRelease(let m):
+            return .stock(try core.releaseBackup(m, nowMs: nowMs, on: w))
+        case .backupHold(let m):
+            return .stock(try core.holdBackup(m, nowMs: nowMs, on: w))
+        case .stage(let s):
+            return .staged(try core.stage(s, nowMs: nowMs, on: w))
         case .stockGet(let sku):
             return .stock(try core.stock(sku))
         case .stockList(let l):

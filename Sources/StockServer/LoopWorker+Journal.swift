@@ -70,6 +70,7 @@ extension LoopWorker {
         case .lowStock: return .lowStock(sku: core.sku(at: c.sku), available: UInt64(max(0, c.quantity)))
         case .soldOut: return .soldOut(sku: core.sku(at: c.sku))
         case .backInStock: return .backInStock(sku: core.sku(at: c.sku), available: UInt64(max(0, c.quantity)))
+        case .backupChanged: return .backupChanged(sku: core.sku(at: c.sku), delta: c.quantity, backup: UInt64(c.aux))
         }
     }
 

@@ -87,6 +87,7 @@ enum MetricsText {
             ("stockd_sku_available", "Units on sale now.", { (i: StockInfo) in i.available }),
             ("stockd_sku_reserved", "Units held by tokens now.", { (i: StockInfo) in i.reserved }),
             ("stockd_sku_confirmed", "Units sold.", { (i: StockInfo) in i.confirmed }),
+            ("stockd_sku_backup", "Units held back from sale until released.", { (i: StockInfo) in i.backup }),
         ] as [(String, String, (StockInfo) -> UInt64)] {
             out.help(name, help + " Per SKU, the first \(s.config.metricsMaxSKUs) in catalog order.", type: "gauge")
             for e in entries {  // the bulk of a scrape: no dictionaries, no floating point

@@ -65,12 +65,12 @@ public final class StockServer: @unchecked Sendable {
     /// Restores recovered stock (before `start`): SKUs in their original
     /// order, customers' sold units, and the live tokens (applied in
     /// `start`, when the workers exist). Deadlines are wall-clock ms.
-    public func restore(skus: [(sku: SKU, onHand: UInt64, confirmed: UInt64, lowStockThreshold: UInt32,
-                                perCustomerLimit: UInt32)],
+    public func restore(skus: [(sku: SKU, onHand: UInt64, confirmed: UInt64, backup: UInt64,
+                                lowStockThreshold: UInt32, perCustomerLimit: UInt32)],
                         customerSold: [(customer: ShortBytes, sku: SKU, units: UInt64)],
                         tokens: [RestoredToken]) throws(RestoreError) {
         for s in skus {
-            try core.restoreStock(s.sku, onHand: s.onHand, confirmed: s.confirmed,
+            try core.restoreStock(s.sku, onHand: s.onHand, confirmed: s.confirmed, backup: s.backup,
                                   lowStockThreshold: s.lowStockThreshold, perCustomerLimit: s.perCustomerLimit)
         }
         for c in customerSold { try core.restoreCustomerSold(customer: c.customer, sku: c.sku, units: c.units) }

@@ -9,7 +9,8 @@ import Glibc
 
 /// What the data directory gave back, ready for `StockServer.restore`.
 struct RecoveredData {
-    var skus: [(sku: SKU, onHand: UInt64, confirmed: UInt64, lowStockThreshold: UInt32, perCustomerLimit: UInt32)]
+    var skus: [(sku: SKU, onHand: UInt64, confirmed: UInt64, backup: UInt64, lowStockThreshold: UInt32,
+                perCustomerLimit: UInt32)]
     var customerSold: [(customer: ShortBytes, sku: SKU, units: UInt64)]
     var tokens: [RestoredToken]
     /// The journal's first record number from now on.
@@ -69,7 +70,8 @@ enum StartupRecovery {
             """)
         return RecoveredData(
             skus: result.state.skus.map {
-                ($0.sku, UInt64($0.onHand), UInt64($0.confirmed), $0.lowStockThreshold, $0.perCustomerLimit)
+                ($0.sku, UInt64($0.onHand), UInt64($0.confirmed), UInt64($0.backup), $0.lowStockThreshold,
+                 $0.perCustomerLimit)
             },
             customerSold: result.state.customerSold.map { ($0.key.customer, $0.key.sku, $0.value) },
             tokens: result.state.tokens.values.map {

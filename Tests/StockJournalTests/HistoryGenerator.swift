@@ -50,7 +50,8 @@ struct HistoryGenerator {
         let op = rng.next(below: 100)
         if op >= 45 && op < 90 && rng.next(below: 100) >= settlePercent { return reserve() }
         switch op {
-        case 0..<5: adjust()
+        case 0..<3: adjust()
+        case 3..<5: moveBackup()
         case 5..<45: reserve()
         case 45..<65: confirm()
         case 65..<78: settle(expire: false)
@@ -61,7 +62,7 @@ struct HistoryGenerator {
 
     private mutating func setStock() {
         let sku = pick(skuNames)
-        let floor = state.sku(sku).map { $0.reserved + $0.confirmed } ?? 0
+        let floor = state.sku(sku).map { $0.reserved + $0.confirmed + $0.backup } ?? 0
         let onHand = UInt64(floor) + rng.next(below: 200)
         emit(.stockSet(sku: sku, onHand: onHand, lowStockThreshold: UInt32(rng.next(below: 10)),
                        perCustomerLimit: UInt32(rng.next(below: 4))))
@@ -72,6 +73,15 @@ struct HistoryGenerator {
         let delta = rng.next(below: 2) == 0 ? Int64(rng.next(below: 100)) + 1 : -Int64(rng.next(below: UInt64(s.available) + 1))
         guard delta != 0 else { return }
         emit(.stockAdjusted(sku: s.sku, delta: delta, reason: UInt8(rng.next(below: 4))))
+    }
+
+    /// Holds back some available units, or releases some backup units.
+    private mutating func moveBackup() {
+        let s = pick(state.skus)
+        let delta = rng.next(below: 2) == 0 ? Int64(rng.next(below: UInt64(s.available) + 1))
+                                            : -Int64(rng.next(below: UInt64(s.backup) + 1))
+        guard delta != 0 else { return }
+        emit(.backupChanged(sku: s.sku, delta: delta, backup: UInt64(s.backup + delta)))
     }
 
     private mutating func newToken() -> Token {

@@ -39,6 +39,28 @@ struct JournalStateTests {
         try s.checkInvariants()
     }
 
+    /// Backup units: held back from available, released back, and counted by
+    /// every check (a set below reserved + confirmed + backup is refused).
+    @Test func backupUnits() throws {
+        var s = JournalState()
+        try s.apply(rec(1, .stockSet(sku: a, onHand: 10, lowStockThreshold: 0, perCustomerLimit: 0)))
+        try s.apply(rec(2, .backupChanged(sku: a, delta: 4, backup: 4)))
+        #expect(s.sku(a) == SKUState(sku: a, onHand: 10, backup: 4) && s.sku(a)?.available == 6)
+        try s.apply(rec(3, .reserved(token: t1, sku: a, quantity: 6, deadlineMs: 9000, customer: .empty,
+                                     idempotencyKey: .empty, bundle: false)))
+        #expect(throws: JournalError.self) {
+            var copy = s
+            try copy.apply(rec(4, .stockSet(sku: a, onHand: 9, lowStockThreshold: 0, perCustomerLimit: 0)))
+        }
+        try s.apply(rec(4, .backupChanged(sku: a, delta: -3, backup: 1)))
+        #expect(s.sku(a)?.available == 3)
+        // A stage lowering backup and on-hand together: backup first, then on-hand (StockCore.applyStaged).
+        try s.apply(rec(5, .backupChanged(sku: a, delta: -1, backup: 0)))
+        try s.apply(rec(6, .stockSet(sku: a, onHand: 6, lowStockThreshold: 0, perCustomerLimit: 0)))
+        #expect(s.sku(a) == SKUState(sku: a, onHand: 6, reserved: 6))
+        try s.checkInvariants()
+    }
+
     /// Refused records name their seq and leave the state unchanged.
     @Test func refusals() throws {
         var s = JournalState()
@@ -56,6 +78,10 @@ struct JournalStateTests {
             (.stockSet(sku: a, onHand: 1, lowStockThreshold: 0, perCustomerLimit: 0), "available -1"),
             (.stockAdjusted(sku: a, delta: -4, reason: 0), "on-hand -1"),
             (.extended(token: t2, deadlineMs: 5), "unknown token"),
+            (.backupChanged(sku: a, delta: 2, backup: 2), "available -1"),
+            (.backupChanged(sku: a, delta: -1, backup: 0), "changed by -1 is not 0"),
+            (.backupChanged(sku: a, delta: 1, backup: 2), "changed by 1 is not 2"),
+            (.backupChanged(sku: b, delta: 1, backup: 1), "unknown SKU"),
         ]
         for (r, why) in bad {
             let error = refusal(&s, rec(3, r))

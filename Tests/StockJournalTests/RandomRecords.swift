@@ -44,6 +44,8 @@ struct RandomRecords {
             .soldOut(sku: short(min: 1))
         case .backInStock:
             .backInStock(sku: short(min: 1), available: rng.next())
+        case .backupChanged:
+            .backupChanged(sku: short(min: 1), delta: Int64(bitPattern: rng.next()), backup: rng.next())
         }
     }
 

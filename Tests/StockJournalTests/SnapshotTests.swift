@@ -1,3 +1,4 @@
+import Foundation
 import StockJournal
 import StockProtocol
 import Testing
@@ -22,6 +23,35 @@ struct SnapshotTests {
         // The empty state too.
         let empty = try Snapshots.write(JournalState(), wallTimeMs: 1, directory: dir.path)
         #expect(try Snapshots.load(empty).0 == JournalState())
+    }
+
+    /// A version-1 snapshot (before backup units: no backup field) still loads, with backup 0.
+    @Test func versionOneSnapshotsStillLoad() throws {
+        let dir = TempDirectory("snapv1")
+        defer { dir.remove() }
+        var state = JournalState()
+        try state.apply(SequencedRecord(seq: 1, timeMs: 1, record: .stockSet(sku: SKU("OLD-A")!, onHand: 7,
+                                                                            lowStockThreshold: 1, perCustomerLimit: 2)))
+        try state.apply(SequencedRecord(seq: 2, timeMs: 2, record: .stockSet(sku: SKU("OLD-BB")!, onHand: 3,
+                                                                            lowStockThreshold: 0, perCustomerLimit: 0)))
+        let file = try Snapshots.write(state, wallTimeMs: 5, directory: dir.path)
+        // Rewrite it as version 1: version field 1, each SKU entry without its trailing backup u64, new checksum.
+        var b = [UInt8](FileManager.default.contents(atPath: file.path)!)
+        b[8] = 1
+        var v1 = Array(b[0..<56])
+        var at = 56
+        for _ in 0..<2 {
+            let entry = 1 + Int(b[at]) + 32
+            v1 += b[at..<(at + entry)]
+            #expect(b[(at + entry)..<(at + entry + 8)].allSatisfy { $0 == 0 })  // backup 0
+            at += entry + 8
+        }
+        v1 += b[at..<(b.count - 4)]
+        let crc = v1.withUnsafeBytes { CRC32C.extend(0, $0) }
+        v1 += withUnsafeBytes(of: crc.littleEndian) { Array($0) }
+        #expect(FileManager.default.createFile(atPath: file.path, contents: Data(v1)))
+        let (loaded, _) = try Snapshots.load(file)
+        #expect(loaded == state && loaded.sku(SKU("OLD-A")!)?.backup == 0)
     }
 
     /// Full replay == snapshot at a random cut + replay of the rest, field by field.

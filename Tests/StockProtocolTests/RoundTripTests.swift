@@ -99,6 +99,20 @@ struct Gen {
                                             reason: AdjustReason.allCases[int(0...(AdjustReason.allCases.count - 1))]))
         case .stockGet: return .stockGet(sku())
         case .stockList: return .stockList(StockList(cursor: u32(), limit: pick(0...Limits.maxListPage)))
+        case .backupRelease: return .backupRelease(BackupMove(sku: sku(), quantity: stock()))
+        case .backupHold: return .backupHold(BackupMove(sku: sku(), quantity: pick(1...Limits.maxStock)))
+        case .stage:
+            // Few lines, so that a frame stays within the default max_frame the pipelined decoder uses.
+            var lines = [StageLine]()
+            let n = int(1...40)
+            while lines.count < n {
+                let s = sku()
+                guard !lines.contains(where: { $0.sku == s }) else { continue }
+                let onHand = stock()
+                lines.append(StageLine(sku: s, onHand: onHand, backup: pick(0...onHand), lowStockThreshold: u32(),
+                                       perCustomerLimit: u32()))
+            }
+            return .stage(Stage(lines: lines))
         case .stats: return .stats
         case .subscribe:
             let from: UInt64 = switch int(0...3) {
@@ -125,7 +139,7 @@ struct Gen {
 
     mutating func info() -> StockInfo {
         StockInfo(onHand: u64(), available: u64(), reserved: u64(), confirmed: u64(),
-                  lowStockThreshold: u32(), perCustomerLimit: u32(), reservations: u64())
+                  lowStockThreshold: u32(), perCustomerLimit: u32(), reservations: u64(), backup: u64())
     }
 
     mutating func detail(for status: Status) -> ErrorDetail {
@@ -139,6 +153,11 @@ struct Gen {
         case .frameTooLarge: .frameTooLarge(maxFrame: u32())
         case .unsupportedVersion: .unsupportedVersion(min: u16(), max: u16())
         case .offsetCompacted: .offsetCompacted(oldest: u64())
+        case .insufficientBackup: .insufficientBackup(backup: u64())
+        case .stageRefused:
+            .stageRefused((0..<int(1...20)).map { _ in
+                StageRefusal(line: u16(), status: chance(80) ? .insufficientAvailable : .atCapacity, value: u64())
+            })
         default: .none
         }
     }
@@ -165,7 +184,8 @@ struct Gen {
         case .confirm: body = .confirmed(ConfirmReply(confirmed: u32(), returned: u32()))
         case .release: body = .released(units: u32())
         case .extend: body = .extended(expiresAtMs: u64())
-        case .stockSet, .stockAdjust, .stockGet: body = .stock(info())
+        case .stockSet, .stockAdjust, .stockGet, .backupRelease, .backupHold: body = .stock(info())
+        case .stage: body = .staged(StageReply(lines: u16(), created: u16()))
         case .stockList:
             let n = chance(10) ? 0 : int(1...20)
             body = .stockPage(StockPage(nextCursor: chance(30) ? Limits.listEnd : u32(),

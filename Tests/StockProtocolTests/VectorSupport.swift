@@ -249,6 +249,17 @@ func vectorFields(_ request: Request) -> JSON {
         return .object(["sku": .bytes(sku)])
     case .stockList(let l):
         return .object(["cursor": .int(l.cursor), "limit": .int(l.limit)])
+    case .backupRelease(let m), .backupHold(let m):
+        return .object(["quantity": .int(m.quantity), "sku": .bytes(m.sku)])
+    case .stage(let s):
+        return .object([
+            "line_count": .int(s.lines.count),
+            "lines": .array(s.lines.map {
+                .object(["on_hand": .int($0.onHand), "backup": .int($0.backup),
+                         "low_stock_threshold": .int($0.lowStockThreshold),
+                         "per_customer_limit": .int($0.perCustomerLimit), "sku": .bytes($0.sku)])
+            }),
+        ])
     case .subscribe(let s):
         return .object(["from": .int(s.from), "credit": .int(s.credit), "kinds": .int(s.kinds),
                         "sku_prefix": .bytes(s.skuPrefix)])
@@ -262,6 +273,7 @@ func vectorFields(_ info: StockInfo) -> JSON {
         "on_hand": .int(info.onHand), "available": .int(info.available), "reserved": .int(info.reserved),
         "confirmed": .int(info.confirmed), "low_stock_threshold": .int(info.lowStockThreshold),
         "per_customer_limit": .int(info.perCustomerLimit), "reservations": .int(info.reservations),
+        "backup": .int(info.backup),
     ])
 }
 
@@ -290,6 +302,8 @@ func vectorFields(_ body: ResponseBody) -> JSON {
         return .object(["expires_at_ms": .int(at)])
     case .stock(let info):
         return .object(["stock_info": vectorFields(info)])
+    case .staged(let s):
+        return .object(["lines": .int(s.lines), "created": .int(s.created)])
     case .stockPage(let page):
         return .object([
             "next_cursor": .int(page.nextCursor), "count": .int(page.entries.count),
@@ -323,6 +337,15 @@ func vectorFields(_ body: ResponseBody) -> JSON {
         case .frameTooLarge(let max): return .object(["max_frame": .int(max)])
         case .unsupportedVersion(let lo, let hi): return .object(["min": .int(lo), "max": .int(hi)])
         case .offsetCompacted(let oldest): return .object(["oldest": .int(oldest)])
+        case .insufficientBackup(let backup): return .object(["backup": .int(backup)])
+        case .stageRefused(let refused):
+            // An entry's `status` is its §5 code, a plain number.
+            return .object([
+                "count": .int(refused.count),
+                "entries": .array(refused.map {
+                    .object(["line": .int($0.line), "status": .int($0.status.rawValue), "value": .int($0.value)])
+                }),
+            ])
         }
     }
 }

@@ -216,6 +216,42 @@ struct VectorTests {
         #expect(result == .failure(.malformed))
     }
 
+    /// STAGE takes 1 to 4,096 lines (PROTOCOL.md §4 STAGE), but a line is at least 26 bytes, so neither 4,096
+    /// nor 4,097 lines fit the default max_frame the vectors are judged under: `malformed.json` can show
+    /// line_count 0 only (and a 4,097-line header that is `too_large`). This checks the upper bound under a
+    /// server's larger max_frame.
+    @Test("STAGE of 4,096 lines decodes and 4,097 is INVALID_ARGUMENT (beyond the default max_frame)")
+    func stageLineCountBound() throws {
+        func frame(_ n: Int) -> [UInt8] {
+            let lines = (0..<n).map { StageLine(sku: ShortBytes("L\($0)")!, onHand: 1) }
+            var w = ByteWriter()
+            RequestCodec.encode(.stage(Stage(lines: lines)), requestID: 9, into: &w)
+            return w.bytes
+        }
+        for n in [Limits.maxStageLines, Limits.maxStageLines + 1] {
+            let bytes = frame(n)
+            #expect(bytes.count > Limits.defaultMaxFrame)
+            guard case .tooLarge = parseFrame(bytes) else {
+                Issue.record("\(n) lines: not too_large under the default max_frame")
+                continue
+            }
+            guard case .frame(let header, let range) = parseFrame(bytes, maxFrame: Limits.maxFrameCeiling) else {
+                Issue.record("\(n) lines: no frame under max_frame \(Limits.maxFrameCeiling)")
+                continue
+            }
+            let result = bytes.withUnsafeBytes { decodeRequest(header, UnsafeRawBufferPointer(rebasing: $0[range])) }
+            if n == Limits.maxStageLines {
+                guard case .success(.stage(let stage)) = result else {
+                    Issue.record("4096 lines: \(result)")
+                    continue
+                }
+                #expect(stage.lines.count == n)
+            } else {
+                #expect(result == .failure(.invalidArgument))
+            }
+        }
+    }
+
     @Test("the PING example of PROTOCOL.md §2")
     func pingExample() throws {
         var w = ByteWriter()

@@ -113,13 +113,17 @@ struct CtlFixture {
         server = try StockdProcess(["--workers", "1"], catalog: catalog)
     }
 
+    /// A fixture on a server the test started itself.
+    init(server: StockdProcess) { self.server = server }
+
     func run(_ args: [String], env: [String: String] = [:],
              whileRunning: ((_ stdoutSoFar: () -> String) throws -> Void)? = nil) throws -> ToolRun {
         try stockctl(args + ["--server", address], env: env, whileRunning: whileRunning)
     }
 }
 
-let stockKeys: Set<String> = ["sku", "on_hand", "available", "reserved", "confirmed"]
+let stockKeys: Set<String> = ["sku", "on_hand", "available", "reserved", "confirmed", "backup", "low_stock_threshold",
+                               "per_customer_limit"]
 
 @Suite struct StockctlTests {
     @Test func pingStatsAndEnvironment() throws {
@@ -221,7 +225,7 @@ let stockKeys: Set<String> = ["sku", "on_hand", "available", "reserved", "confir
         let get = try f.run(["stock", "get", "JACKET"])
         #expect(get.code == 0, "\(get)")
         #expect(get.stdoutLines.count == 2 && get.stdoutLines[0].hasPrefix("SKU"), "\(get)")
-        #expect(get.stdoutLines[1].split(separator: " ").map(String.init) == ["JACKET", "10", "10", "0", "0", "3", "2"])
+        #expect(get.stdoutLines[1].split(separator: " ").map(String.init) == ["JACKET", "10", "10", "0", "0", "0", "3", "2"])
         let getJSON = try f.run(["stock", "get", "JACKET", "--json"])
         #expect(getJSON.keys == stockKeys, "\(getJSON)")
         #expect((getJSON.object?["on_hand"] as? NSNumber)?.intValue == 10)

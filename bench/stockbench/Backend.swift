@@ -209,23 +209,27 @@ final class BackendTarget: @unchecked Sendable {
         }
     }
 
-    /// Per SKU: (available, held, sold) as the server sees them.
-    func counts(_ skus: [String]) async throws -> [(available: Int64, held: Int64, sold: Int64)] {
+    /// Per SKU: the counts as the server sees them.
+    func counts(_ skus: [String]) async throws -> [SKUCounts] {
         switch kind {
         case .stockd:
             let client = StockClient(host: host, port: port, connections: 4, clientName: "stockbench")
             defer { client.close() }
-            var out: [(available: Int64, held: Int64, sold: Int64)] = []
+            var out: [SKUCounts] = []
             out.reserveCapacity(skus.count)
             for sku in skus {
                 let i = try await client.stock(sku)
-                out.append((Int64(i.available), Int64(i.reserved), Int64(i.confirmed)))
+                out.append(SKUCounts(available: Int64(i.available), held: Int64(i.reserved), sold: Int64(i.confirmed),
+                                     backup: Int64(i.backup)))
             }
             return out
         case .redis:
             let admin = try RedisAdmin(host: host, port: port, timeoutMs: 10_000)
             defer { admin.close() }
-            return try skus.map { try admin.counts(sku: $0) }
+            return try skus.map {
+                let c = try admin.counts(sku: $0)
+                return SKUCounts(available: c.available, held: c.held, sold: c.sold, backup: 0)  // no backup in the Lua model
+            }
         }
     }
 }
@@ -239,4 +243,13 @@ extension RedisServer.Persistence {
         case .appendfsyncAlways: "appendfsync always"
         }
     }
+}
+
+/// One SKU's counts on a server.
+struct SKUCounts: Sendable {
+    var available: Int64
+    var held: Int64
+    var sold: Int64
+    /// Units held back from sale (stockd's backup; 0 for Redis).
+    var backup: Int64
 }

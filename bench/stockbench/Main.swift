@@ -183,20 +183,33 @@ struct FlashSaleOptions: ParsableArguments, Scenario {
     @OptionGroup var common: CommonOptions
     @Option(help: "Buyers in all.") var buyers = 20_000
     @Option(help: "Time over which the buyers arrive.") var within = Seconds(1)
+    @Option(name: .customLong("sku"),
+            help: ArgumentHelp("Sell this SKU as the server has it, instead of staging --skus fresh ones "
+                               + "(repeatable; e.g. a show staged with `stockctl stage`).", valueName: "SKU"))
+    var existing: [String] = []
 
     var name: String { "flash-sale" }
 
     func validate() throws {
         guard buyers >= 1, buyers <= 100_000_000 else { throw ValidationError("--buyers must be 1...100000000") }
         guard within.value >= 0.001 else { throw ValidationError("--within must be at least 1ms") }
+        if !existing.isEmpty {
+            guard common.skus == nil && common.stock == nil else {
+                throw ValidationError("--sku sells SKUs as they are: leave out --skus and --stock")
+            }
+            guard Set(existing).count == existing.count, existing.count <= 100_000 else {
+                throw ValidationError("--sku: each SKU once, at most 100000")
+            }
+        }
     }
 
     func spec() -> RunSpec {
         RunSpec(scenario: name, pacing: .open(ratePerSecond: Double(buyers) / within.value, arrivals: buyers),
                 connections: common.connections, threads: common.threads, durationSeconds: within.value,
                 warmupSeconds: 0, requests: nil, mix: common.parsedMix(default: "10:7:2:1"), shape: common.shape,
-                skus: common.skus ?? 20, stock: common.stock ?? 500,
-                ttlMs: UInt32((common.ttl?.value ?? 1) * 1000), seed: common.seed, progress: common.progress)
+                skus: existing.isEmpty ? common.skus ?? 20 : existing.count, stock: common.stock ?? 500,
+                ttlMs: UInt32((common.ttl?.value ?? 1) * 1000), seed: common.seed, progress: common.progress,
+                existingSKUs: existing)
     }
 }
 
@@ -248,6 +261,9 @@ struct CompareFlashSale: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "flash-sale", abstract: "Compare the flash sale.")
     @OptionGroup var scenario: FlashSaleOptions
     @OptionGroup var compare: CompareOptions
+    func validate() throws {
+        guard scenario.existing.isEmpty else { throw ValidationError("--sku: only for a single run against one stockd") }
+    }
     func run() async throws { try await runCompare(scenario, compare) }
 }
 

@@ -23,6 +23,8 @@ struct RunSpec: Sendable {
     var ttlMs: UInt32
     var seed: UInt64
     var progress: Bool
+    /// SKUs already on the server to sell (flash-sale `--sku`); empty: stage `skus` fresh ones with `stock` each.
+    var existingSKUs: [String] = []
 }
 
 
@@ -141,9 +143,22 @@ final class Sweeper: @unchecked Sendable {
 
 /// Runs `spec` against `target` and checks the books.
 func runOnce(_ spec: RunSpec, on target: BackendTarget, label: String) async throws -> RunResult {
-    let prefix = "b\(UInt32.random(in: 0...UInt32.max) % 1_000_000)"
-    let names = skuNames(prefix: prefix, count: spec.skus)
-    try await target.stage(names, units: spec.stock)
+    let names: [String]
+    // Per SKU, what the server holds before the run: the books are checked against it.
+    let base: [SKUCounts]
+    if spec.existingSKUs.isEmpty {
+        names = skuNames(prefix: "b\(UInt32.random(in: 0...UInt32.max) % 1_000_000)", count: spec.skus)
+        try await target.stage(names, units: spec.stock)
+        base = names.map { _ in SKUCounts(available: spec.stock, held: 0, sold: 0, backup: 0) }
+    } else {
+        names = spec.existingSKUs
+        base = try await target.counts(names)
+        if let i = base.firstIndex(where: { $0.held != 0 }) {
+            throw BenchError("\(names[i]) has \(base[i].held) units held: start the sale with no holds on its SKUs")
+        }
+    }
+    // Units each SKU can sell in this run: on sale now, plus its backup (released during the run or not).
+    let sellable = base.map { $0.available + $0.backup }
 
     var sweeper: Sweeper?
     if target.kind == .redis, let scripts = target.scripts {
@@ -152,7 +167,7 @@ func runOnce(_ spec: RunSpec, on target: BackendTarget, label: String) async thr
         sweeper = s
     }
 
-    let outcome = try runEngine(spec, target: target, names: names, label: label)
+    let outcome = try runEngine(spec, target: target, names: names, units: Int(sellable.reduce(0, +)), label: label)
 
     // Holds left to expire come back after their ttl: wait, then sweep
     // (Redis) so the final counts are settled before they are compared.
@@ -168,11 +183,13 @@ func runOnce(_ spec: RunSpec, on target: BackendTarget, label: String) async thr
     var sold: Int64 = 0
     for (i, c) in counts.enumerated() {
         let books = Int64(outcome.confirmedUnits[i])
-        oversold += max(0, c.sold - spec.stock) + max(0, books - spec.stock)
-        if c.sold != books || c.held != 0 || c.available + c.held + c.sold != spec.stock || c.available < 0 {
+        let soldNow = c.sold - base[i].sold
+        oversold += max(0, soldNow - sellable[i]) + max(0, books - sellable[i])
+        // Units are conserved: what was on sale or in backup is now on sale, in backup, or sold in this run.
+        if soldNow != books || c.held != 0 || c.available + c.held + c.backup + soldNow != sellable[i] || c.available < 0 {
             mismatches += 1
         }
-        sold += c.sold
+        sold += soldNow
     }
 
     let h = outcome.histogram
@@ -189,7 +206,7 @@ func runOnce(_ spec: RunSpec, on target: BackendTarget, label: String) async thr
         reservations_granted: t.reservesGranted, refused: t.refused, confirmed: t.confirmed, released: t.released,
         left_to_expire: t.leftToExpire, token_gone: t.tokenGone,
         errors: t.failed + t.connectionErrors + t.protocolErrors + t.undrained, stalled_ticks: t.backlogged,
-        oversold: oversold, accounting_mismatches: mismatches, units_staged: spec.stock * Int64(spec.skus),
+        oversold: oversold, accounting_mismatches: mismatches, units_staged: sellable.reduce(0, +),
         units_sold: sold, sell_out_ms: outcome.sellOutMs, all_sold_ms: outcome.allSoldMs, sweeper: sweeperStats,
         redis_persistence: target.kind == .redis ? target.persistence.label : nil,
         stockd_sync: target.kind == .stockd ? target.stockdSync : nil, latency_curve: curve)
@@ -212,8 +229,9 @@ struct EngineOutcome {
 }
 
 /// The libuv part: workers on threads (the first on this one), then merge.
-func runEngine(_ spec: RunSpec, target: BackendTarget, names: [String], label: String) throws -> EngineOutcome {
-    let totalStock = Int(min(spec.stock * Int64(spec.skus), 50_000_000))
+/// `units`: what the SKUs can sell in all (sizes the confirm-time log; "all sold" is reaching it).
+func runEngine(_ spec: RunSpec, target: BackendTarget, names: [String], units: Int, label: String) throws -> EngineOutcome {
+    let totalStock = min(units, 50_000_000)
     let config = UnsafeMutablePointer<EngineConfig>.allocate(capacity: 1)
     config.initialize(to: EngineConfig(
         pacing: spec.pacing, connections: spec.connections, threads: spec.threads,
@@ -290,7 +308,6 @@ func runEngine(_ spec: RunSpec, target: BackendTarget, names: [String], label: S
         if !exhausted.contains(0), let last = exhausted.max() {
             out.sellOutMs = Double(last &- earliestStart) / 1e6
         }
-        let units = Int(spec.stock) * spec.skus
         if confirmTimes.count >= units && units > 0 {
             confirmTimes.sort()
             out.allSoldMs = Double(confirmTimes[units - 1] &- earliestStart) / 1e6

@@ -90,6 +90,7 @@ struct EventsCommand: AsyncParsableCommand {
         case .confirmed: parts.append("qty=\(e.quantity)" + (e.aux > 0 ? " returned=\(e.aux)" : ""))
         case .extended: parts.append("until=\(isoTime(e.aux))")
         case .lowStock, .backInStock: parts.append("available=\(e.quantity)")
+        case .backupChanged: parts.append("backup=\(e.aux) change=\(e.quantity > 0 ? "+" : "")\(e.quantity)")
         case .soldOut, .progress: break
         }
         if e.kind.rawValue >= EventKind.reserved.rawValue && e.kind.rawValue <= EventKind.extended.rawValue {

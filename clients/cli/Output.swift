@@ -71,6 +71,9 @@ func stockJSON(_ sku: String, _ info: StockInfo) -> JSON {
         ("available", .uint(info.available)),
         ("reserved", .uint(info.reserved)),
         ("confirmed", .uint(info.confirmed)),
+        ("backup", .uint(info.backup)),
+        ("low_stock_threshold", .uint(UInt64(info.lowStockThreshold))),
+        ("per_customer_limit", .uint(UInt64(info.perCustomerLimit))),
     ])
 }
 
@@ -81,10 +84,10 @@ func stockStatus(_ info: StockInfo) -> String {
     return ""
 }
 
-let stockHeaders = ["SKU", "ON_HAND", "AVAILABLE", "RESERVED", "CONFIRMED", "LOW", "LIMIT", "STATUS"]
+let stockHeaders = ["SKU", "ON_HAND", "AVAILABLE", "RESERVED", "CONFIRMED", "BACKUP", "LOW", "LIMIT", "STATUS"]
 
 func stockRow(_ sku: String, _ info: StockInfo) -> [String] {
-    [sku, "\(info.onHand)", "\(info.available)", "\(info.reserved)", "\(info.confirmed)",
+    [sku, "\(info.onHand)", "\(info.available)", "\(info.reserved)", "\(info.confirmed)", "\(info.backup)",
      info.lowStockThreshold > 0 ? "\(info.lowStockThreshold)" : "-",
      info.perCustomerLimit > 0 ? "\(info.perCustomerLimit)" : "-", stockStatus(info)]
 }

@@ -11,11 +11,11 @@ struct ReportCommand: AsyncParsableCommand {
         discussion: """
             Reads the event feed from --since (an offset, or an ISO-8601 UTC time such as \
             2026-11-27T18:00:00Z; default: the oldest offset held) up to the feed's end when it starts, \
-            then prints per SKU: staged, sold, reserved (lines), released and expired (units), remaining \
-            (unsold units now), conversion (confirmed lines / reserved lines) and when it sold out, with \
-            a totals row; then the next show's staging suggestion as CSV `sku,on_hand` \
-            (ceil(sold x 1.1), at least the staged units for a SKU that sold out), ready for \
-            `stockctl stock import`. --csv prints the table as CSV (the suggestion then goes only to \
+            then prints per SKU: staged, sold, reserved (lines), released and expired (units), backup \
+            used (backup units released to sale), remaining (unsold units now), conversion (confirmed \
+            lines / reserved lines) and when it sold out, with a totals row; then the next show's staging \
+            suggestion as a `stockctl stage` CSV (on_hand ceil(sold x 1.1), at least the staged units for \
+            a SKU that sold out; backup as staged this show, at most that on_hand; threshold and limit as now). --csv prints the table as CSV (the suggestion then goes only to \
             --suggest); --json prints one document with "skus", "totals" and "suggestion". \
             Definitions: clients/README-report.md.
             """)
@@ -24,7 +24,7 @@ struct ReportCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("First offset of the show, or its start time (ISO-8601 UTC).", valueName: "offset|time"))
     var since: String?
     @Flag(help: "Print the per-SKU table as CSV.") var csv = false
-    @Option(help: ArgumentHelp("Write the staging suggestion (CSV sku,on_hand) to this file.", valueName: "file"))
+    @Option(help: ArgumentHelp("Write the staging suggestion (a `stockctl stage` CSV) to this file.", valueName: "file"))
     var suggest: String?
 
     enum Since: Equatable {
@@ -111,7 +111,7 @@ struct ReportCommand: AsyncParsableCommand {
             }
         }
         let report = tally.finish(now: now)
-        let suggestionCSV = (["sku,on_hand"] + report.rows.map { reportCSVField($0.sku) + ",\($0.suggested)" })
+        let suggestionCSV = ([Report.suggestionHeader] + report.rows.map(Report.suggestionLine))
             .joined(separator: "\n") + "\n"
         if let suggest {
             guard FileManager.default.createFile(atPath: suggest, contents: Data(suggestionCSV.utf8)) else {
@@ -158,6 +158,10 @@ struct ReportTally {
         var released: Int64 = 0
         var expired: Int64 = 0
         var soldOutAtMs: UInt64?
+        /// Backup units released to sale in the window.
+        var backupUsed: Int64 = 0
+        /// Net change of backup after the show's start (the backup staged = backup now − this).
+        var backupChange: Int64 = 0
     }
 
     struct Row {
@@ -171,6 +175,14 @@ struct ReportTally {
         let remaining: Int64?
         let soldOutAtMs: UInt64?
         let suggested: Int64
+        var backupUsed: Int64 = 0
+        /// Backup held back at the show's start (nil: SKU not in the catalog now).
+        var backupStaged: Int64? = nil
+        var lowStockThreshold: UInt32 = 0
+        var perCustomerLimit: UInt32 = 0
+
+        /// The next show's backup: as staged this show, at most the suggested on-hand.
+        var suggestedBackup: Int64 { min(backupStaged ?? 0, suggested) }
 
         var conversion: Double? { reserved == 0 ? nil : Double(confirmedLines) * 100 / Double(reserved) }
     }
@@ -221,6 +233,9 @@ struct ReportTally {
             case .released: s.released += e.quantity
             case .expired: s.expired += e.quantity
             case .soldOut where s.soldOutAtMs == nil: s.soldOutAtMs = e.timeMs
+            case .backupChanged:
+                if counting { s.backupChange += e.quantity }
+                if e.quantity < 0 { s.backupUsed -= e.quantity }
             default: break
             }
         }
@@ -250,7 +265,9 @@ struct ReportTally {
             if s.soldOutAtMs != nil, let staged { suggested = max(suggested, staged) }
             rows.append(Row(sku: name, staged: staged, sold: s.sold, reserved: s.reservedLines,
                             confirmedLines: s.confirmedLines, released: s.released, expired: s.expired,
-                            remaining: remaining, soldOutAtMs: s.soldOutAtMs, suggested: suggested))
+                            remaining: remaining, soldOutAtMs: s.soldOutAtMs, suggested: suggested,
+                            backupUsed: s.backupUsed, backupStaged: info.map { max(0, Int64($0.backup) - s.backupChange) },
+                            lowStockThreshold: info?.lowStockThreshold ?? 0, perCustomerLimit: info?.perCustomerLimit ?? 0))
         }
         rows.sort { $0.sku < $1.sku }
         return Report(rows: rows, fromOffset: windowFromOffset, toOffset: windowToOffset,
@@ -265,8 +282,15 @@ struct Report {
     let toOffset: UInt64
     let sinceMs: UInt64?
 
-    static let headers = ["SKU", "STAGED", "SOLD", "RESERVED", "RELEASED", "EXPIRED", "REMAINING", "CONVERSION",
-                          "SOLD_OUT_AT"]
+    static let headers = ["SKU", "STAGED", "SOLD", "RESERVED", "RELEASED", "EXPIRED", "BACKUP_USED", "REMAINING",
+                          "CONVERSION", "SOLD_OUT_AT"]
+
+    /// The staging suggestion is a `stockctl stage` file.
+    static let suggestionHeader = "sku,on_hand,backup,low_stock_threshold,per_customer_limit"
+
+    static func suggestionLine(_ r: ReportTally.Row) -> String {
+        "\(reportCSVField(r.sku)),\(r.suggested),\(r.suggestedBackup),\(r.lowStockThreshold),\(r.perCustomerLimit)"
+    }
 
     /// Sums; staged and remaining only when known for every SKU.
     var total: ReportTally.Row {
@@ -276,7 +300,8 @@ struct Report {
                                reserved: rows.reduce(0) { $0 + $1.reserved },
                                confirmedLines: rows.reduce(0) { $0 + $1.confirmedLines },
                                released: rows.reduce(0) { $0 + $1.released }, expired: rows.reduce(0) { $0 + $1.expired },
-                               remaining: remaining, soldOutAtMs: nil, suggested: rows.reduce(0) { $0 + $1.suggested })
+                               remaining: remaining, soldOutAtMs: nil, suggested: rows.reduce(0) { $0 + $1.suggested },
+                               backupUsed: rows.reduce(0) { $0 + $1.backupUsed })
     }
 
     var soldOutCount: Int { rows.filter { $0.soldOutAtMs != nil }.count }
@@ -286,21 +311,21 @@ struct Report {
     var table: [String] {
         func cells(_ r: ReportTally.Row, soldOut: String) -> [String] {
             [r.sku, r.staged.map(String.init) ?? "-", "\(r.sold)", "\(r.reserved)", "\(r.released)", "\(r.expired)",
-             r.remaining.map(String.init) ?? "-", Self.percent(r.conversion).map { $0 + "%" } ?? "-", soldOut]
+             "\(r.backupUsed)", r.remaining.map(String.init) ?? "-", Self.percent(r.conversion).map { $0 + "%" } ?? "-", soldOut]
         }
         var body = rows.map { cells($0, soldOut: $0.soldOutAtMs.map(isoTime) ?? "-") }
         body.append(cells(total, soldOut: soldOutCount == 0 ? "-" : "\(soldOutCount) sold out"))
         let window = "offsets \(fromOffset)-\(toOffset)" + (sinceMs.map { ", events from \(isoTime($0))" } ?? "")
-        return ["show report: \(window)"] + formatTable(Self.headers, body, leftColumns: [0, 8])
+        return ["show report: \(window)"] + formatTable(Self.headers, body, leftColumns: [0, 9])
     }
 
     var csv: String {
         func line(_ r: ReportTally.Row) -> String {
             [reportCSVField(r.sku), r.staged.map(String.init) ?? "", "\(r.sold)", "\(r.reserved)", "\(r.released)",
-             "\(r.expired)", r.remaining.map(String.init) ?? "", Self.percent(r.conversion) ?? "",
+             "\(r.expired)", "\(r.backupUsed)", r.remaining.map(String.init) ?? "", Self.percent(r.conversion) ?? "",
              r.soldOutAtMs.map(isoTime) ?? ""].joined(separator: ",")
         }
-        let header = "sku,staged,sold,reserved,released,expired,remaining,conversion_pct,sold_out_at"
+        let header = "sku,staged,sold,reserved,released,expired,backup_used,remaining,conversion_pct,sold_out_at"
         return ([header] + rows.map(line) + [line(total)]).joined(separator: "\n") + "\n"
     }
 
@@ -309,6 +334,7 @@ struct Report {
             var fields: [(String, JSON)] = [
                 ("staged", r.staged.map { .int($0) } ?? .null), ("sold", .int(r.sold)), ("reserved", .int(r.reserved)),
                 ("confirmed", .int(r.confirmedLines)), ("released", .int(r.released)), ("expired", .int(r.expired)),
+                ("backup_used", .int(r.backupUsed)),
                 ("remaining", r.remaining.map { .int($0) } ?? .null),
                 ("conversion_pct", r.conversion.map { .double($0) } ?? .null),
             ]
@@ -326,7 +352,11 @@ struct Report {
                                 ("since_ms", sinceMs.map { .uint($0) } ?? .null)])),
             ("skus", .array(rows.map { object($0, total: false) })),
             ("totals", object(total, total: true)),
-            ("suggestion", .array(rows.map { .object([("sku", .string($0.sku)), ("on_hand", .int($0.suggested))]) })),
+            ("suggestion", .array(rows.map {
+                .object([("sku", .string($0.sku)), ("on_hand", .int($0.suggested)), ("backup", .int($0.suggestedBackup)),
+                         ("low_stock_threshold", .uint(UInt64($0.lowStockThreshold))),
+                         ("per_customer_limit", .uint(UInt64($0.perCustomerLimit)))])
+            })),
         ])
     }
 

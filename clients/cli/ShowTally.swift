@@ -4,7 +4,8 @@ import StockClient
 /// The show's totals and alerts for `stockctl watch`, counted from the event
 /// feed (from the moment watch starts) as events happen: reservations and
 /// confirmations are counted per token (a bundle's line 0), units as they
-/// come; alerts are the low-stock, sold-out and back-in-stock events.
+/// come; alerts are the low-stock, sold-out, back-in-stock and backup events
+// (`available` carries the backup change for those).
 final class ShowTally: @unchecked Sendable {
     struct Alert {
         let kind: EventKind
@@ -16,6 +17,8 @@ final class ShowTally: @unchecked Sendable {
             let what = switch kind {
             case .soldOut: "SOLD OUT"
             case .lowStock: "LOW (\(available) left)"
+            case .backupChanged where available < 0: "BACKUP RELEASED (\(-available) units to sale)"
+            case .backupChanged: "BACKUP HELD (\(available) units off sale)"
             default: "BACK IN STOCK (\(available))"
             }
             return "\(isoTime(timeMs)) \(sku) \(what)"
@@ -75,7 +78,8 @@ final class ShowTally: @unchecked Sendable {
 
     /// Reads the feed until cancelled (a dropped connection resumes by itself).
     func follow(_ client: StockClient) async {
-        let kinds: Set<EventKind> = [.reserved, .confirmed, .released, .expired, .lowStock, .soldOut, .backInStock]
+        let kinds: Set<EventKind> = [.reserved, .confirmed, .released, .expired, .lowStock, .soldOut, .backInStock,
+                                     .backupChanged]
         while !Task.isCancelled {
             do {
                 let f = try await client.events(from: .now, filter: EventFilter(kinds: kinds))
@@ -113,7 +117,7 @@ final class ShowTally: @unchecked Sendable {
                 current.unitsSold += e.quantity
             case .released where e.line == 0: current.releases += 1
             case .expired where e.line == 0: current.expiries += 1
-            case .lowStock, .soldOut, .backInStock:
+            case .lowStock, .soldOut, .backInStock, .backupChanged:
                 pendingAlerts.append(Alert(kind: e.kind, sku: e.sku.string, available: e.quantity, timeMs: e.timeMs))
             default: break
             }

@@ -10,7 +10,7 @@ struct StockCommand: AsyncParsableCommand {
 }
 
 /// Prints one SKU's counters (stock get / set / adjust).
-private func printStock(_ options: GlobalOptions, _ sku: String, _ info: StockInfo) {
+func printStock(_ options: GlobalOptions, _ sku: String, _ info: StockInfo) {
     emit(options, json: stockJSON(sku, info),
          human: formatTable(stockHeaders, [stockRow(sku, info)]).joined(separator: "\n"))
 }

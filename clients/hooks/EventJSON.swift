@@ -58,6 +58,9 @@ enum EventJSON {
             w.key("returned"); w.number(e.aux)
         case .lowStock, .backInStock, .soldOut:
             w.key("available"); w.number(e.quantity)
+        case .backupChanged:
+            w.key("backup_change"); w.number(e.quantity)
+            w.key("backup"); w.number(e.aux)
         case .released, .expired, .progress:
             break
         }

@@ -132,6 +132,39 @@ public final class StockClient: Sendable {
         return info
     }
 
+    /// BACKUP_RELEASE: puts `quantity` backup units of `sku` on sale (nil: all of them).
+    @discardableResult
+    public func releaseBackup(_ sku: String, quantity: UInt64? = nil) async throws(StockError) -> StockInfo {
+        if let quantity, quantity == 0 { throw .quantityInvalid }  // 0 on the wire means "all"
+        let m = BackupMove(sku: try Self.sku(sku), quantity: quantity ?? 0)
+        guard case .stock(let info) = try await call(.backupRelease(m)) else { throw Self.unexpected }
+        return info
+    }
+
+    /// BACKUP_HOLD: takes `quantity` available units of `sku` off sale as backup.
+    @discardableResult
+    public func holdBackup(_ sku: String, quantity: UInt64) async throws(StockError) -> StockInfo {
+        let m = BackupMove(sku: try Self.sku(sku), quantity: quantity)
+        guard case .stock(let info) = try await call(.backupHold(m)) else { throw Self.unexpected }
+        return info
+    }
+
+    /// STAGE: a show's catalog, every line applied or none (`stageRefused`
+    /// lists the lines the server refused). The whole stage must fit one
+    /// frame: `stageFrameBytes` tells how large it is.
+    @discardableResult
+    public func stage(_ lines: [StageLine]) async throws(StockError) -> StageReply {
+        guard !lines.isEmpty, lines.count <= Limits.maxStageLines else { throw .invalidArgument }
+        guard case .staged(let reply) = try await call(.stage(Stage(lines: lines))) else { throw Self.unexpected }
+        return reply
+    }
+
+    /// Bytes of the STAGE frame for `lines`, length prefix and header included
+    /// (compare with `serverInfo().maxFrame`).
+    public static func stageFrameBytes(_ lines: [StageLine]) -> Int {
+        Limits.lengthPrefixSize + Limits.headerSize + 2 + lines.reduce(0) { $0 + $1.encodedSize }
+    }
+
     /// STOCK_LIST: one page; pass `nextCursor` back until it is `Limits.listEnd`.
     public func listStock(cursor: UInt32 = 0, limit: Int = 0) async throws(StockError) -> StockPage {
         guard limit >= 0, limit <= Int(Limits.maxListPage) else { throw .invalidArgument }

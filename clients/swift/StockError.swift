@@ -28,6 +28,10 @@ public enum StockError: Error, Sendable, Equatable, CustomStringConvertible {
     case offsetCompacted(oldest: UInt64)
     /// The server keeps no journal (`--sync none`), so it has no event feed.
     case feedUnavailable
+    /// A backup release asked for more than the `backup` units held back.
+    case insufficientBackup(backup: UInt64)
+    /// A stage was refused whole (nothing applied): each refused line (0-based), why, and its value.
+    case stageRefused([StageRefusal])
     /// Any other status the server answered with (protocol or session errors).
     case rejected(Status)
     /// The connection dropped with this request unanswered: its outcome is unknown.
@@ -60,6 +64,8 @@ public enum StockError: Error, Sendable, Equatable, CustomStringConvertible {
         case (.invalidArgument, _): self = .invalidArgument
         case (.offsetCompacted, .offsetCompacted(let oldest)): self = .offsetCompacted(oldest: oldest)
         case (.feedUnavailable, _): self = .feedUnavailable
+        case (.insufficientBackup, .insufficientBackup(let backup)): self = .insufficientBackup(backup: backup)
+        case (.stageRefused, .stageRefused(let refused)): self = .stageRefused(refused)
         default: self = .rejected(status)
         }
     }
@@ -91,6 +97,8 @@ public enum StockError: Error, Sendable, Equatable, CustomStringConvertible {
         case .invalidArgument: "invalid argument"
         case .offsetCompacted(let oldest): "offset compacted away (the oldest offset held is \(oldest))"
         case .feedUnavailable: "the server keeps no journal (--sync none): no event feed"
+        case .insufficientBackup(let backup): "not that many backup units (\(backup) held back)"
+        case .stageRefused(let refused): "stage refused, nothing applied (\(refused.count) line(s) refused)"
         case .rejected(let status): "server answered \(status.name)"
         case .connectionLost: "connection lost"
         case .unreachable(let why): "server unreachable: \(why)"

@@ -32,6 +32,7 @@ MAX_TTL_MS = 3_600_000
 MAX_BUNDLE_LINES = 16
 MAX_STOCK = 1 << 40
 MAX_LIST_PAGE = 1000
+MAX_STAGE_LINES = 4096  # §4 STAGE, §7 (and the frame within max_frame)
 LIST_END = 0xFFFFFFFF
 RESPONSE_FLAG = 0x01
 STOCK_SET_KNOWN_FLAGS = 0x07
@@ -41,7 +42,7 @@ FEED_FROM_OLDEST = 0
 FEED_FROM_NOW = 0xFFFFFFFFFFFFFFFF
 
 # §9 Event kinds. A SUBSCRIBE `kinds` mask has bit k for kind k; bit 0 (progress
-# is not an event) and bits 11-15 must be 0.
+# is not an event) and bits 12-15 must be 0.
 EVENT_KINDS = {
     "progress": 0,
     "stock_set": 1,
@@ -54,8 +55,10 @@ EVENT_KINDS = {
     "low_stock": 8,
     "sold_out": 9,
     "back_in_stock": 10,
+    "backup_changed": 11,
 }
-KINDS_MASK = 0xFFFF & ~0x0001 & ~0xF800  # bits 1-10
+KINDS_MASK = 0xFFFF & ~0x0001 & ~0xF000  # bits 1-11
+assert KINDS_MASK == sum(1 << k for k in EVENT_KINDS.values() if k != 0)
 ZERO_TOKEN = "00" * 16  # "zeros when the event concerns no token"
 
 OPCODES = {
@@ -70,6 +73,9 @@ OPCODES = {
     "STOCK_ADJUST": 0x21,
     "STOCK_GET": 0x22,
     "STOCK_LIST": 0x23,
+    "BACKUP_RELEASE": 0x24,
+    "BACKUP_HOLD": 0x25,
+    "STAGE": 0x26,
     "STATS": 0x30,
     "SUBSCRIBE": 0x40,
     "EVENT": 0x41,
@@ -102,6 +108,8 @@ STATUSES = {
     "INVALID_ARGUMENT": 14,
     "OFFSET_COMPACTED": 15,
     "FEED_UNAVAILABLE": 16,
+    "INSUFFICIENT_BACKUP": 17,
+    "STAGE_REFUSED": 18,
     "MALFORMED": 32,
     "FRAME_TOO_LARGE": 33,
     "UNKNOWN_OPCODE": 34,
@@ -136,7 +144,11 @@ STOCK_INFO = [
     ("low_stock_threshold", "u32"),
     ("per_customer_limit", "u32"),
     ("reservations", "u64"),
+    ("backup", "u64"),
 ]
+
+STAGE_LINE = [("on_hand", "u64"), ("backup", "u64"), ("low_stock_threshold", "u32"),
+              ("per_customer_limit", "u32"), ("sku", "str8")]
 
 REQUEST_LAYOUTS = {
     "HELLO": [("version", "u16"), ("client_name", "str8"), ("credential", "str8")],
@@ -155,6 +167,9 @@ REQUEST_LAYOUTS = {
     "STOCK_ADJUST": [("delta", "i64"), ("reason", "u8"), ("sku", "str8")],
     "STOCK_GET": [("sku", "str8")],
     "STOCK_LIST": [("cursor", "u32"), ("limit", "u16")],
+    "BACKUP_RELEASE": [("quantity", "u64"), ("sku", "str8")],
+    "BACKUP_HOLD": [("quantity", "u64"), ("sku", "str8")],
+    "STAGE": [("line_count", "u16"), ("lines", ("list", "line_count", STAGE_LINE))],
     "STATS": [],
     "SUBSCRIBE": [("from", "u64"), ("credit", "u32"), ("kinds", "u16"), ("sku_prefix", "str8")],
     "CREDIT": [("credit", "u32")],
@@ -191,6 +206,9 @@ RESPONSE_OK_LAYOUTS = {
     "STOCK_GET": [("stock_info", ("struct", STOCK_INFO))],
     "STOCK_LIST": [("next_cursor", "u32"), ("count", "u16"),
                    ("entries", ("list", "count", [("sku", "str8"), ("stock_info", ("struct", STOCK_INFO))]))],
+    "BACKUP_RELEASE": [("stock_info", ("struct", STOCK_INFO))],
+    "BACKUP_HOLD": [("stock_info", ("struct", STOCK_INFO))],
+    "STAGE": [("lines", "u16"), ("created", "u16")],
     "STATS": [("count", "u16"), ("entries", ("list", "count", [("name", "str8"), ("value", "u64")]))],
     "SUBSCRIBE": [("start", "u64"), ("end", "u64")],
     "EVENT": EVENT,
@@ -208,9 +226,14 @@ FAILURE_LAYOUTS = {
     "FRAME_TOO_LARGE": [("max_frame", "u32")],
     "UNSUPPORTED_VERSION": [("min", "u16"), ("max", "u16")],
     "OFFSET_COMPACTED": [("oldest", "u64")],
+    "INSUFFICIENT_BACKUP": [("backup", "u64")],
+    # 1 to 4,096 entries; an entry's `status` is a §5 code (INSUFFICIENT_AVAILABLE or AT_CAPACITY)
+    "STAGE_REFUSED": [("count", "u16"),
+                      ("entries", ("list", "count", [("line", "u16"), ("status", "u8"), ("value", "u64")]))],
 }
 
 INT_FORMATS = {"u8": "<B", "u16": "<H", "u32": "<I", "u64": "<Q", "i64": "<q"}
+assert sum(struct.calcsize(INT_FORMATS[t]) for _, t in STOCK_INFO) == 56  # §4 "StockInfo (56 bytes)"
 
 # ---------------------------------------------------------------------------
 # JSON forms of byte strings: UTF-8 text when well-formed, else {"hex": ...}
@@ -447,6 +470,28 @@ def check_values(op, f):
     elif op == "STOCK_LIST":
         if f["limit"] > MAX_LIST_PAGE:
             raise Rejected("INVALID_ARGUMENT")
+    elif op == "BACKUP_RELEASE":
+        if f["quantity"] > MAX_STOCK:  # 0 = every backup unit
+            raise Rejected("QUANTITY_INVALID")
+        check_sku(f["sku"])
+    elif op == "BACKUP_HOLD":
+        if not (1 <= f["quantity"] <= MAX_STOCK):
+            raise Rejected("QUANTITY_INVALID")
+        check_sku(f["sku"])
+    elif op == "STAGE":
+        # §4 STAGE: line_count, then per line, in line order, the values in layout
+        # order (on_hand, backup; threshold and limit take any value), the SKU, and
+        # last whether an earlier line had the same SKU.
+        if not (1 <= f["line_count"] <= MAX_STAGE_LINES):
+            raise Rejected("INVALID_ARGUMENT")
+        seen = set()
+        for line in f["lines"]:
+            if line["on_hand"] > MAX_STOCK or line["backup"] > line["on_hand"]:
+                raise Rejected("QUANTITY_INVALID")
+            check_sku(line["sku"])
+            if line["sku"] in seen:  # byte strings: case-sensitive
+                raise Rejected("INVALID_ARGUMENT")
+            seen.add(line["sku"])
     elif op == "SUBSCRIBE":
         # `from` takes any value here: "beyond end + 1" is judged by the server.
         if f["credit"] > MAX_FEED_CREDIT:
@@ -602,16 +647,29 @@ def stock_adjust_payload(delta, reason=1, sku=b"JACKET-RED-M"):
     return i64(delta) + bytes([reason]) + str8(sku)
 
 
+def backup_payload(quantity, sku=b"JACKET-RED-M"):
+    """BACKUP_RELEASE and BACKUP_HOLD share a layout: quantity u64, sku str8."""
+    return u64(quantity) + str8(sku)
+
+
+def stage_payload(lines, count=None):
+    """lines: (on_hand, backup, low_stock_threshold, per_customer_limit, sku) tuples."""
+    out = u16(len(lines) if count is None else count)
+    for on_hand, backup, threshold, limit, sku in lines:
+        out += u64(on_hand) + u64(backup) + u32(threshold) + u32(limit) + str8(sku)
+    return out
+
+
 def confirm_payload(quantity=0, order=b"", token=None):
     return bytes.fromhex(token or T1) + u32(quantity) + str8(order)
 
 
 def stock_info(on_hand, available, reserved, confirmed, low_stock_threshold=0, per_customer_limit=0,
-               reservations=0):
-    assert on_hand == available + reserved + confirmed
+               reservations=0, backup=0):
+    assert on_hand == available + reserved + confirmed + backup  # §4 StockInfo invariant
     return {"on_hand": on_hand, "available": available, "reserved": reserved, "confirmed": confirmed,
             "low_stock_threshold": low_stock_threshold, "per_customer_limit": per_customer_limit,
-            "reservations": reservations}
+            "reservations": reservations, "backup": backup}
 
 
 T1 = tok(1, 1, 0x0123456789ABCDEF)
@@ -639,6 +697,19 @@ def stock_set(on_hand, sku, expected=None, threshold=None, limit=None):
             (0x04 if limit is not None else 0)
     return {"flags": flags, "on_hand": on_hand, "expected_on_hand": expected, "low_stock_threshold": threshold,
             "per_customer_limit": limit, "sku": sku}
+
+
+def stage(lines):
+    """lines: (on_hand, backup, low_stock_threshold, per_customer_limit, sku) tuples."""
+    return {"line_count": len(lines),
+            "lines": [{"on_hand": o, "backup": b, "low_stock_threshold": t, "per_customer_limit": lim, "sku": sku}
+                      for o, b, t, lim, sku in lines]}
+
+
+def stage_refused(*entries):
+    """entries: (line, status name, value)."""
+    return {"count": len(entries),
+            "entries": [{"line": line, "status": STATUSES[st], "value": value} for line, st, value in entries]}
 
 
 def subscribe(from_, credit, kinds=0, sku_prefix=""):
@@ -730,6 +801,23 @@ def requests():
     add("stock_list next page limit 100", "STOCK_LIST", 901, {"cursor": 100, "limit": 100})
     add("stock_list max limit", "STOCK_LIST", 902, {"cursor": 0x00012345, "limit": MAX_LIST_PAGE})
     add("stats", "STATS", 1000, {})
+    # Backup units (§4 BACKUP_RELEASE, BACKUP_HOLD, STAGE)
+    add("backup_release all (quantity 0)", "BACKUP_RELEASE", 1300, {"quantity": 0, "sku": SKU})
+    add("backup_release 5 units", "BACKUP_RELEASE", 1301, {"quantity": 5, "sku": SKU})
+    add("backup_release max quantity 2^40, multibyte sku", "BACKUP_RELEASE", 1302,
+        {"quantity": MAX_STOCK, "sku": SKU_FR})
+    add("backup_hold 1 unit", "BACKUP_HOLD", 1400, {"quantity": 1, "sku": SKU})
+    add("backup_hold 250 units, 4-byte utf-8 sku", "BACKUP_HOLD", 1401, {"quantity": 250, "sku": SKU_EMOJI})
+    add("backup_hold max quantity 2^40, 64-byte sku", "BACKUP_HOLD", 1402, {"quantity": MAX_STOCK, "sku": SKU_64})
+    add("stage 1 line", "STAGE", 1500, stage([(100, 10, 5, 2, SKU)]))
+    add("stage 3 lines: no backup, all backup, on_hand 0", "STAGE", 1501,
+        stage([(50, 0, 0, 0, SKU), (20, 20, 3, 1, SKU_FR), (0, 0, 0, 0, "SCARF-BLUE")]))
+    add("stage max values (on_hand = backup = 2^40, threshold and limit 0xFFFFFFFF)", "STAGE", 1502,
+        stage([(MAX_STOCK, MAX_STOCK, 0xFFFFFFFF, 0xFFFFFFFF, SKU_64_MB), (MAX_STOCK, 0, 0, 0, SKU_64)]))
+    add("stage case-distinct skus", "STAGE", 1503, stage([(5, 1, 0, 0, "jacket-red-m"), (5, 2, 0, 0, SKU)]))
+    # 256 lines: line_count 0x0100, so a count read as u8 or big-endian cannot pass
+    add("stage 256 lines (line_count needs both bytes)", "STAGE", 1504,
+        stage([(1000 + i, i, i % 7, i % 3, "SHOW-%03d" % i) for i in range(256)]))
     # Event feed (§9)
     add("subscribe from oldest, every kind, every sku", "SUBSCRIBE", 1100, subscribe(FEED_FROM_OLDEST, 1000))
     add("subscribe from now (0xFFFFFFFFFFFFFFFF)", "SUBSCRIBE", 1101, subscribe(FEED_FROM_NOW, 64))
@@ -741,6 +829,11 @@ def requests():
         subscribe(FEED_FROM_OLDEST, 0, kinds_mask("low_stock", "sold_out", "back_in_stock")))
     add("subscribe offset above 2^53, 64-byte sku prefix", "SUBSCRIBE", 1105,
         subscribe((1 << 53) + 1, 1, kinds_mask("stock_set"), SKU_64))
+    add("subscribe backup_changed only (bit 11, the highest valid bit)", "SUBSCRIBE", 1106,
+        subscribe(FEED_FROM_OLDEST, 100, kinds_mask("backup_changed")))
+    assert kinds_mask("backup_changed") == 0x0800
+    add("subscribe stock_set and backup_changed of one sku prefix (a stage's events)", "SUBSCRIBE", 1107,
+        subscribe(FEED_FROM_NOW, 500, kinds_mask("stock_set", "backup_changed"), "SHOW-"))
     add("credit 1", "CREDIT", 1200, {"credit": 1})
     add("credit 1000", "CREDIT", 1201, {"credit": 1000})
     add("credit max 1,048,576", "CREDIT", 1202, {"credit": MAX_FEED_CREDIT})
@@ -783,6 +876,28 @@ def responses():
         {"next_cursor": LIST_END, "count": 1,
          "entries": [{"sku": SKU_EMOJI, "stock_info": stock_info(3, 0, 1, 2)}]})
     add("stock_list ok empty", "STOCK_LIST", 902, "OK", {"next_cursor": LIST_END, "count": 0, "entries": []})
+    add("stock_get ok with backup units", "STOCK_GET", 801, "OK",
+        {"stock_info": stock_info(120, 60, 8, 2, 10, 2, 17, backup=50)})
+    add("stock_list ok page with backup units", "STOCK_LIST", 903, "OK",
+        {"next_cursor": 3, "count": 1,
+         "entries": [{"sku": "SHOW-000", "stock_info": stock_info(1000, 0, 0, 0, backup=1000)}]})
+    # Backup units (§4): BACKUP_RELEASE and BACKUP_HOLD answer StockInfo; STAGE `lines, created`
+    add("backup_release ok all (backup now 0)", "BACKUP_RELEASE", 1300, "OK",
+        {"stock_info": stock_info(120, 110, 8, 2, 10, 2, 17, backup=0)})
+    add("backup_release ok 5 units", "BACKUP_RELEASE", 1301, "OK",
+        {"stock_info": stock_info(120, 65, 8, 2, 10, 2, 17, backup=45)})
+    add("backup_release ok max values", "BACKUP_RELEASE", 1302, "OK",
+        {"stock_info": stock_info(MAX_STOCK, MAX_STOCK, 0, 0, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF,
+                                  backup=0)})
+    add("backup_hold ok", "BACKUP_HOLD", 1400, "OK",
+        {"stock_info": stock_info(120, 59, 8, 2, 10, 2, 17, backup=51)})
+    add("backup_hold ok every unit held back", "BACKUP_HOLD", 1402, "OK",
+        {"stock_info": stock_info(MAX_STOCK, 0, 0, 0, backup=MAX_STOCK)})
+    add("stage ok 1 line created", "STAGE", 1500, "OK", {"lines": 1, "created": 1})
+    add("stage ok 3 lines, 2 created", "STAGE", 1501, "OK", {"lines": 3, "created": 2})
+    add("stage ok 256 lines, none created (staged again)", "STAGE", 1504, "OK", {"lines": 256, "created": 0})
+    add("stage ok 4096 lines created (max_frame above the default)", "STAGE", 1505, "OK",
+        {"lines": MAX_STAGE_LINES, "created": MAX_STAGE_LINES})
     add("stats ok", "STATS", 1000, "OK",
         {"count": 3, "entries": [{"name": "connections.open", "value": 12},
                                  {"name": "requests.RESERVE", "value": 1234567890123},
@@ -825,6 +940,12 @@ def responses():
     add("event low_stock", "EVENT", 1100, "OK", event(12, t + 50, "low_stock", quantity=4, sku=SKU))
     add("event sold_out", "EVENT", 1100, "OK", event(13, t + 51, "sold_out", sku=SKU_EMOJI))
     add("event back_in_stock", "EVENT", 1100, "OK", event(14, t + 52, "back_in_stock", quantity=25, sku=SKU))
+    add("event backup_changed held back (positive change, aux backup after)", "EVENT", 1100, "OK",
+        event(16, t + 80, "backup_changed", quantity=50, aux=50, sku=SKU))
+    add("event backup_changed released to sale (negative change)", "EVENT", 1100, "OK",
+        event(17, t + 81, "backup_changed", quantity=-45, aux=5, sku=SKU))
+    add("event backup_changed all released (aux 0)", "EVENT", 1106, "OK",
+        event(18, t + 82, "backup_changed", quantity=-MAX_STOCK, aux=0, sku=SKU_FR))
     add("event progress marker (kind 0)", "EVENT", 1100, "OK", event(52311, t + 60, "progress"))
     add("event progress marker on a feed from now", "EVENT", 1101, "OK", event(52311, t + 5060, "progress"))
     add("event max values and 64-byte strings", "EVENT", 0xFFFFFFFF, "OK",
@@ -856,6 +977,19 @@ def responses():
     add("offset_compacted ends a feed (event frame)", "EVENT", 1102, "OFFSET_COMPACTED",
         {"oldest": 0xFFFFFFFFFFFFFFFF})
     add("feed_unavailable", "SUBSCRIBE", 1100, "FEED_UNAVAILABLE", {})
+    add("insufficient_backup", "BACKUP_RELEASE", 1301, "INSUFFICIENT_BACKUP", {"backup": 3})
+    add("insufficient_backup none held back", "BACKUP_RELEASE", 1302, "INSUFFICIENT_BACKUP", {"backup": 0})
+    add("insufficient_available backup_hold", "BACKUP_HOLD", 1401, "INSUFFICIENT_AVAILABLE", {"available": 249})
+    add("unknown_sku backup_release", "BACKUP_RELEASE", 1300, "UNKNOWN_SKU", {"line": 0})
+    add("stage_refused one line insufficient_available", "STAGE", 1500, "STAGE_REFUSED",
+        stage_refused((0, "INSUFFICIENT_AVAILABLE", 4)))
+    add("stage_refused every refused line (lines 0, 2, 255)", "STAGE", 1504, "STAGE_REFUSED",
+        stage_refused((0, "INSUFFICIENT_AVAILABLE", 0), (2, "INSUFFICIENT_AVAILABLE", 7),
+                      (255, "INSUFFICIENT_AVAILABLE", 3)))
+    add("stage_refused at_capacity (first new sku, skus the catalog can still take)", "STAGE", 1501,
+        "STAGE_REFUSED", stage_refused((1, "AT_CAPACITY", 0)))
+    add("stage_refused max line index 4095, available 2^40", "STAGE", 1505, "STAGE_REFUSED",
+        stage_refused((MAX_STAGE_LINES - 1, "INSUFFICIENT_AVAILABLE", MAX_STOCK)))
     add("malformed", "RESERVE", 100, "MALFORMED", {})
     add("frame_too_large", "RESERVE", 0x01020304, "FRAME_TOO_LARGE", {"max_frame": MAX_FRAME})
     add("unknown_opcode echoes 0x7E", "0x7E", 77, "UNKNOWN_OPCODE", {})
@@ -879,6 +1013,11 @@ def responses():
     assert {STATUSES[x["status"]] for x in v} == set(STATUS_NAMES), "every status has a vector"
     # CREDIT is never answered OK (§9); every other opcode, EVENT included, has an OK vector.
     assert {x["opcode"] for x in v if x["status"] == "OK"} == ANSWERED_OPCODES, "every answered opcode has an OK vector"
+    for x in v:
+        if x["status"] == "STAGE_REFUSED":  # §5: 1 to 4,096 entries, INSUFFICIENT_AVAILABLE or AT_CAPACITY
+            assert 1 <= x["fields"]["count"] <= MAX_STAGE_LINES, x["name"]
+            assert all(e["status"] in (STATUSES["INSUFFICIENT_AVAILABLE"], STATUSES["AT_CAPACITY"])
+                       and e["line"] < MAX_STAGE_LINES for e in x["fields"]["entries"]), x["name"]
     event_kinds = {x["fields"]["kind"] for x in v if x["opcode"] == "EVENT" and x["status"] == "OK"}
     assert event_kinds == set(EVENT_KINDS.values()), "every event kind has a vector"
     return v
@@ -1062,8 +1201,12 @@ def malformed():
     # SUBSCRIBE, CREDIT (§9)
     add("subscribe kinds bit 0 (progress) set", raw_request("SUBSCRIBE", 160, subscribe_payload(kinds=0x0001)),
         "INVALID_ARGUMENT")
-    add("subscribe kinds bit 11 set", raw_request("SUBSCRIBE", 161, subscribe_payload(kinds=0x0800)),
+    add("subscribe kinds bit 12 set (no kind 12)", raw_request("SUBSCRIBE", 161, subscribe_payload(kinds=0x1000)),
         "INVALID_ARGUMENT")
+    add("subscribe kinds bit 15 set", raw_request("SUBSCRIBE", 171, subscribe_payload(kinds=0x8000)),
+        "INVALID_ARGUMENT")
+    add("subscribe kinds every valid bit plus bit 12 (0x1FFE)",
+        raw_request("SUBSCRIBE", 172, subscribe_payload(kinds=KINDS_MASK | 0x1000)), "INVALID_ARGUMENT")
     add("subscribe kinds 0xFFFF", raw_request("SUBSCRIBE", 162, subscribe_payload(kinds=0xFFFF)), "INVALID_ARGUMENT")
     add("subscribe credit 1,048,577", raw_request("SUBSCRIBE", 163, subscribe_payload(credit=MAX_FEED_CREDIT + 1)),
         "INVALID_ARGUMENT")
@@ -1078,6 +1221,103 @@ def malformed():
     add("credit 0", raw_request("CREDIT", 168, u32(0)), "INVALID_ARGUMENT")
     add("credit 1,048,577", raw_request("CREDIT", 169, u32(MAX_FEED_CREDIT + 1)), "INVALID_ARGUMENT")
     add("credit 0xFFFFFFFF", raw_request("CREDIT", 170, u32(0xFFFFFFFF)), "INVALID_ARGUMENT")
+    # BACKUP_RELEASE, BACKUP_HOLD (§4): structure, then quantity, then sku
+    add("backup_release empty payload", raw_request("BACKUP_RELEASE", 180, b""), "MALFORMED")
+    add("backup_release quantity truncated (7 bytes)", raw_request("BACKUP_RELEASE", 181, u64(5)[:7]), "MALFORMED")
+    add("backup_release sku count missing", raw_request("BACKUP_RELEASE", 182, u64(5)), "MALFORMED")
+    add("backup_release sku length beyond payload",
+        raw_request("BACKUP_RELEASE", 183, u64(5) + b"\x0cJACKET"), "MALFORMED")
+    add("backup_release trailing byte", raw_request("BACKUP_RELEASE", 184, backup_payload(5) + b"\x00"),
+        "MALFORMED")
+    add("backup_release quantity 2^40+1", raw_request("BACKUP_RELEASE", 185, backup_payload(MAX_STOCK + 1)),
+        "QUANTITY_INVALID")
+    add("backup_release quantity 0xFFFFFFFFFFFFFFFF",
+        raw_request("BACKUP_RELEASE", 186, backup_payload(0xFFFFFFFFFFFFFFFF)), "QUANTITY_INVALID")
+    add("backup_release sku empty", raw_request("BACKUP_RELEASE", 187, backup_payload(0, b"")), "INVALID_SKU")
+    add("backup_release sku 65 bytes", raw_request("BACKUP_RELEASE", 188, backup_payload(1, b"S" * 65)),
+        "INVALID_SKU")
+    add("backup_hold empty payload", raw_request("BACKUP_HOLD", 190, b""), "MALFORMED")
+    add("backup_hold truncated (sku cut)", raw_request("BACKUP_HOLD", 191, backup_payload(5)[:-1]), "MALFORMED")
+    add("backup_hold trailing byte", raw_request("BACKUP_HOLD", 192, backup_payload(5) + b"\x00"), "MALFORMED")
+    add("backup_hold quantity 0", raw_request("BACKUP_HOLD", 193, backup_payload(0)), "QUANTITY_INVALID")
+    add("backup_hold quantity 2^40+1", raw_request("BACKUP_HOLD", 194, backup_payload(MAX_STOCK + 1)),
+        "QUANTITY_INVALID")
+    add("backup_hold quantity 0xFFFFFFFFFFFFFFFF",
+        raw_request("BACKUP_HOLD", 195, backup_payload(0xFFFFFFFFFFFFFFFF)), "QUANTITY_INVALID")
+    add("backup_hold sku with control char", raw_request("BACKUP_HOLD", 196, backup_payload(1, b"JACKET\x1f")),
+        "INVALID_SKU")
+    add("backup_hold sku bad utf-8", raw_request("BACKUP_HOLD", 197, backup_payload(1, b"VESTE-\xc3\x28")),
+        "INVALID_SKU")
+    add("structure before values: backup_hold quantity 0 with a trailing byte",
+        raw_request("BACKUP_HOLD", 198, backup_payload(0) + b"\x00"), "MALFORMED")
+    add("value order: backup_hold quantity 0 before bad sku",
+        raw_request("BACKUP_HOLD", 199, backup_payload(0, b"")), "QUANTITY_INVALID")
+    add("value order: backup_release quantity 2^40+1 before bad sku",
+        raw_request("BACKUP_RELEASE", 189, backup_payload(MAX_STOCK + 1, b"\xff")), "QUANTITY_INVALID")
+    # STAGE (§4 "STAGE" check order): structure; line_count 1..4096; per line in line order:
+    # on_hand <= 2^40, backup <= on_hand, sku, sku not on an earlier line.
+    line = (10, 2, 0, 0, SKU.encode())
+    add("stage empty payload", raw_request("STAGE", 200, b""), "MALFORMED")
+    add("stage line_count truncated (1 byte)", raw_request("STAGE", 201, b"\x01"), "MALFORMED")
+    add("stage line_count 2 with 1 line", raw_request("STAGE", 202, stage_payload([line], count=2)), "MALFORMED")
+    add("stage line cut inside per_customer_limit",
+        raw_request("STAGE", 203, u16(1) + u64(10) + u64(2) + u32(0) + u32(0)[:2]), "MALFORMED")
+    add("stage line without its sku count", raw_request("STAGE", 204, u16(1) + u64(10) + u64(2) + u32(0) + u32(0)),
+        "MALFORMED")
+    add("stage sku length beyond payload", raw_request("STAGE", 205, stage_payload([line])[:-1]), "MALFORMED")
+    add("stage trailing byte", raw_request("STAGE", 206, stage_payload([line]) + b"\x00"), "MALFORMED")
+    add("stage line_count 0xFFFF with 1 line (structure before the line_count range)",
+        raw_request("STAGE", 207, stage_payload([line], count=0xFFFF)), "MALFORMED")
+    add("structure before values: stage line_count 0 with a trailing byte",
+        raw_request("STAGE", 208, stage_payload([]) + b"\x00"), "MALFORMED")
+    add("structure before values: stage backup > on_hand and a trailing byte",
+        raw_request("STAGE", 209, stage_payload([(1, 2, 0, 0, b"")]) + b"\x00"), "MALFORMED")
+    add("stage line_count 0", raw_request("STAGE", 210, stage_payload([])), "INVALID_ARGUMENT")
+    # A line is 25 bytes plus a SKU of at least 1 byte, so 4,097 lines (even 4,096) cannot fit the default
+    # max_frame of 65,536: line_count 4097 cannot reach the value checks under it (no INVALID_ARGUMENT vector).
+    stage_4097 = 8 + 2 + (MAX_STAGE_LINES + 1) * (25 + 1)
+    assert stage_4097 + 4 > MAX_FRAME
+    add("stage of 4097 one-byte-sku lines: frame beyond max_frame 65536 (header only)",
+        header(stage_4097, OPCODES["STAGE"], 0, 0, 0, 211), "too_large")
+    add("stage on_hand 2^40+1", raw_request("STAGE", 212, stage_payload([(MAX_STOCK + 1, 0, 0, 0, b"A")])),
+        "QUANTITY_INVALID")
+    add("stage on_hand 0xFFFFFFFFFFFFFFFF, backup equal",
+        raw_request("STAGE", 213, stage_payload([(0xFFFFFFFFFFFFFFFF, 0xFFFFFFFFFFFFFFFF, 0, 0, b"A")])),
+        "QUANTITY_INVALID")
+    add("stage backup > on_hand", raw_request("STAGE", 214, stage_payload([(5, 6, 0, 0, b"A")])), "QUANTITY_INVALID")
+    add("stage backup 1 with on_hand 0", raw_request("STAGE", 215, stage_payload([(0, 1, 0, 0, b"A")])),
+        "QUANTITY_INVALID")
+    add("stage line 2 backup > on_hand", raw_request(
+        "STAGE", 216, stage_payload([(5, 5, 0, 0, b"A"), (5, 0, 0, 0, b"B"), (MAX_STOCK, MAX_STOCK + 1, 0, 0, b"C")])),
+        "QUANTITY_INVALID")
+    add("stage sku empty", raw_request("STAGE", 217, stage_payload([(5, 0, 0, 0, b"")])), "INVALID_SKU")
+    add("stage sku 65 bytes", raw_request("STAGE", 218, stage_payload([(5, 0, 0, 0, b"S" * 65)])), "INVALID_SKU")
+    add("stage line 1 sku with DEL 0x7F",
+        raw_request("STAGE", 219, stage_payload([(5, 0, 0, 0, b"A"), (5, 0, 0, 0, b"B\x7f")])), "INVALID_SKU")
+    add("stage line 1 sku overlong utf-8 (c0 af)",
+        raw_request("STAGE", 220, stage_payload([(5, 0, 0, 0, b"A"), (5, 0, 0, 0, b"B\xc0\xaf")])), "INVALID_SKU")
+    add("stage duplicate sku (lines 0 and 2)", raw_request(
+        "STAGE", 221, stage_payload([(5, 0, 0, 0, SKU.encode()), (5, 0, 0, 0, b"SCARF"), (9, 1, 0, 0, SKU.encode())])),
+        "INVALID_ARGUMENT")
+    add("stage duplicate multibyte sku", raw_request(
+        "STAGE", 222, stage_payload([(5, 0, 0, 0, SKU_FR.encode()), (5, 0, 0, 0, SKU_FR.encode())])),
+        "INVALID_ARGUMENT")
+    add("value order: stage on_hand 2^40+1 before bad sku",
+        raw_request("STAGE", 224, stage_payload([(MAX_STOCK + 1, 0, 0, 0, b"")])), "QUANTITY_INVALID")
+    add("value order: stage backup > on_hand before bad sku",
+        raw_request("STAGE", 225, stage_payload([(5, 6, 0, 0, b"\xff")])), "QUANTITY_INVALID")
+    add("value order: stage line 0 bad sku before line 1 on_hand 2^40+1",
+        raw_request("STAGE", 226, stage_payload([(5, 0, 0, 0, b""), (MAX_STOCK + 1, 0, 0, 0, b"B")])), "INVALID_SKU")
+    add("value order: stage line 0 backup > on_hand before line 1 bad sku",
+        raw_request("STAGE", 227, stage_payload([(5, 6, 0, 0, b"A"), (5, 0, 0, 0, b"")])), "QUANTITY_INVALID")
+    add("value order: stage duplicate line's backup > on_hand before the duplicate",
+        raw_request("STAGE", 228, stage_payload([(5, 0, 0, 0, b"A"), (5, 6, 0, 0, b"A")])), "QUANTITY_INVALID")
+    add("value order: stage line 1 duplicate before line 2 bad sku (per line, in line order)",
+        raw_request("STAGE", 229, stage_payload([(5, 0, 0, 0, b"A"), (5, 0, 0, 0, b"A"), (5, 0, 0, 0, b"")])),
+        "INVALID_ARGUMENT")
+    add("value order: stage line 1 duplicate before line 2 on_hand 2^40+1", raw_request(
+        "STAGE", 230, stage_payload([(5, 0, 0, 0, b"A"), (5, 0, 0, 0, b"A"), (MAX_STOCK + 1, 0, 0, 0, b"B")])),
+        "INVALID_ARGUMENT")
     # Field order (§4: values in layout order, first failure is the answer)
     add("value order: reserve zero quantity before bad sku",
         raw_request("RESERVE", 140, reserve_payload(0, 0, b"")), "QUANTITY_INVALID")
