@@ -46,6 +46,10 @@ final class Connection {
     @exclusivity(unchecked) var queuedBytes = 0
     @exclusivity(unchecked) var reading = false
     @exclusivity(unchecked) var lastActiveMs: UInt64
+    /// What this session may do (PROTOCOL.md §4 "role"): `.none` until a
+    /// HELLO with a valid credential when authentication is on; `.admin`
+    /// from the start when it is off.
+    @exclusivity(unchecked) var role: Role
     /// Session: HELLO succeeded / a request other than HELLO or PING was seen.
     @exclusivity(unchecked) var helloDone = false
     @exclusivity(unchecked) var sawRequest = false
@@ -77,6 +81,7 @@ final class Connection {
         wallOffsetMs = worker.server.wallOffsetMs
         self.tcp = tcp
         self.admitted = admitted
+        role = worker.server.auth == nil ? .admin : .none
         lastActiveMs = uv_now(worker.loop)
     }
 

@@ -7,6 +7,13 @@ import StockProtocol
 /// answer bytes in the connection's output buffer).
 extension Connection {
     func dispatch(_ header: FrameHeader, _ payload: UnsafeRawBufferPointer, nowMs: UInt64) {
+        // The session's role first: an unauthenticated or under-privileged
+        // client learns nothing from how its payload would have been judged.
+        let needed = Permissions.minimum(header.opcode)
+        if needed.rawValue > role.rawValue {
+            fail(opcode: header.opcode, requestID: header.requestID, role == .none ? .unauthenticated : .forbidden)
+            return
+        }
         if worker.journal != nil, Self.changesState(header.opcode), worker.journalFailed {
             // The journal cannot write: nothing may change that could not be made durable.
             fail(opcode: header.opcode, requestID: header.requestID, .storageFailed)
@@ -188,10 +195,17 @@ extension Connection {
             throw Failure(.unsupportedVersion,
                           .unsupportedVersion(min: Limits.protocolVersion, max: Limits.protocolVersion))
         }
+        if let auth = worker.server.auth {
+            guard let entry = auth.current.match(h.credential) else {
+                worker.authFailed(client: h.clientName, peer: peerAddress)
+                throw Failure(.authFailed)  // closes the connection
+            }
+            role = entry.role
+        }
         helloDone = true
         let c = worker.config
         return .hello(HelloReply(
-            role: .admin, maxFrame: UInt32(c.maxFrame), maxTTLMs: c.core.maxTTLMs, defaultTTLMs: c.core.defaultTTLMs,
+            role: role, maxFrame: UInt32(c.maxFrame), maxTTLMs: c.core.maxTTLMs, defaultTTLMs: c.core.defaultTTLMs,
             maxInflight: UInt32(c.maxInflight), serverName: Array("stockd \(StockServer.version)".utf8)))
     }
 

@@ -53,6 +53,8 @@ final class LoopWorker {
     var durableAsyncOpen = false
     private var openHandles = 0
     var thread = pthread_t()
+    /// Rate limit of the authentication-failure log line (LoopWorker+Auth).
+    var authLog: (lastMs: UInt64, suppressed: Int) = (0, 0)
 
     init(index: Int, server: StockServer) {
         self.index = index

@@ -49,6 +49,15 @@ public struct ServerConfig: Sendable {
     public var metricsPort: Int?
     /// SKUs given per-SKU gauges at most (catalog order).
     public var metricsMaxSKUs = 1000
+    /// Credentials and roles (`--auth-file`); nil: no authentication, every
+    /// connection may do everything — allowed only on a loopback address
+    /// unless `insecure`.
+    public var authFile: String?
+    /// Serve without authentication on a non-loopback address (`--insecure`).
+    public var insecure = false
+
+    /// Whether `host` is an IPv4 loopback address (127.0.0.0/8).
+    public var hostIsLoopback: Bool { host.hasPrefix("127.") || host == "localhost" }
 
     public init() {}
 
@@ -64,6 +73,11 @@ public struct ServerConfig: Sendable {
 
     /// Checks the values; the message starts with the flag's name.
     public func validate() throws(ConfigError) {
+        guard authFile != nil || insecure || hostIsLoopback else {
+            throw ConfigError("--host \(host) is not a loopback address and there is no --auth-file: anyone who can "
+                              + "reach it could change stock; give --auth-file (or --insecure to serve without "
+                              + "authentication anyway)")
+        }
         guard port >= 0, port <= 65_535 else { throw ConfigError("--port must be 0...65535") }
         guard workers >= 1, workers <= 64 else { throw ConfigError("--workers must be 1...64") }
         guard maxConnections >= 1, maxConnections <= 1_000_000 else {

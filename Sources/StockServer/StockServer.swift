@@ -35,6 +35,10 @@ public final class StockServer: @unchecked Sendable {
     private var metrics: MetricsServer?
     /// The metrics endpoint's bound port (after `start`; 0 without one).
     public private(set) var metricsPort = 0
+    /// The credentials in force (nil: no authentication, every session is admin).
+    let auth: AuthStore?
+    /// HELLOs refused for a wrong credential (all workers).
+    let authFailures = ManagedAtomic<Int>(0)
     /// What recovery found, applied to the core in `start` (tokens are spread over the workers' wheels).
     private var restoredTokens: [RestoredToken] = []
 
@@ -54,6 +58,21 @@ public final class StockServer: @unchecked Sendable {
         wallOffsetMs = wallMs &- monoMs
         core = try StockCore(config: config.core, nowMs: monoMs - 1000)
         startMs = monoMs
+        auth = try config.authFile.map { path throws(ConfigError) in AuthStore(try AuthTable.load(path: path)) }
+    }
+
+    /// Credentials loaded (0 without `--auth-file`).
+    public var authEntries: [AuthEntry] { auth?.current.entries ?? [] }
+
+    /// Reads `--auth-file` again (SIGHUP): new connections authenticate
+    /// against the new table; sessions already open keep their role. A file
+    /// with any bad line changes nothing. Returns the credentials now in force.
+    @discardableResult
+    public func reloadAuth() throws(ConfigError) -> [AuthEntry] {
+        guard let auth, let path = config.authFile else { throw ConfigError("no --auth-file to reload") }
+        let table = try AuthTable.load(path: path)
+        auth.replace(table)
+        return table.entries
     }
 
     /// Applies starting stock (the `--catalog` file) before the loops run.
@@ -208,6 +227,7 @@ public final class StockServer: @unchecked Sendable {
         add("connections.open", Int64(openConnections.load(ordering: .relaxed)))
         add("connections.total", Int64(totalConnections.load(ordering: .relaxed)))
         add("connections.rejected", Int64(rejectedConnections.load(ordering: .relaxed)))
+        add("auth.failures", Int64(authFailures.load(ordering: .relaxed)))
         var total: Int64 = 0
         for op in Opcode.allCases {
             let n = workers.reduce(Int64(0)) { $0 + $1.counters.requests(opcode: op.rawValue) }

@@ -99,6 +99,14 @@ struct Stockd: ParsableCommand {
     @Option(name: .customLong("metrics-max-skus"), help: "SKUs given per-SKU gauges at most (catalog order).")
     var metricsMaxSKUs = 1000
 
+    @Option(name: .customLong("auth-file"),
+            help: ArgumentHelp("Credentials, one `NAME ROLE SECRET` per line (role checkout or admin; default "
+                               + "$STOCKD_AUTH_FILE). Re-read on SIGHUP.", valueName: "file"))
+    var authFile: String?
+
+    @Flag(help: "Serve a non-loopback --host without --auth-file: anyone who reaches the port may change stock.")
+    var insecure = false
+
     func makeConfig() throws -> ServerConfig {
         var c = ServerConfig()
         c.host = host
@@ -141,6 +149,8 @@ struct Stockd: ParsableCommand {
         c.maxSubscribers = maxSubscribers
         c.metricsPort = metricsPort
         c.metricsMaxSKUs = metricsMaxSKUs
+        c.authFile = authFile ?? ProcessInfo.processInfo.environment["STOCKD_AUTH_FILE"].flatMap { $0.isEmpty ? nil : $0 }
+        c.insecure = insecure
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be trace, debug, info, notice, warning, error or critical")
         }
@@ -170,6 +180,7 @@ struct Stockd: ParsableCommand {
         sigemptyset(&mask)
         sigaddset(&mask, SIGINT)
         sigaddset(&mask, SIGTERM)
+        sigaddset(&mask, SIGHUP)
         pthread_sigmask(SIG_BLOCK, &mask, nil)
 
         var recovered: RecoveredData?
@@ -215,8 +226,13 @@ struct Stockd: ParsableCommand {
             \(config.metricsPort == nil ? "" : " metrics=http://\(c.host):\(server.metricsPort)/metrics")
             """)
 
+        Self.logAuth(server, config, logger)
         var signo: Int32 = 0
-        sigwait(&mask, &signo)
+        while true {
+            sigwait(&mask, &signo)
+            guard signo == SIGHUP else { break }
+            Self.reloadAuth(server, logger)
+        }
         logger.info("stockd: signal \(signo), stopping")
         server.stop()
         server.wait()
@@ -233,6 +249,29 @@ struct Stockd: ParsableCommand {
         if server.journalFailed {
             // A supervisor must see that this run ended refusing changes.
             throw RecoveryFailed("stopped after a journal write failure: changes after it were refused; check the disk")
+        }
+    }
+
+    /// Says how clients are authenticated (loudly when they are not and the port is reachable).
+    static func logAuth(_ server: StockServer, _ c: ServerConfig, _ logger: Logger) {
+        if let path = c.authFile {
+            let e = server.authEntries
+            let admins = e.filter { $0.role == .admin }.count
+            logger.info("auth: \(e.count) credentials from \(path) (\(admins) admin, \(e.count - admins) checkout); SIGHUP re-reads it")
+        } else if c.hostIsLoopback {
+            logger.info("auth: none (no --auth-file): every client on this host may do everything")
+        } else {
+            logger.warning("stockd: --insecure: NO AUTHENTICATION on \(c.host). Anyone who can reach port \(server.port) may reserve everything, change stock and read every order. Give --auth-file for anything but a sealed network.")
+        }
+    }
+
+    /// SIGHUP: the auth file again; a bad file keeps the credentials in force.
+    static func reloadAuth(_ server: StockServer, _ logger: Logger) {
+        do {
+            let e = try server.reloadAuth()
+            logger.notice("auth: reloaded, \(e.count) credentials (\(e.map(\.name).joined(separator: ", ")))")
+        } catch {
+            logger.error("auth: reload refused, the credentials in force are unchanged: \(error.description)")
         }
     }
 

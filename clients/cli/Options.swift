@@ -9,8 +9,14 @@ struct GlobalOptions: ParsableArguments {
     var server: String?
 
     @Option(name: .customLong("token"),
-            help: ArgumentHelp("Credential sent in HELLO (default: $STOCKD_TOKEN).", valueName: "credential"))
+            help: ArgumentHelp("Credential sent in HELLO (default: $STOCKD_TOKEN; --token-file keeps it off the "
+                               + "command line).", valueName: "credential"))
     var credential: String?
+
+    @Option(name: .customLong("token-file"),
+            help: ArgumentHelp("Read the credential from this file's first line (default: $STOCKD_TOKEN_FILE).",
+                               valueName: "file"))
+    var credentialFile: String?
 
     @Flag(help: "Machine output: one JSON document on stdout.")
     var json = false
@@ -22,6 +28,7 @@ struct GlobalOptions: ParsableArguments {
 
     func validate() throws {
         _ = try endpoint()
+        if credential != nil && credentialFile != nil { throw ValidationError("--token and --token-file: choose one") }
         guard timeout.milliseconds >= 1 else { throw ValidationError("--timeout must be at least 1ms") }
     }
 
@@ -45,6 +52,20 @@ struct GlobalOptions: ParsableArguments {
         return (String(host), port)
     }
 
+    /// --token, else --token-file, else STOCKD_TOKEN, else STOCKD_TOKEN_FILE, else none.
+    func credentialValue() throws -> String {
+        let env = ProcessInfo.processInfo.environment
+        if let credential { return credential }
+        if let path = credentialFile ?? env["STOCKD_TOKEN_FILE"].flatMap({ $0.isEmpty ? nil : $0 }),
+           credentialFile != nil || env["STOCKD_TOKEN"] == nil {
+            guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8)
+            else { throw CLIError("\(path): cannot read the credential file", code: ExitStatus.usage) }
+            let line = text.split(separator: "\n", omittingEmptySubsequences: false).first ?? ""
+            return line.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        return env["STOCKD_TOKEN"] ?? ""
+    }
+
     var address: String {
         guard let e = try? endpoint() else { return "?" }
         return "\(e.host):\(e.port)"
@@ -52,7 +73,7 @@ struct GlobalOptions: ParsableArguments {
 
     func makeClient() throws -> StockClient {
         let (host, port) = try endpoint()
-        let cred = credential ?? ProcessInfo.processInfo.environment["STOCKD_TOKEN"] ?? ""
+        let cred = try credentialValue()
         return StockClient(host: host, port: port, connections: 1, credential: cred,
                            timeout: .milliseconds(Int64(timeout.milliseconds)), clientName: "stockctl")
     }

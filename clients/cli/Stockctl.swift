@@ -23,6 +23,7 @@ struct Stockctl: AsyncParsableCommand {
               4   token not usable (unknown, expired, already confirmed, already released)
               5   limit exceeded (per-customer limit)
               69  server unreachable (cannot connect, connection lost, timed out)
+              77  not permitted (no credential, a wrong one, or a role that may not do this)
             """,
         subcommands: [
             PingCommand.self, ReserveCommand.self, BundleCommand.self, ConfirmCommand.self,
@@ -47,6 +48,9 @@ struct Stockctl: AsyncParsableCommand {
                 var syncCommand = command
                 try syncCommand.run()
             }
+        } catch StockError.rejected(.authFailed) where !hasCredential(command) {
+            fail("stockd requires a credential: give --token, --token-file or STOCKD_TOKEN",
+                 code: ExitStatus.notPermitted)
         } catch let error as StockError {
             fail(error.description, code: ExitStatus.code(for: error))
         } catch let error as CLIError {
@@ -57,6 +61,16 @@ struct Stockctl: AsyncParsableCommand {
             if exitCode(for: error) == .success { exit(withError: error) }
             fail(message(for: error), code: ExitStatus.failure)
         }
+    }
+
+    /// Whether the command was given a credential (else an AUTH_FAILED means "none given").
+    static func hasCredential(_ command: any ParsableCommand) -> Bool {
+        for child in Mirror(reflecting: command).children {
+            if let o = child.value as? OptionGroup<GlobalOptions> {
+                return !((try? o.wrappedValue.credentialValue()) ?? "").isEmpty
+            }
+        }
+        return true
     }
 
     /// Prints `stockctl: <first line of message>` on stderr and exits.
@@ -76,6 +90,8 @@ enum ExitStatus {
     static let tokenNotUsable: Int32 = 4
     static let limitExceeded: Int32 = 5
     static let unreachable: Int32 = 69
+    /// Not authenticated, wrong credential, or a role that may not do this (EX_NOPERM).
+    static let notPermitted: Int32 = 77
 
     static func code(for error: StockError) -> Int32 {
         switch error {
@@ -83,6 +99,7 @@ enum ExitStatus {
         case .tokenUnknown, .tokenExpired, .tokenAlreadyConfirmed, .tokenAlreadyReleased: tokenNotUsable
         case .customerLimit: limitExceeded
         case .unreachable, .connectionLost, .timeout: unreachable
+        case .rejected(.unauthenticated), .rejected(.authFailed), .rejected(.forbidden): notPermitted
         case .invalidSKU, .quantityInvalid: usage
         default: failure
         }

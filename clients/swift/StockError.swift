@@ -99,6 +99,10 @@ public enum StockError: Error, Sendable, Equatable, CustomStringConvertible {
         case .feedUnavailable: "the server keeps no journal (--sync none): no event feed"
         case .insufficientBackup(let backup): "not that many backup units (\(backup) held back)"
         case .stageRefused(let refused): "stage refused, nothing applied (\(refused.count) line(s) refused)"
+        case .rejected(.unauthenticated):
+            "stockd requires authentication: give a credential (stockctl: --token, --token-file or STOCKD_TOKEN)"
+        case .rejected(.authFailed): "authentication failed: stockd refused the credential"
+        case .rejected(.forbidden): "forbidden: this credential's role may not do that (admin needed)"
         case .rejected(let status): "server answered \(status.name)"
         case .connectionLost: "connection lost"
         case .unreachable(let why): "server unreachable: \(why)"
