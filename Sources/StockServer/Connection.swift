@@ -46,6 +46,13 @@ final class Connection {
     @exclusivity(unchecked) var queuedBytes = 0
     @exclusivity(unchecked) var reading = false
     @exclusivity(unchecked) var lastActiveMs: UInt64
+    /// When the partial frame in `pending` began (0: none): `--frame-timeout`.
+    @exclusivity(unchecked) var partialSinceMs: UInt64 = 0
+    /// Since when queued answers wait without any write completing (0: none): `--write-timeout`.
+    @exclusivity(unchecked) var stalledSinceMs: UInt64 = 0
+    /// Reservation token bucket (`--reserve-rate`): thousandths of a request, and when last refilled.
+    @exclusivity(unchecked) var rateMilli: Int64 = 0
+    @exclusivity(unchecked) var rateRefilledMs: UInt64 = 0
     /// What this session may do (PROTOCOL.md §4 "role"): `.none` until a
     /// HELLO with a valid credential when authentication is on; `.admin`
     /// from the start when it is off.
@@ -153,6 +160,12 @@ final class Connection {
             if pending.count == before { break }  // only a partial frame left
         }
         guard state == .open else { return }
+        // A partial frame left over starts the frame clock (reset when a frame completes).
+        if pending.isEmpty || backlogged {
+            partialSinceMs = 0
+        } else if partialSinceMs == 0 {
+            partialSinceMs = uv_now(worker.loop)
+        }
         if feedRequest != nil {
             stopReading()
             return handOffToFeed()
@@ -203,6 +216,7 @@ final class Connection {
             case .needMore:
                 return offset
             case .frame(let header, let range):
+                partialSinceMs = 0
                 dispatch(header, UnsafeRawBufferPointer(rebasing: rest[range]), nowMs: now)
                 offset += header.frameLength
             case .lengthTooSmall:
@@ -250,12 +264,14 @@ final class Connection {
         out.removeAll()
         inflight = 0
         guard let queued else { return close() }
+        if queued > 0 && stalledSinceMs == 0 { stalledSinceMs = uv_now(worker.loop) }
         queuedBytes += queued
     }
 
     private func onWritten(_ size: Int, status: Int32) {
         queuedBytes -= size
         guard state != .closed else { return }
+        stalledSinceMs = queuedBytes > 0 ? uv_now(worker.loop) : 0  // progress: the clock restarts
         if status < 0 {
             close()
             return

@@ -21,6 +21,12 @@ extension Connection {
         }
         // The checkout traffic — RESERVE, RELEASE, CONFIRM, PING — skips the
         // `Request` enum: decode one struct, call the core, write the answer.
+        if worker.config.reserveRate > 0,
+           header.opcode == Opcode.reserve.rawValue || header.opcode == Opcode.reserveBundle.rawValue,
+           !takeReserveToken(nowMs: nowMs) {
+            fail(opcode: header.opcode, requestID: header.requestID, .rateLimited)
+            return
+        }
         if header.isWellFormedRequest, (helloDone || sawRequest || header.opcode == Opcode.ping.rawValue) {
             switch header.opcode {
             case Opcode.reserve.rawValue: return fastReserve(header, payload, nowMs: nowMs)
@@ -50,6 +56,23 @@ extension Connection {
             fail(opcode: header.opcode, requestID: id, error.status, error.detail)
             if error.status.closesConnection { closeAfterFlush() }
         }
+    }
+
+    /// The reservation token bucket (`--reserve-rate`, `--reserve-burst`), in
+    /// thousandths of a request so a rate below 1/ms refills exactly.
+    private func takeReserveToken(nowMs: UInt64) -> Bool {
+        let c = worker.config
+        let capacity = Int64(c.reserveBurst > 0 ? c.reserveBurst : c.reserveRate) * 1000
+        if rateRefilledMs == 0 {
+            rateMilli = capacity  // a new connection starts with a full bucket
+        } else {
+            let elapsed = Int64(min(nowMs &- rateRefilledMs, 3_600_000))
+            rateMilli = min(capacity, rateMilli + elapsed * Int64(c.reserveRate))
+        }
+        rateRefilledMs = nowMs
+        guard rateMilli >= 1000 else { return false }
+        rateMilli -= 1000
+        return true
     }
 
     /// Requests that change state (and so need the journal).

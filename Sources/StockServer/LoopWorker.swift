@@ -154,7 +154,9 @@ final class LoopWorker {
                 LoopWorker.from(UnsafeMutableRawPointer(async!).assumingMemoryBound(to: uv_handle_t.self)).takeHandOffs()
             }
         }
-        let interval = config.idleTimeoutMs == 0 ? 1000 : max(10, min(1000, config.idleTimeoutMs / 4))
+        // A quarter of the shortest connection timeout, 10 ms to 1 s.
+        let timeouts = [config.idleTimeoutMs, config.frameTimeoutMs, config.writeTimeoutMs].filter { $0 > 0 }
+        let interval = max(10, min(1000, (timeouts.min() ?? 4000) / 4))
         uv_timer_start(sweepTimer, { timer in
             LoopWorker.from(UnsafeMutableRawPointer(timer!).assumingMemoryBound(to: uv_handle_t.self)).sweep()
         }, interval, interval)
@@ -259,13 +261,23 @@ final class LoopWorker {
         while i >= 0 {
             let c = connections[i]
             let silent = now &- c.lastActiveMs
-            switch c.state {
-            case .open where config.idleTimeoutMs > 0 && silent >= config.idleTimeoutMs:
+            let slowFrame = config.frameTimeoutMs > 0 && c.partialSinceMs != 0
+                && now &- c.partialSinceMs >= config.frameTimeoutMs
+            let notReading = config.writeTimeoutMs > 0 && c.stalledSinceMs != 0
+                && now &- c.stalledSinceMs >= config.writeTimeoutMs
+            if c.state != .closed && (slowFrame || notReading) {
+                // A frame dribbling in (slowloris), or a client that stopped taking its answers.
+                counters.add(.slowClientsClosed)
                 c.close()
-            case .draining where silent >= 2000:
-                c.close()  // the client never closed its side
-            default:
-                break
+            } else {
+                switch c.state {
+                case .open where config.idleTimeoutMs > 0 && silent >= config.idleTimeoutMs:
+                    c.close()
+                case .draining where silent >= 2000:
+                    c.close()  // the client never closed its side
+                default:
+                    break
+                }
             }
             i = min(i, connections.count) - 1
         }

@@ -23,6 +23,17 @@ public struct ServerConfig: Sendable {
     public var maxOutputBytes = 4 << 20
     /// A connection silent this long is closed (0: never).
     public var idleTimeoutMs: UInt64 = 300_000
+    /// A frame must arrive whole this long after its first byte, else the
+    /// connection is closed (slowloris; 0: never).
+    public var frameTimeoutMs: UInt64 = 10_000
+    /// Answers queued for a client that has not taken any of them for this
+    /// long close the connection (a client that never reads; 0: never).
+    public var writeTimeoutMs: UInt64 = 30_000
+    /// RESERVE and RESERVE_BUNDLE requests per second per connection (token
+    /// bucket; 0: no limit); beyond it RATE_LIMITED.
+    public var reserveRate = 0
+    /// Requests the bucket holds when full (0: one second's worth).
+    public var reserveBurst = 0
     /// Expiries fired per worker per loop iteration at most.
     public var expiryBudget = 10_000
     /// Time a stopping server waits for clients to take their answers.
@@ -89,6 +100,10 @@ public struct ServerConfig: Sendable {
         guard maxInflight >= 1, maxInflight <= 1 << 20 else { throw ConfigError("--max-inflight must be 1...1048576") }
         guard maxOutputBytes >= maxFrame else { throw ConfigError("--max-output must be at least --max-frame") }
         guard expiryBudget >= 1 else { throw ConfigError("expiry budget must be positive") }
+        guard reserveRate >= 0, reserveRate <= 10_000_000 else { throw ConfigError("--reserve-rate must be 0...10000000") }
+        guard reserveBurst >= 0, reserveBurst <= 10_000_000 else {
+            throw ConfigError("--reserve-burst must be 0...10000000")
+        }
         guard feedRetentionBytes >= 0 else { throw ConfigError("--feed-retention must be at least 0") }
         guard maxSubscribers >= 1, maxSubscribers <= 10_000 else {
             throw ConfigError("--max-subscribers must be 1...10000")

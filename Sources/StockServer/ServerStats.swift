@@ -8,6 +8,8 @@ final class WorkerCounters: @unchecked Sendable {
     static let statusSlots = 64
     enum Field: Int {
         case connectionsAccepted = 0, connectionsClosed, requests, bytesIn, bytesOut, expired, readBursts
+        /// Closed for a frame arriving too slowly or answers not taken (`--frame-timeout`, `--write-timeout`).
+        case slowClientsClosed
     }
     static let fieldSlots = 8
     /// Answers by (operation, status): assigned opcodes in `Opcode.allCases`

@@ -228,6 +228,7 @@ public final class StockServer: @unchecked Sendable {
         add("connections.total", Int64(totalConnections.load(ordering: .relaxed)))
         add("connections.rejected", Int64(rejectedConnections.load(ordering: .relaxed)))
         add("auth.failures", Int64(authFailures.load(ordering: .relaxed)))
+        add("connections.closed_slow", workers.reduce(Int64(0)) { $0 + $1.counters.value(.slowClientsClosed) })
         var total: Int64 = 0
         for op in Opcode.allCases {
             let n = workers.reduce(Int64(0)) { $0 + $1.counters.requests(opcode: op.rawValue) }

@@ -66,6 +66,21 @@ struct Stockd: ParsableCommand {
     @Option(name: .customLong("idle-timeout"), help: "Close connections silent this long (0: never).")
     var idleTimeout = DurationArgument(milliseconds: 300_000)
 
+    @Option(name: .customLong("frame-timeout"),
+            help: "Close a connection whose frame is not whole this long after its first byte (slowloris; 0: never).")
+    var frameTimeout = DurationArgument(milliseconds: 10_000)
+
+    @Option(name: .customLong("write-timeout"),
+            help: "Close a connection that has taken none of its queued answers for this long (0: never).")
+    var writeTimeout = DurationArgument(milliseconds: 30_000)
+
+    @Option(name: .customLong("reserve-rate"),
+            help: "RESERVE / RESERVE_BUNDLE per second per connection, beyond it RATE_LIMITED (0: no limit).")
+    var reserveRate = 0
+
+    @Option(name: .customLong("reserve-burst"), help: "Reservations a connection may make at once (default: --reserve-rate).")
+    var reserveBurst = 0
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
@@ -122,6 +137,10 @@ struct Stockd: ParsableCommand {
         c.maxInflight = maxInflight
         c.maxOutputBytes = maxOutput
         c.idleTimeoutMs = idleTimeout.milliseconds
+        c.frameTimeoutMs = frameTimeout.milliseconds
+        c.writeTimeoutMs = writeTimeout.milliseconds
+        c.reserveRate = reserveRate
+        c.reserveBurst = reserveBurst
         guard maxTTL.milliseconds >= 1, maxTTL.milliseconds <= UInt64(Limits.maxTTLCeilingMs) else {
             throw ValidationError("--max-ttl must be 1ms...1h")
         }
@@ -221,7 +240,7 @@ struct Stockd: ParsableCommand {
             stockd \(StockServer.version) listening on \(c.host):\(server.port) workers=\(c.workers) accept=\(c.acceptMode.rawValue) \
             skus=\(stock.count) max_connections=\(c.maxConnections) max_frame=\(c.maxFrame) \
             max_tokens=\(c.core.tokenCapacity) max_skus=\(c.core.skuCapacity) max_inflight=\(c.maxInflight) \
-            default_ttl=\(defaultTTL) max_ttl=\(maxTTL) idle_timeout=\(idleTimeout) \
+            default_ttl=\(defaultTTL) max_ttl=\(maxTTL) idle_timeout=\(idleTimeout) frame_timeout=\(frameTimeout) write_timeout=\(writeTimeout) reserve_rate=\(reserveRate) \
             sync=\(sync)\(sync == "always" ? " data_dir=\(dataDir)" : "")\
             \(config.metricsPort == nil ? "" : " metrics=http://\(c.host):\(server.metricsPort)/metrics")
             """)
