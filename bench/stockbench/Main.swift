@@ -21,7 +21,7 @@ struct StockBench: AsyncParsableCommand {
             Every run checks the books: the server's final counts must match the generator's own \
             accounting and nothing may be oversold; otherwise stockbench exits 1.
             """,
-        subcommands: [Throughput.self, Latency.self, FlashSale.self, Compare.self, FeedBench.self])
+        subcommands: [Throughput.self, Latency.self, FlashSale.self, Compare.self, FeedBench.self, Hostile.self])
 }
 
 /// A duration argument: `500ms`, `10s`, `2m`.
