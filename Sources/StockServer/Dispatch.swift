@@ -125,7 +125,7 @@ extension Connection {
         case .stockList(let l):
             return .stockPage(page(l))
         case .stats:
-            return .stats(worker.server.statsEntries())
+            return .stats(statsThatFit(worker.server.statsEntries()))
         case .subscribe(let s):
             return .subscribed(try subscribe(s, requestID: requestID))
         case .credit:
@@ -230,6 +230,19 @@ extension Connection {
         return .hello(HelloReply(
             role: role, maxFrame: UInt32(c.maxFrame), maxTTLMs: c.core.maxTTLMs, defaultTTLMs: c.core.defaultTTLMs,
             maxInflight: UInt32(c.maxInflight), serverName: Array("stockd \(StockServer.version)".utf8)))
+    }
+
+    /// STATS cut to fit the maximum frame (the most general counters come
+    /// first; per-worker and journal details are what a 1 KiB frame drops).
+    private func statsThatFit(_ entries: [StatEntry]) -> [StatEntry] {
+        var room = worker.config.maxFrame - Limits.headerSize - 2  // the header holds the length prefix
+        var n = 0
+        for e in entries {
+            room -= 1 + e.name.count + 8
+            guard room >= 0 else { break }
+            n += 1
+        }
+        return Array(entries.prefix(n))
     }
 
     /// A STOCK_LIST page cut to fit the maximum frame.

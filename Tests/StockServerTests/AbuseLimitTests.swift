@@ -79,4 +79,13 @@ import Testing
         #expect(try shop.info("JACKET").reserved == UInt64(granted + 6))
         #expect(try shop.stats()["status.RATE_LIMITED"] == UInt64(limited))
     }
+
+    /// Found by `make fuzz` (fuzz/regressions/dispatch-stats-over-max-frame): STATS must fit `max_frame` too.
+    @Test func statsFitsTheSmallestMaxFrame() throws {
+        let server = try StockdProcess(["--max-frame", "1024", "--workers", "2", "--sync", "none"])
+        let c = try server.connect()
+        let stats = try c.stats()
+        #expect(c.lastFrameSize <= 1024 && c.lastFrameSize > 900, "STATS answer of \(c.lastFrameSize) bytes")
+        #expect(stats["requests.total"] != nil && stats["connections.open"] == 1, "\(stats)")
+    }
 }

@@ -160,9 +160,9 @@ public final class StockClient: Sendable {
     }
 
     /// Bytes of the STAGE frame for `lines`, length prefix and header included
-    /// (compare with `serverInfo().maxFrame`).
+    /// (header included; compare with `serverInfo().maxFrame`).
     public static func stageFrameBytes(_ lines: [StageLine]) -> Int {
-        Limits.lengthPrefixSize + Limits.headerSize + 2 + lines.reduce(0) { $0 + $1.encodedSize }
+        Limits.headerSize + 2 + lines.reduce(0) { $0 + $1.encodedSize }
     }
 
     /// STOCK_LIST: one page; pass `nextCursor` back until it is `Limits.listEnd`.
