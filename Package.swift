@@ -151,6 +151,17 @@ let package = Package(
             path: "bench/decode",
             swiftSettings: strict
         ),
+        // stockd-fuzz: libFuzzer entry points over the frame decoder and the server's dispatch
+        // (`make fuzz`, fuzz/README.md). Without the fuzzer runtime it builds as a replayer of inputs.
+        .executableTarget(
+            name: "stockd-fuzz",
+            dependencies: [
+                "StockServer", "StockCore", "StockProtocol",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "fuzz/stockd-fuzz",
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "StockCoreTests",
             dependencies: ["StockCore", "TestSupport"],

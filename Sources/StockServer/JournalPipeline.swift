@@ -203,8 +203,10 @@ final class JournalPipeline: @unchecked Sendable {
                 onDurable?()
             }
             if done && records == 0 {
-                // Stops the next segment's background preparation, so nothing writes in the directory after us.
-                if !failed.load(ordering: .acquiring) { try? writer.close() }
+                // Stops (and joins) the next segment's background preparation, so nothing writes in the
+                // directory after us — also after a failure: a failed writer's close writes nothing (its
+                // sync throws at once) but still joins that thread (a leak ThreadSanitizer found).
+                try? writer.close()
                 return
             }
             if records == 0 { waitForWork(moreExpected: low < g) }
