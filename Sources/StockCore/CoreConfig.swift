@@ -24,6 +24,15 @@ public struct CoreConfig: Sendable {
 
     public init() {}
 
+    /// Decided tokens each worker actually remembers: fate memory may use at
+    /// most a quarter of the slots across workers (one worker per shard), so
+    /// remembered fates can never starve allocation elsewhere.
+    public var fateRingSize: Int { min(fateMemoryPerWorker, tokenCapacity / (4 * shardCount)) }
+
+    /// Decided tokens remembered in all: the bound PROTOCOL.md states, and
+    /// what the journal keeps across restarts.
+    public var fateMemoryTotal: Int { fateRingSize * shardCount }
+
     /// Checks the values; the message names the offending field.
     public func validate() throws(ConfigError) {
         guard skuCapacity >= 1, skuCapacity <= 1 << 26 else { throw ConfigError("skuCapacity must be 1...67108864") }

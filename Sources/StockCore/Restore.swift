@@ -38,6 +38,30 @@ public struct RestoredToken: Sendable, Equatable {
     }
 }
 
+/// A decided token to remember again, so that a retried CONFIRM, RELEASE or
+/// EXTEND answers its fate rather than TOKEN_UNKNOWN after a restart.
+public struct RestoredFate: Sendable, Equatable {
+    public enum Outcome: Sendable, Equatable {
+        case confirmed, released, expired
+    }
+
+    public var token: Token
+    public var outcome: Outcome
+
+    public init(token: Token, outcome: Outcome) {
+        self.token = token
+        self.outcome = outcome
+    }
+
+    var fate: Fate {
+        switch outcome {
+        case .confirmed: .confirmed
+        case .released: .released
+        case .expired: .expired
+        }
+    }
+}
+
 /// Why a restore was refused.
 public struct RestoreError: Error, CustomStringConvertible {
     public let description: String
@@ -80,12 +104,22 @@ extension StockCore {
         }
     }
 
-    /// Makes `tokens` live again, spread over `workers`' timing wheels.
+    /// Makes `tokens` live again, spread over `workers`' timing wheels, and
+    /// puts `fates` (decided tokens, oldest decision first) back into the
+    /// workers' fate rings — the newest ones the rings can hold.
     /// Call once, after `restoreStock`, before any worker serves.
-    public func restoreTokens(_ tokens: [RestoredToken], workers: [Worker]) throws(RestoreError) {
+    public func restoreTokens(_ tokens: [RestoredToken], fates: [RestoredFate] = [],
+                              workers: [Worker]) throws(RestoreError) {
         precondition(!workers.isEmpty)
+        let kept = fates.suffix(fateMemoryPerWorker * workers.count)
         var used = [UInt32]()
-        used.reserveCapacity(tokens.count)
+        used.reserveCapacity(tokens.count + kept.count)
+        for f in kept {
+            guard Int(f.token.slot) < slab.capacity, f.token.generation != 0 else {
+                throw RestoreError("decided token \(f.token) beyond --max-tokens \(slab.capacity) or malformed")
+            }
+            used.append(f.token.slot)
+        }
         for t in tokens {
             guard Int(t.token.slot) < slab.capacity else {
                 throw RestoreError("token \(t.token) beyond --max-tokens \(slab.capacity)")
@@ -95,8 +129,21 @@ extension StockCore {
             }
             used.append(t.token.slot)
         }
-        guard slotPool.restore(used: used) else { throw RestoreError("two live tokens in one slot") }
+        guard slotPool.restore(used: used) else { throw RestoreError("two tokens in one slot") }
         for (n, t) in tokens.enumerated() { try restoreToken(t, on: workers[n % workers.count]) }
+        for (n, f) in kept.enumerated() { restoreFate(f, on: workers[n % workers.count]) }
+    }
+
+    /// A decided slot as `settle` leaves it: the token's generation and
+    /// secret with its fate, then into the worker's ring of recent fates.
+    private func restoreFate(_ f: RestoredFate, on w: Worker) {
+        let slot = f.token.slot
+        slab.secret(slot).store(f.token.secret, ordering: .relaxed)
+        slab.item(slot).store(0, ordering: .relaxed)
+        slab.meta(slot).store(0, ordering: .relaxed)
+        slab.state(slot).store(TokenState.pack(f.fate, generation: f.token.generation, deadline: 0),
+                               ordering: .releasing)
+        w.retire(slot)
     }
 
     private func restoreToken(_ t: RestoredToken, on w: Worker) throws(RestoreError) {

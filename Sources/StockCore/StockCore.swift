@@ -62,11 +62,14 @@ public final class StockCore: @unchecked Sendable {
         registry.lock()
         statBlocks.append(block)
         registry.unlock()
-        // Fate memory may use at most a quarter of the slots across workers,
-        // so remembered fates can never starve allocation elsewhere.
-        let fate = min(config.fateMemoryPerWorker, config.tokenCapacity / (4 * config.shardCount))
-        return Worker(core: self, shard: shard, nowMs: nowMs, fateMemory: fate, counters: block)
+        return Worker(core: self, shard: shard, nowMs: nowMs, fateMemory: fateMemoryPerWorker, counters: block)
     }
+
+    /// Decided tokens each worker remembers (`CoreConfig.fateRingSize`).
+    public var fateMemoryPerWorker: Int { config.fateRingSize }
+
+    /// Decided tokens remembered in all (`CoreConfig.fateMemoryTotal`).
+    public var fateMemoryTotal: Int { config.fateMemoryTotal }
 
     /// The name of the SKU at catalog index `index`.
     public func sku(at index: UInt32) -> SKU { catalog.name(index) }
@@ -143,7 +146,8 @@ public final class StockCore: @unchecked Sendable {
         let token = prepare(slot, item: UInt64(sku) << 32 | UInt64(q), flags: 0, on: w)
         publish(token, deadline: deadline, on: w)
         w.count(.reserves)
-        w.emit(Change(kind: .reserved, sku: sku, quantity: q, aux: Int64(deadline), token: token, timeMs: nowMs))
+        w.emit(Change(kind: .reserved, sku: sku, quantity: q, aux: Int64(deadline), token: token, timeMs: nowMs,
+                      extra: Change.lineBits(0, of: 1)))
         let available = counters.sum(counters.available, sku)
         evaluateAlert(sku, available: available, nowMs: nowMs, on: w)
         return ReserveOutcome(token: token, deadlineMs: deadline, available: UInt64(max(0, available)), replayed: false)

@@ -93,14 +93,15 @@ public enum Compaction {
     /// see Retention.swift); `willRaiseFloor` hears the new feed floor
     /// before any segment goes.
     public static func run(dataDirectory: String, closedSegments: [SegmentFile], nowWallMs: UInt64,
-                           retainBytes: Int64 = 0, willRaiseFloor: ((UInt64) -> Void)? = nil)
+                           retainBytes: Int64 = 0, fateLimit: Int = FateMemory.defaultLimit,
+                           willRaiseFloor: ((UInt64) -> Void)? = nil)
         throws(JournalError) -> CompactionResult
     {
         let clock = ContinuousClock()
         let start = clock.now
         let dir = DataDirectory(dataDirectory)
         let loaded = try Snapshots.loadNewestValid(in: dataDirectory)
-        var replayer = Replayer(state: loaded.state)
+        var replayer = Replayer(state: loaded.state, fateLimit: fateLimit)
         let s0 = replayer.base
 
         // Read (checksums, decoding, replay as records arrive), remembering each segment's largest seq.

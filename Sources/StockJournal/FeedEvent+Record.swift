@@ -12,8 +12,11 @@ extension FeedEvent {
         case let .stockAdjusted(sku, delta, reason):
             self.init(offset: r.seq, timeMs: r.timeMs, kind: .stockAdjusted, quantity: delta, aux: UInt64(reason),
                       sku: sku)
-        case let .reserved(token, sku, quantity, deadline, customer, _, _, line, lines):
-            self.init(offset: r.seq, timeMs: r.timeMs, kind: .reserved, line: line, lines: lines,
+        case let .reserved(token, sku, quantity, deadline, customer, _, bundle, line, lines):
+            // Journals written before the fix of the core's no-customer fast
+            // path hold `lines` 0 for a single-SKU hold: it has one line.
+            self.init(offset: r.seq, timeMs: r.timeMs, kind: .reserved, line: line,
+                      lines: lines == 0 && !bundle ? 1 : lines,
                       quantity: Int64(quantity), aux: deadline, token: token, sku: sku, customer: customer)
         case let .confirmed(token, sku, quantity, returned, order, customer, line, lines):
             self.init(offset: r.seq, timeMs: r.timeMs, kind: .confirmed, line: line, lines: lines,

@@ -94,6 +94,16 @@ public struct JournalState: Sendable, Equatable {
     public private(set) var customerSold: [CustomerSKU: UInt64] = [:]
     /// Seq of the last record applied (0: none).
     public internal(set) var lastSeq: UInt64 = 0
+    /// The most recently decided tokens (FateMemory.swift): restored into
+    /// the core so a retried CONFIRM still answers TOKEN_CONFIRMED after a restart.
+    public private(set) var fates = FateMemory()
+
+    /// Most decided tokens remembered: set it to the core's total fate
+    /// memory before replaying (lowering it forgets the oldest).
+    public var fateLimit: Int {
+        get { fates.limit }
+        set { fates.limit = newValue }
+    }
 
     /// An empty state (before seq 1).
     public init() {}
@@ -112,7 +122,7 @@ public struct JournalState: Sendable, Equatable {
     public mutating func apply(_ r: SequencedRecord) throws(JournalError) {
         guard r.seq > lastSeq else { throw .replay(seq: r.seq, reason: "not after seq \(lastSeq)") }
         do throws(Refusal) {
-            try apply(r.record)
+            try apply(r.record, seq: r.seq)
         } catch {
             throw .replay(seq: r.seq, reason: error.reason)
         }
@@ -125,7 +135,7 @@ public struct JournalState: Sendable, Equatable {
         init(_ r: String) { reason = r }
     }
 
-    private mutating func apply(_ record: JournalRecord) throws(Refusal) {
+    private mutating func apply(_ record: JournalRecord, seq: UInt64) throws(Refusal) {
         switch record {
         case let .stockSet(sku, onHand, threshold, limit):
             try setStock(sku, onHand: onHand, threshold: threshold, limit: limit)
@@ -137,15 +147,21 @@ public struct JournalState: Sendable, Equatable {
                         key: key, bundle: bundle)
         case let .confirmed(token, sku, quantity, returned, _, _, _, _):
             let held = UInt64(quantity) + UInt64(returned)
-            let (i, t) = try settle(token, sku: sku, held: held) {
+            let (i, t) = try settle(token, sku: sku, held: held, fate: .confirmed, seq: seq) {
                 $0.reserved -= Int64(held)
                 $0.confirmed += Int64(quantity)
             }
             if !t.customer.isEmpty && quantity > 0 {
                 customerSold[CustomerSKU(customer: t.customer, sku: skus[i].sku), default: 0] += UInt64(quantity)
             }
-        case let .released(token, sku, quantity, _, _, _), let .expired(token, sku, quantity, _, _, _):
-            _ = try settle(token, sku: sku, held: UInt64(quantity)) { $0.reserved -= Int64(quantity) }
+        case let .released(token, sku, quantity, _, _, _):
+            _ = try settle(token, sku: sku, held: UInt64(quantity), fate: .released, seq: seq) {
+                $0.reserved -= Int64(quantity)
+            }
+        case let .expired(token, sku, quantity, _, _, _):
+            _ = try settle(token, sku: sku, held: UInt64(quantity), fate: .expired, seq: seq) {
+                $0.reserved -= Int64(quantity)
+            }
         case let .extended(token, deadline):
             guard tokens[token] != nil else { throw Refusal("unknown token \(token)") }
             tokens[token]!.deadlineMs = deadline
@@ -197,13 +213,15 @@ public struct JournalState: Sendable, Equatable {
         } else {
             tokens[token] = LiveToken(token: token, lines: [line], deadlineMs: deadlineMs, customer: customer,
                                       idempotencyKey: key, bundle: bundle)
+            fates.slotReused(token.slot)  // the slot's earlier token is forgotten, as in the core
         }
     }
 
     /// Removes the token's line on `sku` holding `held` units and applies
-    /// `change` to the SKU; the token goes with its last line.
-    private mutating func settle(_ token: Token, sku: SKU, held: UInt64, _ change: (inout SKUState) -> Void)
-        throws(Refusal) -> (Int, LiveToken)
+    /// `change` to the SKU; the token goes with its last line, and its fate
+    /// (decided by record `seq`) is remembered.
+    private mutating func settle(_ token: Token, sku: SKU, held: UInt64, fate: DecidedFate, seq: UInt64,
+                                 _ change: (inout SKUState) -> Void) throws(Refusal) -> (Int, LiveToken)
     {
         guard let t = tokens[token] else { throw Refusal("unknown token \(token)") }
         guard let l = t.lines.firstIndex(where: { $0.sku == sku && UInt64($0.quantity) == held }) else {
@@ -214,6 +232,7 @@ public struct JournalState: Sendable, Equatable {
         try update(i, change)
         if t.lines.count == 1 {
             tokens[token] = nil
+            fates.remember(DecidedToken(token: token, fate: fate, seq: seq))
         } else {
             tokens[token]!.lines.remove(at: l)
         }
@@ -272,14 +291,25 @@ public struct JournalState: Sendable, Equatable {
         for (k, _) in customerSold where skuIndex[k.sku] == nil {
             throw .invariant("customer units for unknown SKU \(k.sku)")
         }
+        guard fates.count <= fates.limit else { throw .invariant("\(fates.count) fates above the limit \(fates.limit)") }
+        var liveSlots = Set<UInt32>(minimumCapacity: tokens.count)
+        for token in tokens.keys where !liveSlots.insert(token.slot).inserted {
+            throw .invariant("two live tokens in slot \(token.slot)")
+        }
+        for (slot, d) in fates.bySlot {
+            guard d.token.slot == slot else { throw .invariant("decided token \(d.token) filed under slot \(slot)") }
+            guard !liveSlots.contains(slot) else { throw .invariant("slot \(slot) both live and decided") }
+            guard d.seq <= lastSeq else { throw .invariant("token \(d.token) decided at seq \(d.seq) after \(lastSeq)") }
+        }
     }
 }
 
 extension JournalState {
     /// Rebuilds a state from its parts (snapshot loading); `checkInvariants` afterwards.
-    init(skus: [SKUState], tokens: [Token: LiveToken], customerSold: [CustomerSKU: UInt64], lastSeq: UInt64)
-        throws(JournalError)
+    init(skus: [SKUState], tokens: [Token: LiveToken], customerSold: [CustomerSKU: UInt64], lastSeq: UInt64,
+         decided: [DecidedToken] = [], fateLimit: Int = FateMemory.defaultLimit) throws(JournalError)
     {
+        fates = try FateMemory(decided, limit: max(fateLimit, 0))
         for (i, s) in skus.enumerated() {
             guard skuIndex.updateValue(i, forKey: s.sku) == nil else { throw .invariant("SKU \(s.sku) twice") }
         }

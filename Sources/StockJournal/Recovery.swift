@@ -92,13 +92,16 @@ public struct RecoveryResult: Sendable {
 /// Rebuilding the state at startup.
 public enum Recovery {
     /// Recovers `dataDirectory` (see the comment at the top of Recovery.swift).
-    /// Truncates a torn tail; changes nothing else on disk.
-    public static func run(dataDirectory: String, nowWallMs: UInt64) throws(JournalError) -> RecoveryResult {
+    /// Truncates a torn tail; changes nothing else on disk. `fateLimit`: the
+    /// core's total fate memory (decided tokens remembered, FateMemory).
+    public static func run(dataDirectory: String, nowWallMs: UInt64, fateLimit: Int = FateMemory.defaultLimit)
+        throws(JournalError) -> RecoveryResult
+    {
         let clock = ContinuousClock()
         let start = clock.now
         try DataDirectory(dataDirectory).create()
         let loaded = try Snapshots.loadNewestValid(in: dataDirectory)
-        var replayer = Replayer(state: loaded.state)
+        var replayer = Replayer(state: loaded.state, fateLimit: fateLimit)
         let base = replayer.base
         let read = try JournalReader.readAll(directory: dataDirectory, repairTornTail: true, decodeAbove: base,
                                              covered: { replayer.skipCovered($0) }) {

@@ -25,7 +25,10 @@ public struct Replayer: Sendable {
     public private(set) var highestSeen: UInt64
 
     /// Starts from `state` (a snapshot's, or empty); records up to its `lastSeq` are ignored.
-    public init(state: JournalState) {
+    /// `fateLimit`, when given, bounds the decided tokens remembered (FateMemory).
+    public init(state: JournalState, fateLimit: Int? = nil) {
+        var state = state
+        if let fateLimit { state.fateLimit = fateLimit }
         self.state = state
         base = state.lastSeq
         highestSeen = state.lastSeq

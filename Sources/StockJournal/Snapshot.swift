@@ -6,7 +6,7 @@ import Darwin
 import CCRC32C
 import StockProtocol
 
-// # Snapshot format (version 2; version 1 is still read)
+// # Snapshot format (version 3; versions 1 and 2 are still read)
 //
 // `snapshot-<20-digit seq>.snap` holds a `JournalState` equal to replaying
 // every record up to and including `seq`. Little-endian throughout.
@@ -21,7 +21,7 @@ import StockProtocol
 // |     32 |    8 | skuCount                                            |
 // |     40 |    8 | tokenCount                                          |
 // |     48 |    8 | customerSoldCount                                   |
-// |     56 |    … | skuCount × SKU, tokenCount × token, customerSoldCount × sold |
+// |     56 |    … | skuCount × SKU, tokenCount × token, customerSoldCount × sold, fates |
 // |  end-4 |    4 | crc32c of every byte before it                      |
 //
 // SKU:   sku str8, onHand u64, reserved u64, confirmed u64, lowStockThreshold u32, perCustomerLimit u32,
@@ -29,6 +29,8 @@ import StockProtocol
 // token: token (16 bytes), deadlineMs u64, customer str8, idempotencyKey str8, flags u8 (bit 0 bundle),
 //        lineCount u16, lineCount × (skuIndex u32, quantity u32)
 // sold:  customer str8, skuIndex u32, units u64
+// fates: decidedCount u64, decidedCount × (token (16 bytes), fate u8 (2 confirmed, 3 released, 4 expired),
+//        seq u64) — oldest decision first (not in versions 1 and 2: no decided tokens remembered)
 //
 // Written to `<name>.tmp`, fsynced, renamed, and the directory fsynced, so a
 // snapshot file either is whole or does not exist under its final name; the
@@ -72,9 +74,10 @@ public struct SkippedSnapshot: Sendable, Equatable, CustomStringConvertible {
 /// Writing, loading and retiring snapshots.
 public enum Snapshots {
     static let magic: UInt64 = 0x504E_534B_434F_5453  // "STOCKSNP" read as u64 LE
-    static let version: UInt32 = 2
-    /// Versions `load` reads: 1 wrote no backup field (backup units came with version 2).
-    static let readableVersions: ClosedRange<UInt32> = 1...2
+    static let version: UInt32 = 3
+    /// Versions `load` reads: 1 wrote no backup field (backup units came with
+    /// version 2), 1 and 2 no decided tokens (version 3).
+    static let readableVersions: ClosedRange<UInt32> = 1...3
     static let headerBytes = 56
     static let prefix = "snapshot-"
     static let suffix = ".snap"
@@ -150,6 +153,11 @@ public enum Snapshots {
         }
         for (k, units) in state.customerSold {
             try out.put(65 + 12) { w in w.str8(k.customer); w.u32(skuIndex[k.sku]!); w.u64(units) }
+        }
+        let decided = state.fates.oldestFirst
+        try out.put(8) { w in w.u64(UInt64(decided.count)) }
+        for d in decided {
+            try out.put(16 + 1 + 8) { w in w.token(d.token); w.u8(d.fate.rawValue); w.u64(d.seq) }
         }
     }
 
@@ -235,9 +243,12 @@ public enum Snapshots {
         let skus = try decodeSKUs(&r, count: Int(h.skuCount), withBackup: v >= 2)
         let tokens = try decodeTokens(&r, count: Int(h.tokenCount), skus: skus)
         let sold = try decodeSold(&r, count: Int(h.customerSoldCount), skus: skus)
+        let decided = v >= 3 ? try decodeDecided(&r) : []
         guard r.remaining == 0 else { throw .badField("\(r.remaining) bytes after the body") }
         do throws(JournalError) {
-            let state = try JournalState(skus: skus, tokens: tokens, customerSold: sold, lastSeq: h.seq)
+            // Everything the file holds is kept; recovery lowers the limit to the core's.
+            let state = try JournalState(skus: skus, tokens: tokens, customerSold: sold, lastSeq: h.seq,
+                                         decided: decided, fateLimit: max(FateMemory.defaultLimit, decided.count))
             try state.checkInvariants()
             return (state, h)
         } catch {
@@ -295,6 +306,20 @@ public enum Snapshots {
             guard sold.updateValue(try r.u64(), forKey: key) == nil else { throw .badField("customer entry twice") }
         }
         return sold
+    }
+
+    private static func decodeDecided(_ r: inout RawReader) throws(RecordCorruption) -> [DecidedToken] {
+        let count = try r.u64()
+        guard count <= UInt64(r.remaining / 25) else { throw .badField("decided count larger than the file") }
+        var out: [DecidedToken] = []
+        out.reserveCapacity(Int(count))
+        for _ in 0..<count {
+            let token = try r.token(), raw = try r.u8(), seq = try r.u64()
+            guard let fate = DecidedFate(rawValue: raw) else { throw .badField("token fate \(raw)") }
+            guard out.last.map({ $0.seq < seq }) ?? true else { throw .badField("decided tokens out of seq order") }
+            out.append(DecidedToken(token: token, fate: fate, seq: seq))
+        }
+        return out
     }
 
     // MARK: - retiring

@@ -29,6 +29,7 @@ extension LoopWorker {
         guard rc == 0, listen(fd, 1024) == 0 else {
             let e = errno
             Glibc.close(fd)
+            if e == EADDRINUSE { return .failure(PortGuard.inUse(port)) }
             return .failure(ConfigError("--port \(port): bind failed: \(String(cString: strerror(e)))"))
         }
         withUnsafeMutablePointer(to: &addr) {
@@ -57,16 +58,21 @@ extension LoopWorker {
             if fd < 0 { return }  // EAGAIN: nothing more now (or a transient error: next wake-up)
             let target = server.workers[nextTarget % server.workers.count]
             nextTarget &+= 1
-            if target === self { adopt(fd) } else { target.enqueueHandOff(fd) }
+            // A worker that already finished its stop takes nothing: this one answers it instead.
+            if target === self || !target.enqueueHandOff(fd) { adopt(fd) }
         }
     }
 
-    /// Called on another worker's thread: queue `fd` for this worker and wake it.
-    func enqueueHandOff(_ fd: Int32) {
+    /// Called on another worker's thread: queue `fd` for this worker and
+    /// wake it; false once this worker's loop is ending (`finishStop`). The
+    /// wake-up is sent under the lock, so it can never reach a closed handle.
+    func enqueueHandOff(_ fd: Int32) -> Bool {
         pthread_mutex_lock(handoffLock)
+        defer { pthread_mutex_unlock(handoffLock) }
+        guard handOffOpen else { return false }
         handoffQueue.append(fd)
-        pthread_mutex_unlock(handoffLock)
         uv_async_send(handoffAsync)
+        return true
     }
 
     /// Takes the whole queue (any thread may be appending).

@@ -310,6 +310,18 @@ final class Connection {
         }
     }
 
+    /// The server is stopping (PROTOCOL.md §6 "Stopping"): nothing more is
+    /// read — input held back by backpressure was never executed and is
+    /// dropped —, the answers already made go out (after the journal when
+    /// they wait for it), then one SHUTTING_DOWN frame, then FIN.
+    func shutDown() {
+        guard state == .open else { return }
+        pending.removeAll()
+        partialSinceMs = 0
+        fail(opcode: 0, requestID: 0, .shuttingDown)
+        closeAfterFlush()
+    }
+
     /// The journal made this connection's answers durable: send them, read on.
     func releaseHeldAnswers() {
         if closeWhenReleased {

@@ -126,14 +126,19 @@ final class FeedSubscriber {
     }
 
     /// A progress marker when caught up and the position moved past what the
-    /// client last saw (throttled), or as a heartbeat on a silent feed.
+    /// client last saw (throttled), or as a heartbeat on a silent feed —
+    /// caught up or not: progress never uses credit, so a feed at credit 0
+    /// still hears every 5 s how far the server has examined the journal
+    /// (PROTOCOL.md §9). Skipped while the client is not reading.
     private func maybeSendProgress(durable: UInt64, force: Bool) {
-        guard let reader, reader.next > durable else { return }
+        guard let reader, out.count + queuedBytes < hub.config.feedOutputBytes else { return }
+        precondition(reader.next >= 1, "feed position before offset 1")
         let position = reader.next - 1
+        let caughtUp = reader.next > durable
         let now = uv_now(hub.loop)
-        let moved = position > lastSentOffset && now &- lastProgressMs >= Self.progressEveryMs
+        let moved = caughtUp && position > lastSentOffset && now &- lastProgressMs >= Self.progressEveryMs
         let silent = now &- lastFrameMs >= Self.heartbeatMs
-        guard moved || silent || (force && position > lastSentOffset) else { return }
+        guard moved || silent || (force && caughtUp && position > lastSentOffset) else { return }
         FeedEvent.progress(position, timeMs: wallNowMs()).encodeFrame(requestID: requestID, into: &out)
         lastSentOffset = max(lastSentOffset, position)
         lastProgressMs = now

@@ -67,6 +67,8 @@ final class JournalPipeline: @unchecked Sendable {
     let snapshots = ManagedAtomic<UInt64>(0)
     /// Covered segments kept for the event feed (bytes).
     private let retainBytes: Int64
+    /// Decided tokens a snapshot remembers: the core's total fate memory.
+    private let fateLimit: Int
     /// The oldest offset the event feed can serve (raised before compaction deletes).
     let feedFloor: ManagedAtomic<UInt64>
     /// How far the segment files are durable (published after each sync,
@@ -85,7 +87,10 @@ final class JournalPipeline: @unchecked Sendable {
     let syncLatencyBuckets = (0..<20).map { _ in ManagedAtomic<UInt64>(0) }
 
     init(directory: String, firstSeq: UInt64, workers: Int, segmentBytes: Int, snapshotEvery: Int,
-         retainBytes: Int64 = 0, feedFloor: UInt64 = 1, logFailure: @escaping @Sendable (String) -> Void) throws {
+         retainBytes: Int64 = 0, feedFloor: UInt64 = 1, fateLimit: Int = FateMemory.defaultLimit,
+         logFailure: @escaping @Sendable (String) -> Void) throws {
+        precondition(fateLimit >= 0, "fate memory limit below zero")
+        self.fateLimit = fateLimit
         self.snapshotEvery = UInt64(max(1, snapshotEvery))
         self.retainBytes = retainBytes
         self.feedFloor = ManagedAtomic(feedFloor)
@@ -285,6 +290,7 @@ final class JournalPipeline: @unchecked Sendable {
         let done = compacting
         let count = snapshots
         let retain = retainBytes
+        let fates = fateLimit
         let floor = feedFloor
         var thread = pthread_t()
         let job = Unmanaged.passRetained(CompactionJob {
@@ -292,7 +298,7 @@ final class JournalPipeline: @unchecked Sendable {
             let now = UInt64(Self.wallNanos() / 1_000_000)
             do {
                 let r = try Compaction.run(dataDirectory: dir, closedSegments: closed, nowWallMs: now,
-                                           retainBytes: retain) { newFloor in
+                                           retainBytes: retain, fateLimit: fates) { newFloor in
                     // Before any segment goes: a new subscriber below it is refused up front.
                     if newFloor > floor.load(ordering: .acquiring) { floor.store(newFloor, ordering: .releasing) }
                 }

@@ -24,6 +24,8 @@ final class LoopWorker {
     let listener: UnsafeMutablePointer<uv_tcp_t>
     let expiryTimer: UnsafeMutablePointer<uv_timer_t>
     let sweepTimer: UnsafeMutablePointer<uv_timer_t>
+    /// Bounds a graceful stop (`shutdownGraceMs`): then every connection left is closed.
+    let graceTimer: UnsafeMutablePointer<uv_timer_t>
     let stopAsync: UnsafeMutablePointer<uv_async_t>
     static let readBufferSize = 64 * 1024
     private let readBuffer: UnsafeMutablePointer<CChar>
@@ -36,6 +38,8 @@ final class LoopWorker {
     let handoffLock: UnsafeMutablePointer<pthread_mutex_t>
     var listenPoll: UnsafeMutablePointer<uv_poll_t>?
     var listenFD: Int32 = -1
+    /// This worker still takes hand-offs (guarded by `handoffLock`; false from `finishStop` on).
+    var handOffOpen = true
     var nextTarget = 0
     private var stopping = false
     private var expiryArmedAtMs = UInt64.max
@@ -67,6 +71,7 @@ final class LoopWorker {
         listener = .allocate(capacity: 1)
         expiryTimer = .allocate(capacity: 1)
         sweepTimer = .allocate(capacity: 1)
+        graceTimer = .allocate(capacity: 1)
         stopAsync = .allocate(capacity: 1)
         readBuffer = .allocate(capacity: LoopWorker.readBufferSize)
         handoffAsync = .allocate(capacity: 1)
@@ -82,7 +87,8 @@ final class LoopWorker {
     deinit {
         readBuffer.deallocate()
         for p in [UnsafeMutableRawPointer(listener), UnsafeMutableRawPointer(expiryTimer),
-                  UnsafeMutableRawPointer(sweepTimer), UnsafeMutableRawPointer(stopAsync),
+                  UnsafeMutableRawPointer(sweepTimer), UnsafeMutableRawPointer(graceTimer),
+                  UnsafeMutableRawPointer(stopAsync),
                   UnsafeMutableRawPointer(handoffAsync), UnsafeMutableRawPointer(handOverCheck),
                   UnsafeMutableRawPointer(durableAsync)] { p.deallocate() }
         pthread_mutex_destroy(handoffLock)
@@ -122,12 +128,15 @@ final class LoopWorker {
         let rc = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { uv_tcp_bind(listener, $0, 0) }
         }
+        if rc == UV_EADDRINUSE.rawValue { return .failure(PortGuard.inUse(port)) }
         guard rc == 0 else { return .failure(ConfigError("--port \(port): bind failed: \(LoopWorker.message(rc))")) }
         let lrc = uv_listen(UnsafeMutableRawPointer(listener).assumingMemoryBound(to: uv_stream_t.self), 1024) {
             server, status in
             guard status == 0 else { return }
             LoopWorker.from(UnsafeMutableRawPointer(server!).assumingMemoryBound(to: uv_handle_t.self)).accept()
         }
+        // libuv may report a bind's EADDRINUSE only at listen.
+        if lrc == UV_EADDRINUSE.rawValue { return .failure(PortGuard.inUse(port)) }
         guard lrc == 0 else { return .failure(ConfigError("--port \(port): listen failed: \(LoopWorker.message(lrc))")) }
         var storage = sockaddr_storage()
         var len = Int32(MemoryLayout<sockaddr_storage>.size)
@@ -140,11 +149,20 @@ final class LoopWorker {
         return .success(bound)
     }
 
+    /// The descriptor of this worker's listening socket (nil: it has none, hand-off workers 1...).
+    var listeningFD: Int32? {
+        if listenPoll != nil { return listenFD }
+        guard config.acceptMode == .reusePort else { return nil }
+        var fd: uv_os_fd_t = -1
+        return uv_fileno(handleOf(UnsafeMutableRawPointer(listener)), &fd) == 0 ? fd : nil
+    }
+
     /// Timers and the stop signal; the loop can then run.
     func prepare() {
         uv_timer_init(loop, expiryTimer)
         uv_timer_init(loop, sweepTimer)
-        openHandles += 2
+        uv_timer_init(loop, graceTimer)
+        openHandles += 3
         uv_async_init(loop, stopAsync) { async in
             LoopWorker.from(UnsafeMutableRawPointer(async!).assumingMemoryBound(to: uv_handle_t.self)).beginStop()
         }
@@ -285,19 +303,17 @@ final class LoopWorker {
 
     // MARK: stopping
 
-    /// Stop accepting; answer what was read; FIN every connection; the loop
-    /// ends when the last one closes or the grace period runs out.
+    /// PROTOCOL.md §6 "Stopping": read no more requests; answer every one
+    /// already read (state changes once durable, as always); then one
+    /// SHUTTING_DOWN frame and FIN on every connection. The listener stays
+    /// open meanwhile, so a client connecting now is told why rather than
+    /// refused (`register`). The loop ends when the last connection closed
+    /// or the grace period ran out; `finishStop` then closes the listener.
     private func beginStop() {
         guard !stopping else { return }
         stopping = true
-        if let poll = listenPoll {
-            uv_close(handleOf(UnsafeMutableRawPointer(poll)), nil)
-            Glibc.close(listenFD)
-        } else if config.acceptMode == .reusePort || index == 0 {
-            uv_close(handleOf(UnsafeMutableRawPointer(listener)), nil)
-        }
-        for c in connections where c.state == .open { c.closeAfterFlush() }
-        uv_timer_start(sweepTimer, { timer in
+        for c in connections where c.state == .open { c.shutDown() }
+        uv_timer_start(graceTimer, { timer in
             let w = LoopWorker.from(UnsafeMutableRawPointer(timer!).assumingMemoryBound(to: uv_handle_t.self))
             for c in w.connections { c.close() }
             if w.connections.isEmpty { w.finishStop() }
@@ -308,14 +324,26 @@ final class LoopWorker {
     private var finished = false
 
     private func finishStop() {
+        precondition(stopping, "finishStop before beginStop")
         guard !finished else { return }
         finished = true
+        if let poll = listenPoll {
+            uv_close(handleOf(UnsafeMutableRawPointer(poll)), nil)
+            Glibc.close(listenFD)
+        } else if config.acceptMode == .reusePort || index == 0 {
+            uv_close(handleOf(UnsafeMutableRawPointer(listener)), nil)
+        }
         uv_close(handleOf(UnsafeMutableRawPointer(expiryTimer)), nil)
         uv_close(handleOf(UnsafeMutableRawPointer(sweepTimer)), nil)
+        uv_close(handleOf(UnsafeMutableRawPointer(graceTimer)), nil)
         uv_close(handleOf(UnsafeMutableRawPointer(stopAsync)), nil)
         handOverRecords()
         closeJournalHandles()
         if config.acceptMode == .handOff {
+            // No hand-off may signal the async handle once it is closing (enqueueHandOff checks under the lock).
+            pthread_mutex_lock(handoffLock)
+            handOffOpen = false
+            pthread_mutex_unlock(handoffLock)
             uv_close(handleOf(UnsafeMutableRawPointer(handoffAsync)), nil)
             for fd in drainHandOffs() { Glibc.close(fd) }
         }

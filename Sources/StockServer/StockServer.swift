@@ -41,6 +41,8 @@ public final class StockServer: @unchecked Sendable {
     let authFailures = ManagedAtomic<Int>(0)
     /// What recovery found, applied to the core in `start` (tokens are spread over the workers' wheels).
     private var restoredTokens: [RestoredToken] = []
+    /// Decided tokens recovery remembered (oldest first), put back into the workers' fate rings in `start`.
+    private var restoredFates: [RestoredFate] = []
 
     public init(config: ServerConfig, logger: Logger) throws(ConfigError) {
         try config.validate()
@@ -87,7 +89,7 @@ public final class StockServer: @unchecked Sendable {
     public func restore(skus: [(sku: SKU, onHand: UInt64, confirmed: UInt64, backup: UInt64,
                                 lowStockThreshold: UInt32, perCustomerLimit: UInt32)],
                         customerSold: [(customer: ShortBytes, sku: SKU, units: UInt64)],
-                        tokens: [RestoredToken]) throws(RestoreError) {
+                        tokens: [RestoredToken], fates: [RestoredFate] = []) throws(RestoreError) {
         for s in skus {
             try core.restoreStock(s.sku, onHand: s.onHand, confirmed: s.confirmed, backup: s.backup,
                                   lowStockThreshold: s.lowStockThreshold, perCustomerLimit: s.perCustomerLimit)
@@ -100,11 +102,13 @@ public final class StockServer: @unchecked Sendable {
             t.deadlineMs = max(t.deadlineMs &- wallOffsetMs, nowCore)
             return t
         }
+        restoredFates = fates
     }
 
     /// Binds every worker's listener (worker 0 first, so port 0 resolves to
     /// one port all workers share) and starts the loop threads.
     public func start() throws(ConfigError) {
+        try PortGuard.probe(host: config.host, port: config.port)
         var port = config.port
         for i in 0..<config.workers {
             let w = LoopWorker(index: i, server: self)
@@ -124,14 +128,16 @@ public final class StockServer: @unchecked Sendable {
             workers.append(w)
         }
         self.port = port
-        if !restoredTokens.isEmpty {
+        try PortGuard.checkSoleListener(port: port, fds: workers.compactMap(\.listeningFD))
+        if !restoredTokens.isEmpty || !restoredFates.isEmpty {
             do {
-                try core.restoreTokens(restoredTokens, workers: workers.map(\.coreWorker))
+                try core.restoreTokens(restoredTokens, fates: restoredFates, workers: workers.map(\.coreWorker))
             } catch {
                 throw ConfigError("--data-dir: \(error)")
             }
             for w in workers { w.armExpiryAfterRestore() }
             restoredTokens = []
+            restoredFates = []
         }
         if let dir = config.journalDirectory {
             let log = logger
@@ -139,7 +145,8 @@ public final class StockServer: @unchecked Sendable {
             do {
                 pipeline = try JournalPipeline(directory: dir, firstSeq: config.journalFirstSeq, workers: workers.count,
                                                segmentBytes: config.segmentBytes, snapshotEvery: config.snapshotEvery,
-                                               retainBytes: config.feedRetentionBytes, feedFloor: config.feedFloor) {
+                                               retainBytes: config.feedRetentionBytes, feedFloor: config.feedFloor,
+                                               fateLimit: core.fateMemoryTotal) {
                     message in log.critical("\(message)")
                 }
             } catch {

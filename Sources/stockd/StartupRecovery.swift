@@ -13,6 +13,8 @@ struct RecoveredData {
                 perCustomerLimit: UInt32)]
     var customerSold: [(customer: ShortBytes, sku: SKU, units: UInt64)]
     var tokens: [RestoredToken]
+    /// Decided tokens to remember, oldest decision first.
+    var fates: [RestoredFate]
     /// The journal's first record number from now on.
     var nextSeq: UInt64
     /// The oldest offset the event feed can serve.
@@ -28,12 +30,13 @@ enum StartupRecovery {
     /// directory would interleave two journals.
     nonisolated(unsafe) private static var lockFD: Int32 = -1
 
-    static func recover(_ dir: String, catalog: [StockSet], retainBytes: Int64, logger: Logger) throws -> RecoveredData {
+    static func recover(_ dir: String, catalog: [StockSet], retainBytes: Int64, fateLimit: Int,
+                        logger: Logger) throws -> RecoveredData {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         try lock(dir)
         let now = UInt64(Date().timeIntervalSince1970 * 1000)
         var result: RecoveryResult
-        do { result = try Recovery.run(dataDirectory: dir, nowWallMs: now) } catch {
+        do { result = try Recovery.run(dataDirectory: dir, nowWallMs: now, fateLimit: fateLimit) } catch {
             throw RecoveryFailed("--data-dir \(dir): \(error)")
         }
         if let torn = result.tornTail {
@@ -64,6 +67,7 @@ enum StartupRecovery {
         logger.info("""
             recovery: \(dir): snapshot seq \(result.snapshotSeq), \(result.recordsReplayed) records replayed \
             in \(String(format: "%.1f", ms)) ms, \(result.state.skuCount) SKUs, \(result.state.tokenCount) live holds, \
+            \(result.state.fates.count) decided tokens remembered, \
             \(result.expiredAtRecovery.count) expired while down, \(staged.count) SKUs staged from --catalog \
             (\(catalog.count - staged.count) already known, kept), journal continues at seq \(result.nextSeq), \
             event feed from offset \(floor)
@@ -79,13 +83,21 @@ enum StartupRecovery {
                               deadlineMs: $0.deadlineMs, customer: $0.customer, idempotencyKey: $0.idempotencyKey,
                               bundle: $0.bundle)
             },
+            fates: result.state.fates.oldestFirst.map { d in
+                let outcome: RestoredFate.Outcome = switch d.fate {
+                case .confirmed: .confirmed
+                case .released: .released
+                case .expired: .expired
+                }
+                return RestoredFate(token: d.token, outcome: outcome)
+            },
             nextSeq: result.nextSeq, feedFloor: floor)
     }
 
     /// After the loops and the journal stopped: replay, write one snapshot, drop the segments beyond retention.
-    static func compactAtShutdown(_ dir: String, retainBytes: Int64, logger: Logger) throws {
+    static func compactAtShutdown(_ dir: String, retainBytes: Int64, fateLimit: Int, logger: Logger) throws {
         let now = UInt64(Date().timeIntervalSince1970 * 1000)
-        let result = try Recovery.run(dataDirectory: dir, nowWallMs: now)
+        let result = try Recovery.run(dataDirectory: dir, nowWallMs: now, fateLimit: fateLimit)
         let snapshot = try Recovery.finish(result, dataDirectory: dir, nowWallMs: now, retainBytes: retainBytes).snapshot
         logger.info("stockd: snapshot at seq \(snapshot.seq) written, \(result.recordsReplayed) journal records folded into it")
     }

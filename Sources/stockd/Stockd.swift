@@ -205,7 +205,7 @@ struct Stockd: ParsableCommand {
         var recovered: RecoveredData?
         if sync == "always" {
             let r = try StartupRecovery.recover(dataDir, catalog: stock, retainBytes: config.feedRetentionBytes,
-                                                logger: logger)
+                                                fateLimit: config.core.fateMemoryTotal, logger: logger)
             config.journalDirectory = dataDir
             config.journalFirstSeq = r.nextSeq
             config.feedFloor = r.feedFloor
@@ -219,7 +219,8 @@ struct Stockd: ParsableCommand {
         let server = try StockServer(config: config, logger: logger)
         if let recovered {
             do {
-                try server.restore(skus: recovered.skus, customerSold: recovered.customerSold, tokens: recovered.tokens)
+                try server.restore(skus: recovered.skus, customerSold: recovered.customerSold, tokens: recovered.tokens,
+                                   fates: recovered.fates)
             } catch {
                 throw ValidationError("--data-dir \(dataDir): \(error)")
             }
@@ -258,7 +259,8 @@ struct Stockd: ParsableCommand {
         if config.journalDirectory != nil && !server.journalFailed {
             // Clean stop: fold the journal into one snapshot, so the next start replays nothing.
             do {
-                try StartupRecovery.compactAtShutdown(dataDir, retainBytes: config.feedRetentionBytes, logger: logger)
+                try StartupRecovery.compactAtShutdown(dataDir, retainBytes: config.feedRetentionBytes,
+                                                      fateLimit: config.core.fateMemoryTotal, logger: logger)
             } catch {
                 logger.error("stockd: snapshot at shutdown failed (the journal is intact, the next start replays it): \(error)")
             }

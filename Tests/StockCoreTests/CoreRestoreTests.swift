@@ -94,6 +94,66 @@ import Testing
             try c.core.restoreStock(SKU("HAT")!, onHand: 5, confirmed: 0, lowStockThreshold: 0, perCustomerLimit: 0)
         }
     }
+
+    @Test func restoredFatesAnswerLikeTheOriginalsUntilTheirSlotIsReused() throws {
+        // 64 slots, 1 shard: the ring holds 64 / 4 = 16 fates.
+        let b = Fixture(tokens: 64, shards: 1, stock: [])
+        try b.core.restoreStock(SKU("HAT")!, onHand: 100, confirmed: 3, lowStockThreshold: 0, perCustomerLimit: 0)
+        let live = RestoredToken(token: Token(slot: 40, generation: 2, secret: 4040),
+                                 lines: [RestoredLine(sku: SKU("HAT")!, quantity: 1)], deadlineMs: b.now + 60_000,
+                                 customer: .empty, idempotencyKey: .empty, bundle: false)
+        // 20 decided tokens, oldest first: only the newest 16 fit the ring.
+        let outcomes: [RestoredFate.Outcome] = [.confirmed, .released, .expired]
+        var fates: [RestoredFate] = []
+        for i in 0..<20 {
+            let token = Token(slot: UInt32(i), generation: UInt32(i + 1), secret: UInt64(1000 + i))
+            fates.append(RestoredFate(token: token, outcome: outcomes[i % 3]))
+        }
+        try b.core.restoreTokens([live], fates: fates, workers: [b.worker])
+        for f in fates.prefix(4) {
+            // Not kept: its slot is free, never reused yet, but its state was not restored.
+            expectFailure(.tokenUnknown) { try b.core.release(f.token, nowMs: b.now, on: b.worker) }
+        }
+        for f in fates.suffix(16) {
+            let status: Status = switch f.outcome {
+            case .confirmed: .tokenConfirmed
+            case .released: .tokenReleased
+            case .expired: .tokenExpired
+            }
+            expectFailure(status) { try b.core.confirm(Confirm(token: f.token), nowMs: b.now, on: b.worker) }
+            expectFailure(status) { try b.core.extend(Extend(token: f.token, ttlMs: 1000), nowMs: b.now, on: b.worker) }
+            // A wrong secret in a remembered slot is still a forgery.
+            var forged = f.token
+            forged.secret ^= 1
+            expectFailure(.tokenUnknown) { try b.core.release(forged, nowMs: b.now, on: b.worker) }
+        }
+        #expect(b.info("HAT").reserved == 1 && b.info("HAT").available == 96)
+        // Filling the table: free slots first (64 - 1 live - 16 remembered), then the oldest remembered.
+        var granted: [ReserveOutcome] = []
+        for _ in 0..<47 { granted.append(try b.reserve("HAT", 1)) }
+        var keptSlots: Set<UInt32> = [40]
+        for f in fates.suffix(16) { keptSlots.insert(f.token.slot) }
+        let grantedSlots = Set(granted.map { (g: ReserveOutcome) -> UInt32 in g.token.slot })
+        #expect(grantedSlots.isDisjoint(with: keptSlots) && grantedSlots.count == 47)
+        let reused = try b.reserve("HAT", 1)
+        #expect(reused.token.slot == fates[4].token.slot, "the oldest remembered fate gives up its slot first")
+        #expect(reused.token.generation == fates[4].token.generation + 1)
+        expectFailure(.tokenUnknown) { try b.core.confirm(Confirm(token: fates[4].token), nowMs: b.now, on: b.worker) }
+        expectFailure(.tokenExpired) { try b.core.confirm(Confirm(token: fates[5].token), nowMs: b.now, on: b.worker) }
+        b.expectInvariants()
+    }
+
+    @Test func aFateInALiveTokensSlotIsRefused() throws {
+        let b = Fixture(stock: [])
+        try b.core.restoreStock(SKU("HAT")!, onHand: 5, confirmed: 0, lowStockThreshold: 0, perCustomerLimit: 0)
+        let live = RestoredToken(token: Token(slot: 3, generation: 2, secret: 1),
+                                 lines: [RestoredLine(sku: SKU("HAT")!, quantity: 1)], deadlineMs: b.now + 60_000,
+                                 customer: .empty, idempotencyKey: .empty, bundle: false)
+        #expect(throws: RestoreError.self) {
+            try b.core.restoreTokens([live], fates: [RestoredFate(token: Token(slot: 3, generation: 1, secret: 9),
+                                                                  outcome: .confirmed)], workers: [b.worker])
+        }
+    }
 }
 
 extension StockInfo {

@@ -166,6 +166,10 @@ func differences(_ a: JournalState, _ b: JournalState) -> [String] {
     for (k, v) in a.tokens where b.tokens[k] != v { out.append("token \(k): \(v) vs \(String(describing: b.tokens[k]))") }
     for (k, v) in b.tokens where a.tokens[k] == nil { out.append("token \(k) only in second: \(v)") }
     if a.customerSold != b.customerSold { out.append("customerSold \(a.customerSold) vs \(b.customerSold)") }
+    if a.fates != b.fates {
+        out.append("fates: \(a.fates.count) vs \(b.fates.count); first differing: "
+                   + "\(String(describing: zip(a.fates.oldestFirst, b.fates.oldestFirst).first { $0 != $1 }))")
+    }
     return Array(out.prefix(10))
 }
 

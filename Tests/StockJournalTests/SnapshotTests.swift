@@ -35,7 +35,8 @@ struct SnapshotTests {
         try state.apply(SequencedRecord(seq: 2, timeMs: 2, record: .stockSet(sku: SKU("OLD-BB")!, onHand: 3,
                                                                             lowStockThreshold: 0, perCustomerLimit: 0)))
         let file = try Snapshots.write(state, wallTimeMs: 5, directory: dir.path)
-        // Rewrite it as version 1: version field 1, each SKU entry without its trailing backup u64, new checksum.
+        // Rewrite it as version 1: version field 1, each SKU entry without its trailing backup u64, no
+        // decided-token section (version 3's count u64 at the end), new checksum.
         var b = [UInt8](FileManager.default.contents(atPath: file.path)!)
         b[8] = 1
         var v1 = Array(b[0..<56])
@@ -46,7 +47,8 @@ struct SnapshotTests {
             #expect(b[(at + entry)..<(at + entry + 8)].allSatisfy { $0 == 0 })  // backup 0
             at += entry + 8
         }
-        v1 += b[at..<(b.count - 4)]
+        #expect(b[(b.count - 12)..<(b.count - 4)].allSatisfy { $0 == 0 })  // no decided tokens
+        v1 += b[at..<(b.count - 12)]
         let crc = v1.withUnsafeBytes { CRC32C.extend(0, $0) }
         v1 += withUnsafeBytes(of: crc.littleEndian) { Array($0) }
         #expect(FileManager.default.createFile(atPath: file.path, contents: Data(v1)))
