@@ -209,7 +209,7 @@ final class Connection {
         defer { if oldestAnswerNs == 0 && out.count > 0 { oldestAnswerNs = burstNs } }
         counters.add(.readBursts)
         let seqBefore = worker.lastSeq
-        defer { if worker.lastSeq != seqBefore { heldUntil = worker.lastSeq } }
+        defer { if worker.lastSeq != seqBefore { heldUntil = max(heldUntil, worker.lastSeq) } }
         while state == .open && !backlogged && feedRequest == nil {
             let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
             switch FrameParser.parse(rest, maxFrame: worker.config.maxFrame) {
@@ -235,9 +235,25 @@ final class Connection {
 
     /// Appends a failure answer.
     func fail(opcode: UInt8, requestID: UInt32, _ status: Status, _ detail: ErrorDetail = .none) {
+        switch status {
+        case .tokenConfirmed, .tokenReleased, .tokenExpired: awaitIssuedRecords()  // a fate decided elsewhere
+        default: break
+        }
         ResponseCodec.encodeFailure(opcode: opcode, requestID: requestID, status: status, detail: detail, into: &out)
         inflight += 1
         counters.request(opcode: opcode, status: status)
+    }
+
+    /// An answer that reports state another request made — an idempotent
+    /// replay's token, a fate decided by an earlier CONFIRM or RELEASE on any
+    /// worker — goes out only once that state is durable: a retried CONFIRM
+    /// told TOKEN_CONFIRMED must never meet, after a crash, a token that is
+    /// live again. Its record's seq is not known here, so the answer waits
+    /// for every seq issued so far (rare answers; one journal round at most).
+    func awaitIssuedRecords() {
+        guard let journal = worker.journal else { return }
+        let issued = journal.nextSeq.load(ordering: .acquiring) &- 1
+        if issued > heldUntil { heldUntil = issued }
     }
 
     // MARK: writing

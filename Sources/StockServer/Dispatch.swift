@@ -98,11 +98,13 @@ extension Connection {
         case .reserve(let r):
             let o = try core.reserve(r, nowMs: nowMs, on: w)
             worker.expiryMayHaveMoved(o.deadlineMs)
+            if o.replayed { awaitIssuedRecords() }
             return .reserved(Reservation(token: o.token, expiresAtMs: worker.wallClock(o.deadlineMs),
                                          available: o.available))
         case .reserveBundle(let b):
             let o = try core.reserveBundle(b, nowMs: nowMs, on: w)
             worker.expiryMayHaveMoved(o.deadlineMs)
+            if o.replayed { awaitIssuedRecords() }
             return .bundleReserved(BundleReservation(token: o.token, expiresAtMs: worker.wallClock(o.deadlineMs)))
         case .confirm(let c):
             return .confirmed(try core.confirm(c, nowMs: nowMs, on: w))
@@ -178,6 +180,7 @@ extension Connection {
             return fail(opcode: header.opcode, requestID: header.requestID, error.status, error.detail)
         }
         worker.expiryMayHaveMoved(o.deadlineMs)
+        if o.replayed { awaitIssuedRecords() }
         let start = beginOK(header)
         out.writeToken(o.token)
         out.writeU64(o.deadlineMs &+ wallOffsetMs)
