@@ -134,6 +134,21 @@ extension StockCore {
         for (n, f) in kept.enumerated() { restoreFate(f, on: workers[n % workers.count]) }
     }
 
+    /// After a restore (stock and tokens): each SKU's alert level as its
+    /// counts say, set without an event — the journal already holds the
+    /// alerts that led there — so that the next change announces what it
+    /// would have announced before the restart (a sold-out SKU restocked:
+    /// `back_in_stock`). Call once, before any worker serves.
+    public func restoreAlertLevels() {
+        for i in 0..<catalog.count {
+            let sku = UInt32(i)
+            let available = counters.sum(counters.available, sku)
+            let threshold = Int64(counters.threshold(sku))
+            let level: AlertLevel = available <= 0 ? .soldOut : (available <= threshold ? .low : .normal)
+            counters.alert[i].store(level.rawValue, ordering: .relaxed)
+        }
+    }
+
     /// A decided slot as `settle` leaves it: the token's generation and
     /// secret with its fate, then into the worker's ring of recent fates.
     private func restoreFate(_ f: RestoredFate, on w: Worker) {

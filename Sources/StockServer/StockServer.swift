@@ -43,6 +43,8 @@ public final class StockServer: @unchecked Sendable {
     private var restoredTokens: [RestoredToken] = []
     /// Decided tokens recovery remembered (oldest first), put back into the workers' fate rings in `start`.
     private var restoredFates: [RestoredFate] = []
+    /// `restore` ran: alert levels are set from the restored counts in `start`.
+    private var restored = false
 
     public init(config: ServerConfig, logger: Logger) throws(ConfigError) {
         try config.validate()
@@ -103,6 +105,7 @@ public final class StockServer: @unchecked Sendable {
             return t
         }
         restoredFates = fates
+        restored = true
     }
 
     /// Binds every worker's listener (worker 0 first, so port 0 resolves to
@@ -139,6 +142,7 @@ public final class StockServer: @unchecked Sendable {
             restoredTokens = []
             restoredFates = []
         }
+        if restored { core.restoreAlertLevels() }
         if let dir = config.journalDirectory {
             let log = logger
             let pipeline: JournalPipeline

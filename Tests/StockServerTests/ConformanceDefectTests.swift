@@ -137,6 +137,30 @@ import Testing
         #expect(final.filter { $0 == .tokenConfirmed }.count < remembered, "\(final.map(\.name))")
     }
 
+    @Test("a SKU sold out before a restart gives back_in_stock when restocked after it")
+    func alertLevelSurvivesRestart() async throws {
+        let data = try TempDirectory(prefix: "stockd-alert-level")
+        defer { data.remove() }
+        let args = ["--data-dir", data.path("d")]
+        do {
+            let server = try StockdProcess(args, catalog: "LEVEL-A,2\n")
+            let c = try server.connect()
+            let t = try c.reserveOK("LEVEL-A", 2).token
+            #expect(try c.confirm(t).status == .ok)
+            c.close()
+            _ = try #require(server.terminate(timeout: 10))
+        }
+        let server = try StockdProcess(args, catalog: "LEVEL-A,2\n")
+        let client = StockClient(port: server.port, timeout: .seconds(5))
+        defer { client.close() }
+        let before = try await durableOffset(client)
+        try await client.adjustStock("LEVEL-A", delta: 3, reason: .restock)
+        let feed = try await client.events(from: .offset(before + 1))
+        let events = try await collect(feed, through: try await durableOffset(client))
+        feed.close()
+        #expect(events.map(\.kind) == [.stockAdjusted, .backInStock], "\(events.map(\.kind.name))")
+    }
+
     // MARK: 3. stopping
 
     @Test("SIGTERM: answers to everything read, then one SHUTTING_DOWN frame and EOF; nothing after it took effect")
