@@ -41,24 +41,12 @@ public struct RestoredToken: Sendable, Equatable {
 /// A decided token to remember again, so that a retried CONFIRM, RELEASE or
 /// EXTEND answers its fate rather than TOKEN_UNKNOWN after a restart.
 public struct RestoredFate: Sendable, Equatable {
-    public enum Outcome: Sendable, Equatable {
-        case confirmed, released, expired
-    }
-
     public var token: Token
-    public var outcome: Outcome
+    public var fate: DecidedFate
 
-    public init(token: Token, outcome: Outcome) {
+    public init(token: Token, fate: DecidedFate) {
         self.token = token
-        self.outcome = outcome
-    }
-
-    var fate: Fate {
-        switch outcome {
-        case .confirmed: .confirmed
-        case .released: .released
-        case .expired: .expired
-        }
+        self.fate = fate
     }
 }
 
@@ -143,8 +131,7 @@ extension StockCore {
         for i in 0..<catalog.count {
             let sku = UInt32(i)
             let available = counters.sum(counters.available, sku)
-            let threshold = Int64(counters.threshold(sku))
-            let level: AlertLevel = available <= 0 ? .soldOut : (available <= threshold ? .low : .normal)
+            let level = AlertLevel(available: available, threshold: counters.threshold(sku))
             counters.alert[i].store(level.rawValue, ordering: .relaxed)
         }
     }
@@ -156,7 +143,7 @@ extension StockCore {
         slab.secret(slot).store(f.token.secret, ordering: .relaxed)
         slab.item(slot).store(0, ordering: .relaxed)
         slab.meta(slot).store(0, ordering: .relaxed)
-        slab.state(slot).store(TokenState.pack(f.fate, generation: f.token.generation, deadline: 0),
+        slab.state(slot).store(TokenState.pack(Fate(f.fate), generation: f.token.generation, deadline: 0),
                                ordering: .releasing)
         w.retire(slot)
     }

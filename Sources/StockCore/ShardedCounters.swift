@@ -210,4 +210,9 @@ enum AlertLevel: UInt64 {
     case normal = 0
     case low = 1
     case soldOut = 2
+
+    /// The level `available` units stand at against the low-stock threshold (0: none).
+    init(available: Int64, threshold: UInt32) {
+        self = available <= 0 ? .soldOut : (available <= Int64(threshold) ? .low : .normal)
+    }
 }

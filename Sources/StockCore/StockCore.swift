@@ -634,8 +634,7 @@ public final class StockCore: @unchecked Sendable {
     /// is announced once; under a race the announcements may flap, but the
     /// last one for a SKU always matches its level after the last change.
     func evaluateAlert(_ sku: UInt32, available: Int64, nowMs: UInt64, on w: Worker) {
-        let threshold = Int64(counters.threshold(sku))
-        let level: AlertLevel = available <= 0 ? .soldOut : (available <= threshold ? .low : .normal)
+        let level = AlertLevel(available: available, threshold: counters.threshold(sku))
         let word = counters.alert[Int(sku)]
         var old = word.load(ordering: .relaxed)
         while old != level.rawValue {

@@ -20,6 +20,17 @@ enum Fate: UInt64 {
     }
 }
 
+extension Fate {
+    /// The core's fate for a decided one (same codes).
+    init(_ decided: DecidedFate) {
+        switch decided {
+        case .confirmed: self = .confirmed
+        case .released: self = .released
+        case .expired: self = .expired
+        }
+    }
+}
+
 /// A token slot's state word: `fate:4 | generation:24 | deadline:36`.
 ///
 /// Fate, generation and deadline share one 64-bit word so that every

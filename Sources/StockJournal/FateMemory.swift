@@ -1,12 +1,5 @@
 import StockProtocol
 
-/// How a token's fate was decided.
-public enum DecidedFate: UInt8, Sendable, Equatable {
-    case confirmed = 2
-    case released = 3
-    case expired = 4
-}
-
 /// A token whose fate is decided, as the journal remembers it.
 public struct DecidedToken: Sendable, Equatable {
     public var token: Token
@@ -90,20 +83,12 @@ public struct FateMemory: Sendable {
             head += 1
             if bySlot[e.slot]?.seq == e.seq { bySlot[e.slot] = nil }
         }
-        // Drop the consumed prefix once it is most of the array; rebuild
-        // when stale entries (reused slots) make up most of the rest. Both
-        // cost O(n) after at least n appends, so `order` stays below
-        // 2 × count + 1,024 entries plus what was appended since.
-        if head > 1024 && head * 2 > order.count {
-            order.removeFirst(head)
-            head = 0
-        }
-        if order.count - head > 2 * bySlot.count + 1024 {
+        // Consumed and stale entries (evicted, reused slots) are dropped by
+        // rebuilding from `bySlot` once they outnumber the live ones by
+        // 1,024: an O(n log n) rebuild after at least n + 1,024 appends, and
+        // `order` never holds more than 2 × count + 1,024 entries.
+        if order.count > 2 * bySlot.count + 1024 {
             order = oldestFirst.map { ($0.token.slot, $0.seq) }
-            head = 0
-        }
-        if bySlot.isEmpty {
-            order.removeAll(keepingCapacity: true)
             head = 0
         }
         assert(order.count - head >= bySlot.count, "fate memory order shorter than its tokens")

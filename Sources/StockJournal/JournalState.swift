@@ -309,7 +309,7 @@ extension JournalState {
     init(skus: [SKUState], tokens: [Token: LiveToken], customerSold: [CustomerSKU: UInt64], lastSeq: UInt64,
          decided: [DecidedToken] = [], fateLimit: Int = FateMemory.defaultLimit) throws(JournalError)
     {
-        fates = try FateMemory(decided, limit: max(fateLimit, 0))
+        fates = try FateMemory(decided, limit: fateLimit)
         for (i, s) in skus.enumerated() {
             guard skuIndex.updateValue(i, forKey: s.sku) == nil else { throw .invariant("SKU \(s.sku) twice") }
         }

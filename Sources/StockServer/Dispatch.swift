@@ -75,6 +75,14 @@ extension Connection {
         return true
     }
 
+    /// After a granted RESERVE or RESERVE_BUNDLE: the expiry timer may need
+    /// to fire earlier, and an idempotent replay reports a reservation an
+    /// earlier request made, so its answer waits until that is durable.
+    @inline(__always) private func reservationMade(_ o: ReserveOutcome) {
+        worker.expiryMayHaveMoved(o.deadlineMs)
+        if o.replayed { awaitIssuedRecords() }
+    }
+
     /// Requests that change state (and so need the journal).
     static func changesState(_ opcode: UInt8) -> Bool {
         switch opcode {
@@ -97,14 +105,12 @@ extension Connection {
         switch request {
         case .reserve(let r):
             let o = try core.reserve(r, nowMs: nowMs, on: w)
-            worker.expiryMayHaveMoved(o.deadlineMs)
-            if o.replayed { awaitIssuedRecords() }
+            reservationMade(o)
             return .reserved(Reservation(token: o.token, expiresAtMs: worker.wallClock(o.deadlineMs),
                                          available: o.available))
         case .reserveBundle(let b):
             let o = try core.reserveBundle(b, nowMs: nowMs, on: w)
-            worker.expiryMayHaveMoved(o.deadlineMs)
-            if o.replayed { awaitIssuedRecords() }
+            reservationMade(o)
             return .bundleReserved(BundleReservation(token: o.token, expiresAtMs: worker.wallClock(o.deadlineMs)))
         case .confirm(let c):
             return .confirmed(try core.confirm(c, nowMs: nowMs, on: w))
@@ -179,8 +185,7 @@ extension Connection {
         do { o = try core.reserve(r, nowMs: nowMs, on: coreWorker) } catch {
             return fail(opcode: header.opcode, requestID: header.requestID, error.status, error.detail)
         }
-        worker.expiryMayHaveMoved(o.deadlineMs)
-        if o.replayed { awaitIssuedRecords() }
+        reservationMade(o)
         let start = beginOK(header)
         out.writeToken(o.token)
         out.writeU64(o.deadlineMs &+ wallOffsetMs)

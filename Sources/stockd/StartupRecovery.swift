@@ -83,14 +83,7 @@ enum StartupRecovery {
                               deadlineMs: $0.deadlineMs, customer: $0.customer, idempotencyKey: $0.idempotencyKey,
                               bundle: $0.bundle)
             },
-            fates: result.state.fates.oldestFirst.map { d in
-                let outcome: RestoredFate.Outcome = switch d.fate {
-                case .confirmed: .confirmed
-                case .released: .released
-                case .expired: .expired
-                }
-                return RestoredFate(token: d.token, outcome: outcome)
-            },
+            fates: result.state.fates.oldestFirst.map { RestoredFate(token: $0.token, fate: $0.fate) },
             nextSeq: result.nextSeq, feedFloor: floor)
     }
 

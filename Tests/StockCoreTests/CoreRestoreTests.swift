@@ -103,11 +103,11 @@ import Testing
                                  lines: [RestoredLine(sku: SKU("HAT")!, quantity: 1)], deadlineMs: b.now + 60_000,
                                  customer: .empty, idempotencyKey: .empty, bundle: false)
         // 20 decided tokens, oldest first: only the newest 16 fit the ring.
-        let outcomes: [RestoredFate.Outcome] = [.confirmed, .released, .expired]
+        let outcomes: [DecidedFate] = [.confirmed, .released, .expired]
         var fates: [RestoredFate] = []
         for i in 0..<20 {
             let token = Token(slot: UInt32(i), generation: UInt32(i + 1), secret: UInt64(1000 + i))
-            fates.append(RestoredFate(token: token, outcome: outcomes[i % 3]))
+            fates.append(RestoredFate(token: token, fate: outcomes[i % 3]))
         }
         try b.core.restoreTokens([live], fates: fates, workers: [b.worker])
         for f in fates.prefix(4) {
@@ -115,7 +115,7 @@ import Testing
             expectFailure(.tokenUnknown) { try b.core.release(f.token, nowMs: b.now, on: b.worker) }
         }
         for f in fates.suffix(16) {
-            let status: Status = switch f.outcome {
+            let status: Status = switch f.fate {
             case .confirmed: .tokenConfirmed
             case .released: .tokenReleased
             case .expired: .tokenExpired
@@ -151,7 +151,7 @@ import Testing
                                  customer: .empty, idempotencyKey: .empty, bundle: false)
         #expect(throws: RestoreError.self) {
             try b.core.restoreTokens([live], fates: [RestoredFate(token: Token(slot: 3, generation: 1, secret: 9),
-                                                                  outcome: .confirmed)], workers: [b.worker])
+                                                                  fate: .confirmed)], workers: [b.worker])
         }
     }
 }
