@@ -103,6 +103,31 @@ struct FateMemoryTests {
         #expect(recovered.state.fates.oldestFirst == [DecidedToken(token: t1, fate: .confirmed, seq: 6)])
     }
 
+    /// A fates section that passes the checksum but does not hold up is a bad snapshot, never a crash.
+    @Test func aBadFatesSectionIsABadSnapshot() throws {
+        var s = try stocked()
+        let t = Token(slot: 2, generation: 1, secret: 7)
+        try s.apply(rec(2, reserved(t)))
+        try s.apply(rec(3, .released(token: t, sku: a, quantity: 1)))
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fates-bad-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let file = try Snapshots.write(s, wallTimeMs: 1, directory: dir)
+        let good = [UInt8](FileManager.default.contents(atPath: file.path)!)
+        // The last 4 bytes are the checksum; before them: count u64, token[16], fate u8, seq u64.
+        let fateAt = good.count - 4 - 8 - 1, countAt = good.count - 4 - 8 - 1 - 16 - 8
+        for (what, patch) in [("fate 9", { (b: inout [UInt8]) in b[fateAt] = 9 }),
+                              ("count beyond the file", { (b: inout [UInt8]) in b[countAt + 6] = 1 })] {
+            var b = good
+            patch(&b)
+            let body = Array(b[0..<(b.count - 4)])
+            let crc = body.withUnsafeBytes { CRC32C.extend(0, $0) }
+            b = body + withUnsafeBytes(of: crc.littleEndian) { Array($0) }
+            #expect(FileManager.default.createFile(atPath: file.path, contents: Data(b)))
+            #expect(throws: JournalError.self, "\(what)") { _ = try Snapshots.load(file) }
+        }
+    }
+
     @Test func aDecidedSlotThatIsAlsoLiveIsAnInvariantViolation() throws {
         let t = Token(slot: 3, generation: 1, secret: 1)
         let live = LiveToken(token: Token(slot: 3, generation: 2, secret: 2), lines: [TokenLine(sku: a, quantity: 1)],
