@@ -5,7 +5,7 @@ APT_PACKAGES := libuv1-dev pkg-config
 # The tests and `make bench` run the Redis baseline against a real redis-server.
 APT_TEST_PACKAGES := redis-server
 
-.PHONY: run test deps test-deps build release bench bench-durable bench-feed bench-metrics bench-hostile bench-core bench-decode bench-server tsan asan fuzz clean
+.PHONY: run tools docs install consumer-check ops-check test deps test-deps build release bench bench-durable bench-feed bench-metrics bench-hostile bench-core bench-decode bench-server tsan asan fuzz clean
 
 # Installs the Debian packages the build needs when they are missing.
 deps:
@@ -58,6 +58,39 @@ bench: test-deps
 	  echo; echo "== flash sale: 20 SKUs x 500 units, a stampede of 20,000 buyers within 200 ms (100k/s), mix 10:7:2:1, ttl 1 s"; \
 	  $$B compare flash-sale --skus 20 --stock 500 --buyers 20000 --within 200ms; \
 	  echo; bench/redis-baseline.sh'
+
+# The operator tools the README's walkthrough calls, release builds next to stockd in
+# .build/release (README, "A show, end to end": `export PATH="$$PWD/.build/release:$$PATH"`).
+TOOLS := stockctl stock-hooks stockbench
+tools: deps
+	$(SWIFT) build -c release --product stockd
+	for p in $(TOOLS); do $(SWIFT) build -c release --product $$p || exit 1; done
+	@echo "make tools: stockd $(TOOLS) are in $(CURDIR)/.build/release"
+
+# Man pages and shell completions from the release binaries (scripts/gen-man-and-completions.sh).
+docs: tools
+	scripts/gen-man-and-completions.sh -b .build/release -o .build/share
+
+# Installs the four binaries into $(PREFIX)/bin, their man pages and completions into
+# $(PREFIX)/share (default /usr/local; DESTDIR for packaging).
+PREFIX ?= /usr/local
+install: tools docs
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share
+	for p in stockd $(TOOLS); do install -m 0755 .build/release/$$p $(DESTDIR)$(PREFIX)/bin/$$p || exit 1; done
+	cp -R .build/share/. $(DESTDIR)$(PREFIX)/share/
+	@echo "make install: stockd $(TOOLS) in $(DESTDIR)$(PREFIX)/bin, man pages and completions in $(DESTDIR)$(PREFIX)/share"
+
+# A throwaway package depends on StockClient by version (a tag on a clean clone, `traits: []`),
+# resolves only this package and swift-log, builds, and reserves against a real stockd.
+consumer-check: deps
+	$(SWIFT) build --product stockd
+	.ci/consumer-check.sh $(CURDIR)/.build/debug/stockd
+
+# The ops files against a live stockd: promtool check rules (ops/prometheus) and check metrics on a
+# real scrape, /ready, the Grafana dashboard's JSON (ops/check.sh). Needs promtool (apt: prometheus).
+ops-check: deps
+	$(SWIFT) build --product stockd
+	ops/check.sh $(CURDIR)/.build/debug/stockd
 
 # Durability: --sync always vs none, durable stockd vs Redis with AOF, and the
 # recovery time of 1,000,000 journal records (bench/durability.sh; ~3 minutes).

@@ -1,20 +1,39 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.2
 // stockd — a stock-reservation server for live shopping.
 // One module per layer; arrows in README.md "Architecture". Nothing imports upward.
+//
+// Two audiences, one manifest. This repository's own builds enable the default trait "Server"
+// (stockd, the tools, the benchmarks and the tests). A checkout service that depends on the
+// client asks for no traits:
+//     .package(url: "https://…/stockd.git", from: "0.2.0", traits: [])
+// and then resolves only this package and swift-log: every other dependency below is used only
+// under "Server", and SwiftPM does not fetch what a disabled trait alone uses
+// (clients/swift/README.md; `make consumer-check` proves it with a throwaway package).
 import PackageDescription
 
+// Warnings are errors in this repository's debug builds. A safe setting (an unsafe flag would make
+// every product unusable as a versioned dependency); SwiftPM ignores it for dependencies.
 let strict: [SwiftSetting] = [
-    .unsafeFlags(["-warnings-as-errors"], .when(configuration: .debug)),
+    .treatAllWarnings(as: .error, .when(configuration: .debug)),
 ]
+
+/// A product of a dependency that only the server side and the tools use.
+func server(_ name: String, _ package: String) -> Target.Dependency {
+    .product(name: name, package: package, condition: .when(traits: ["Server"]))
+}
 
 let package = Package(
     name: "stockd",
     products: [
+        // For checkout services: the client and the wire types it speaks (no traits needed).
         .library(name: "StockProtocol", targets: ["StockProtocol"]),
-        .library(name: "StockCore", targets: ["StockCore"]),
         .executable(name: "stockd", targets: ["stockd"]),
         .library(name: "StockClient", targets: ["StockClient"]),
         .executable(name: "stock-hooks", targets: ["stock-hooks"]),
+    ],
+    traits: [
+        .trait(name: "Server", description: "stockd, stockctl, stock-hooks, the benchmarks and the tests"),
+        .default(enabledTraits: ["Server"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
@@ -25,6 +44,8 @@ let package = Package(
         // stock-hooks only (HTTP delivery and HMAC signatures); stockd does not link them.
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        // stockctl and stockd (catalog and stage files): RFC 4180 CSV.
+        .package(url: "https://github.com/yaslab/CSV.swift.git", from: "2.5.2"),
     ],
     targets: [
         // Debian's libuv1-dev through pkg-config. Used by the server layer.
@@ -38,7 +59,7 @@ let package = Package(
         // Counters, tokens, timing wheel. No I/O; the clock is a parameter.
         .target(
             name: "StockCore",
-            dependencies: ["StockProtocol", .product(name: "Atomics", package: "swift-atomics")],
+            dependencies: ["StockProtocol", server("Atomics", "swift-atomics")],
             swiftSettings: strict
         ),
         // Loopback benchmarks of the server layer (bench/echo, bench/driver).
@@ -56,7 +77,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "stockbench-lite",
-            dependencies: ["StockProtocol", "CLibUV", "BenchSupport"],
+            dependencies: ["StockProtocol", "CLibUV", "BenchSupport", "CommandSupport"],
             path: "bench/driver",
             exclude: ["run-matrix.sh"],
             swiftSettings: strict
@@ -74,34 +95,49 @@ let package = Package(
             name: "StockServer",
             dependencies: [
                 "StockCore", "StockProtocol", "StockJournal", "CLibUV",
-                .product(name: "Atomics", package: "swift-atomics"),
-                .product(name: "Logging", package: "swift-log"),
+                server("Atomics", "swift-atomics"),
+                server("Logging", "swift-log"),
             ],
             swiftSettings: strict
         ),
+        // What every binary's command line shares: the one duration parser, --version with the
+        // git commit. Standard library and ArgumentParser only.
+        .target(
+            name: "CommandSupport",
+            dependencies: [server("ArgumentParser", "swift-argument-parser")],
+            swiftSettings: strict,
+            plugins: ["BuildInfoPlugin"]
+        ),
+        // Writes the git commit into CommandSupport before each build (a prebuild command running
+        // /bin/sh and git; "unknown" without a git checkout). No unsafe flags.
+        .plugin(name: "BuildInfoPlugin", capability: .buildTool(), path: "Plugins/BuildInfoPlugin"),
         // The executable: flags, catalog file, logging, signals.
         .executableTarget(
             name: "stockd",
             dependencies: [
-                "StockServer", "StockCore", "StockProtocol", "StockJournal",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
+                "StockServer", "StockCore", "StockProtocol", "StockJournal", "CommandSupport",
+                server("ArgumentParser", "swift-argument-parser"),
+                server("CSV", "csv.swift"),
+                server("Logging", "swift-log"),
             ],
             swiftSettings: strict
         ),
         // The Swift client library for checkout services and tools.
+        // Its closure is StockProtocol and swift-log, nothing else (see the top of this file).
         .target(
             name: "StockClient",
-            dependencies: ["StockProtocol"],
+            dependencies: ["StockProtocol", .product(name: "Logging", package: "swift-log")],
             path: "clients/swift",
+            exclude: ["README.md"],
             swiftSettings: strict
         ),
         // stockctl: the operator CLI.
         .executableTarget(
             name: "stockctl",
             dependencies: [
-                "StockClient",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "StockClient", "CommandSupport",
+                server("CSV", "csv.swift"),
+                server("ArgumentParser", "swift-argument-parser"),
             ],
             path: "clients/cli",
             swiftSettings: strict
@@ -110,10 +146,10 @@ let package = Package(
         .executableTarget(
             name: "stock-hooks",
             dependencies: [
-                "StockClient",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "Crypto", package: "swift-crypto"),
+                "StockClient", "CommandSupport",
+                server("ArgumentParser", "swift-argument-parser"),
+                server("AsyncHTTPClient", "async-http-client"),
+                server("Crypto", "swift-crypto"),
             ],
             path: "clients/hooks",
             exclude: ["README.md"],
@@ -123,7 +159,7 @@ let package = Package(
         .target(name: "CMallocCounter", path: "bench/malloc-counter"),
         .executableTarget(
             name: "stockcore-bench",
-            dependencies: ["StockCore", "CMallocCounter", .product(name: "Atomics", package: "swift-atomics")],
+            dependencies: ["StockCore", "CMallocCounter", server("Atomics", "swift-atomics")],
             path: "bench/core"
         ),
         // stockbench: the flash-sale load generator, stockd and the Redis baseline side by side.
@@ -138,9 +174,9 @@ let package = Package(
         .executableTarget(
             name: "stockbench",
             dependencies: [
-                "BenchSupport", "StockBenchRedis", "StockProtocol", "StockClient", "CLibUV",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                "BenchSupport", "StockBenchRedis", "StockProtocol", "StockClient", "CLibUV", "CommandSupport",
+                server("ArgumentParser", "swift-argument-parser"),
+                server("Histogram", "hdrhistogram-swift"),
             ],
             path: "bench/stockbench",
             swiftSettings: strict
@@ -157,7 +193,7 @@ let package = Package(
             name: "stockd-fuzz",
             dependencies: [
                 "StockServer", "StockCore", "StockProtocol",
-                .product(name: "Logging", package: "swift-log"),
+                server("Logging", "swift-log"),
             ],
             path: "fuzz/stockd-fuzz",
             swiftSettings: strict
@@ -173,7 +209,7 @@ let package = Package(
             name: "StockServerTests",
             dependencies: [
                 "StockProtocol", "StockClient", "stockd", "stockctl", "stockbench", "stock-hooks", "TestSupport",
-                .product(name: "Crypto", package: "swift-crypto"),
+                server("Crypto", "swift-crypto"),
             ],
             swiftSettings: strict
         ),
@@ -185,6 +221,11 @@ let package = Package(
         .testTarget(
             name: "StockBenchRedisTests",
             dependencies: ["StockBenchRedis", "BenchSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "CommandSupportTests",
+            dependencies: ["CommandSupport"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -45,7 +45,11 @@ public enum ResponseBody: Sendable, Equatable {
 public enum Role: UInt8, Sendable, CaseIterable, Comparable {
     /// Not authenticated: HELLO and PING only.
     case none = 0
-    /// Checkout services: reserve, bundle, confirm, release, extend, stock get/list.
+    /// Read-only monitors (`stockctl watch`, dashboards): stock get/list, STATS, the event feed.
+    /// Wire value 3: it was added after checkout and admin, whose values stay. Never compare
+    /// roles by raw value: use `<` (by `rank`).
+    case viewer = 3
+    /// Checkout services: reserve, bundle, confirm, release, extend, and everything a viewer may.
     case checkout = 1
     /// Operators: everything.
     case admin = 2
@@ -53,12 +57,26 @@ public enum Role: UInt8, Sendable, CaseIterable, Comparable {
     public var name: String {
         switch self {
         case .none: "none"
+        case .viewer: "viewer"
         case .checkout: "checkout"
         case .admin: "admin"
         }
     }
 
-    public static func < (a: Role, b: Role) -> Bool { a.rawValue < b.rawValue }
+    /// Position in the order none < viewer < checkout < admin: each role may do
+    /// everything the roles below it may.
+    @inlinable
+    public var rank: Int {
+        switch self {
+        case .none: 0
+        case .viewer: 1
+        case .checkout: 2
+        case .admin: 3
+        }
+    }
+
+    @inlinable
+    public static func < (a: Role, b: Role) -> Bool { a.rank < b.rank }
 }
 
 /// HELLO's answer: the server's version, the role granted and its limits.

@@ -7,7 +7,9 @@ import StockProtocol
 // File format, one credential per line: `NAME ROLE SECRET`, fields separated
 // by spaces or tabs; blank lines and lines starting with `#` are skipped.
 // NAME: 1-64 printable ASCII characters, unique (it names the credential in
-// logs — the secret never appears anywhere). ROLE: `checkout` or `admin`.
+// logs — the secret never appears anywhere). ROLE: `viewer` (read-only:
+// stock get/list, STATS, the event feed), `checkout` (also reserve, confirm,
+// release, extend) or `admin` (also every stock change).
 // SECRET: 16-255 printable ASCII characters without spaces, unique.
 //
 // HELLO's credential is compared with every secret in constant time (the
@@ -80,10 +82,12 @@ public final class AuthTable: Sendable {
             }
             let role: Role
             switch roleName {
+            case "viewer": role = .viewer
             case "checkout": role = .checkout
             case "admin": role = .admin
             default:
-                problems.append("line \(lineNo) (\(name)): role must be checkout or admin, got '\(roleName)'")
+                problems.append("line \(lineNo) (\(name)): role must be checkout or admin, or viewer (read-only), "
+                                + "got '\(roleName)'")
                 continue
             }
             guard secret.count >= minSecret, secret.count <= Limits.maxCredentialLength,

@@ -42,6 +42,8 @@ final class Connection {
     @exclusivity(unchecked) var out = ByteWriter(capacity: 16 * 1024)
     /// Answers in `out`.
     @exclusivity(unchecked) var inflight = 0
+    /// The operations of the answers in `out`, for the per-operation latency histogram.
+    @exclusivity(unchecked) var answeredOps = AnswerTally()
     /// Bytes handed to `uv_write` and not yet written.
     @exclusivity(unchecked) var queuedBytes = 0
     @exclusivity(unchecked) var reading = false
@@ -241,7 +243,7 @@ final class Connection {
         }
         ResponseCodec.encodeFailure(opcode: opcode, requestID: requestID, status: status, detail: detail, into: &out)
         inflight += 1
-        counters.request(opcode: opcode, status: status)
+        counters.request(opcode: opcode, status: status, tally: &answeredOps)
     }
 
     /// An answer that reports state another request made — an idempotent
@@ -267,7 +269,7 @@ final class Connection {
         }
         counters.add(.bytesOut, Int64(out.count))
         if oldestAnswerNs != 0 {
-            counters.latency(nanos: uv_hrtime() &- oldestAnswerNs, answers: inflight)
+            counters.latency(nanos: uv_hrtime() &- oldestAnswerNs, tally: &answeredOps)
             oldestAnswerNs = 0
         }
         let queued = out.withUnsafeBytes { raw in

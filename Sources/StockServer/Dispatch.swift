@@ -10,7 +10,7 @@ extension Connection {
         // The session's role first: an unauthenticated or under-privileged
         // client learns nothing from how its payload would have been judged.
         let needed = Permissions.minimum(header.opcode)
-        if needed.rawValue > role.rawValue {
+        if needed > role {
             fail(opcode: header.opcode, requestID: header.requestID, role == .none ? .unauthenticated : .forbidden)
             return
         }
@@ -51,7 +51,7 @@ extension Connection {
             ResponseCodec.encodeBody(body, into: &out)
             out.endFrame(start)
             inflight += 1
-            counters.request(opcode: header.opcode, status: .ok)
+            counters.request(opcode: header.opcode, status: .ok, tally: &answeredOps)
         } catch {
             fail(opcode: header.opcode, requestID: id, error.status, error.detail)
             if error.status.closesConnection { closeAfterFlush() }
@@ -169,7 +169,7 @@ extension Connection {
     @inline(__always) private func ok(_ header: FrameHeader, start: Int) {
         out.endFrame(start)
         inflight += 1
-        counters.request(opcode: header.opcode, status: .ok)
+        counters.request(opcode: header.opcode, status: .ok, tally: &answeredOps)
     }
 
     private func failDecoded(_ header: FrameHeader, _ status: Status) {
@@ -237,7 +237,7 @@ extension Connection {
         let c = worker.config
         return .hello(HelloReply(
             role: role, maxFrame: UInt32(c.maxFrame), maxTTLMs: c.core.maxTTLMs, defaultTTLMs: c.core.defaultTTLMs,
-            maxInflight: UInt32(c.maxInflight), serverName: Array("stockd \(StockServer.version)".utf8)))
+            maxInflight: UInt32(c.maxInflight), serverName: Array("stockd \(c.buildVersion)".utf8)))
     }
 
     /// STATS cut to fit the maximum frame (the most general counters come

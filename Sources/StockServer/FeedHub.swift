@@ -59,6 +59,10 @@ final class FeedHub: @unchecked Sendable {
     let eventsSent = ManagedAtomic<UInt64>(0)
     let subscriptionsTotal = ManagedAtomic<UInt64>(0)
     let refusedBusy = ManagedAtomic<UInt64>(0)
+    /// Records the slowest open feed is behind the durable watermark,
+    /// refreshed every tick (100 ms); 0 without subscribers. A consumer
+    /// that stops reading or granting credit shows here first.
+    let maxLag = ManagedAtomic<UInt64>(0)
 
     init(config: ServerConfig, journal: JournalPipeline, logger: Logger) {
         self.config = config
@@ -226,6 +230,10 @@ final class FeedHub: @unchecked Sendable {
     private func tick() {
         let now = uv_now(loop)
         for s in subscribers { s.tick(nowMs: now) }
+        let durable = journal.durable.load(ordering: .acquiring)
+        var worst: UInt64 = 0
+        for s in subscribers where s.state == .open { worst = max(worst, durable &- min(durable, s.position)) }
+        maxLag.store(worst, ordering: .relaxed)
     }
 
     /// A subscriber stopped at its per-pump limit with more to send: pump it again on the next loop turn.

@@ -145,6 +145,10 @@ final class FeedSubscriber {
         lastFrameMs = now
     }
 
+    /// The last offset this feed has examined (sent, or skipped by its
+    /// filter): how far behind the journal it is, for `FeedHub.maxLag`.
+    var position: UInt64 { (reader?.next ?? 1) - 1 }
+
     func tick(nowMs: UInt64) {
         guard state == .open else { return }
         pump()

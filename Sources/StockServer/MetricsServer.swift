@@ -10,8 +10,12 @@ import StockProtocol
 ///
 /// A minimal HTTP/1.1 server: one request per connection (answered with
 /// `Connection: close`), the request head at most 8 KiB, at most 16
-/// scrapers at once, each given 5 s; anything but `GET /metrics` is 404 /
-/// 405 / 400. Bound to the protocol's host.
+/// scrapers at once, each given 5 s. Besides `/metrics`: `GET /healthz`
+/// (liveness: 200 `ok` while the process serves) and `GET /ready`
+/// (readiness: 200 `ready`, else 503 and the reason on one line), answered
+/// from atomics like the metrics, so a probe never waits on a loop.
+/// Other paths are 404, other methods 405, a bad request line 400. Bound
+/// to the protocol's host.
 final class MetricsServer: @unchecked Sendable {
     static let maxHead = 8 * 1024
     static let maxClients = 16
@@ -138,9 +142,21 @@ final class MetricsServer: @unchecked Sendable {
         let parts = requestLine.split(separator: " ")
         guard parts.count == 3, parts[2].hasPrefix("HTTP/1.") else { return ("400 Bad Request", "text/plain", "bad request\n") }
         let path = parts[1].split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
-        guard path == "/metrics" else { return ("404 Not Found", "text/plain", "only /metrics here\n") }
+        guard ["/metrics", "/healthz", "/ready"].contains(path) else {
+            return ("404 Not Found", "text/plain", "only /metrics, /healthz and /ready here\n")
+        }
         guard parts[0] == "GET" else { return ("405 Method Not Allowed", "text/plain", "GET only\n") }
-        return ("200 OK", "text/plain; version=0.0.4; charset=utf-8", MetricsText.render(server))
+        switch path {
+        case "/healthz": return Self.probe(server.notLiveReason, ok: "ok")
+        case "/ready": return Self.probe(server.notReadyReason, ok: "ready")
+        default: return ("200 OK", "text/plain; version=0.0.4; charset=utf-8", MetricsText.render(server))
+        }
+    }
+
+    /// A probe's answer: 200 and `ok`, or 503 and the reason, one line each.
+    private static func probe(_ problem: String?, ok: String) -> (status: String, contentType: String, body: String) {
+        guard let problem else { return ("200 OK", "text/plain; charset=utf-8", ok + "\n") }
+        return ("503 Service Unavailable", "text/plain; charset=utf-8", problem + "\n")
     }
 }
 

@@ -10,26 +10,24 @@ enum MetricsText {
     static func render(_ s: StockServer) -> String {
         var out = Output()
         let workers = s.workers
+        let rowNames = Opcode.allCases.map(\.name).appending("UNASSIGNED")
+        out.help("stockd_build_info", "The running binary: version and git commit (value always 1).", type: "gauge")
+        out.sample("stockd_build_info", ["version": s.config.buildVersion, "commit": s.config.buildCommit], 1)
+        out.gauge("stockd_ready", "1 when GET /ready answers 200 (recovered, journal healthy, every loop serving).",
+                  s.notReadyReason == nil ? 1 : 0)
         // Requests by operation and status.
         out.help("stockd_requests_total", "Requests answered, by operation and status.", type: "counter")
-        for (row, op) in Opcode.allCases.map(\.name).appending("UNASSIGNED").enumerated() {
+        for (row, op) in rowNames.enumerated() {
             for status in Status.allCases {
                 let n = workers.reduce(Int64(0)) { $0 + $1.counters.answers(row: row, status: status) }
                 if n > 0 { out.sample("stockd_requests_total", ["op": op, "status": status.name], Double(n)) }
             }
         }
-        // Request latency, server side.
+        // Request latency, server side, per operation (operations with no answers yet are left out).
         out.help("stockd_request_duration_seconds",
-                 "From reading a request to handing its answer to the kernel (journal wait included).", type: "histogram")
-        var cumulative: Int64 = 0
-        for i in 0..<WorkerCounters.latencyBuckets {
-            cumulative += workers.reduce(Int64(0)) { $0 + $1.counters.latencyBucket(i) }
-            let le = i == WorkerCounters.latencyBuckets - 1 ? "+Inf" : format(Double(UInt64(1) << UInt64(i)) / 1e6)
-            out.sample("stockd_request_duration_seconds_bucket", ["le": le], Double(cumulative))
-        }
-        let sumNs = workers.reduce(Int64(0)) { $0 + $1.counters.latencySumNanos }
-        out.sample("stockd_request_duration_seconds_sum", [:], Double(sumNs) / 1e9)
-        out.sample("stockd_request_duration_seconds_count", [:], Double(cumulative))
+                 "From reading a request to handing its answer to the kernel (journal wait included), by operation.",
+                 type: "histogram")
+        for (row, op) in rowNames.enumerated() { requestDuration(&out, workers, row: row, op: op) }
         // Tokens.
         let c = s.core.stats()
         out.gauge("stockd_tokens_live", "Reservation tokens held now.", Double(c.liveTokens))
@@ -73,13 +71,16 @@ enum MetricsText {
             out.gauge("stockd_feed_subscribers", "Event-feed subscribers now.", Double(hub.active.load(ordering: .relaxed)))
             out.counter("stockd_feed_events_sent_total", "Events sent to subscribers.",
                         Double(hub.eventsSent.load(ordering: .relaxed)))
+            out.gauge("stockd_feed_subscriber_lag_max", "Records the slowest subscriber is behind the durable offset.",
+                      Double(hub.maxLag.load(ordering: .relaxed)))
         }
         // Per SKU, up to the configured number.
         var entries: [StockEntry] = []
         var cursor: UInt32 = 0
         while entries.count < s.config.metricsMaxSKUs && cursor != Limits.listEnd {
             let page = s.core.list(cursor: cursor, limit: min(1000, s.config.metricsMaxSKUs - entries.count))
-            entries += page.entries
+            // Drill SKUs (`stockctl drill`) are the tooling's, not the show's: no per-SKU series for them.
+            entries += page.entries.filter { e in !e.sku.withUnsafeBytes { ReservedSKU.isDrill(bytes: $0) } }
             cursor = page.nextCursor
         }
         out.gauge("stockd_skus", "SKUs in the catalog.", Double(c.skus))
@@ -89,12 +90,30 @@ enum MetricsText {
             ("stockd_sku_confirmed", "Units sold.", { (i: StockInfo) in i.confirmed }),
             ("stockd_sku_backup", "Units held back from sale until released.", { (i: StockInfo) in i.backup }),
         ] as [(String, String, (StockInfo) -> UInt64)] {
-            out.help(name, help + " Per SKU, the first \(s.config.metricsMaxSKUs) in catalog order.", type: "gauge")
+            out.help(name, help + " Per SKU, the first \(s.config.metricsMaxSKUs) in catalog order, drill SKUs left out.", type: "gauge")
             for e in entries {  // the bulk of a scrape: no dictionaries, no floating point
                 out.text += name + "{sku=\"" + out.escape(e.sku.string) + "\"} " + String(value(e.info)) + "\n"
             }
         }
         return out.text
+    }
+
+    /// One operation's latency histogram, summed over the workers: cumulative
+    /// buckets (bucket i: under 2^i µs), `+Inf` equal to the count.
+    private static func requestDuration(_ out: inout Output, _ workers: [LoopWorker], row: Int, op: String) {
+        var cumulative: Int64 = 0
+        var lines: [(le: String, count: Int64)] = []
+        lines.reserveCapacity(WorkerCounters.latencyBuckets)
+        for i in 0..<WorkerCounters.latencyBuckets {
+            cumulative += workers.reduce(Int64(0)) { $0 + $1.counters.latencyBucket(row: row, i) }
+            let le = i == WorkerCounters.latencyBuckets - 1 ? "+Inf" : format(Double(UInt64(1) << UInt64(i)) / 1e6)
+            lines.append((le, cumulative))
+        }
+        guard cumulative > 0 else { return }
+        for l in lines { out.sample("stockd_request_duration_seconds_bucket", ["op": op, "le": l.le], Double(l.count)) }
+        let sumNs = workers.reduce(Int64(0)) { $0 + $1.counters.latencySumNanos(row: row) }
+        out.sample("stockd_request_duration_seconds_sum", ["op": op], Double(sumNs) / 1e9)
+        out.sample("stockd_request_duration_seconds_count", ["op": op], Double(cumulative))
     }
 
     static func format(_ v: Double) -> String {

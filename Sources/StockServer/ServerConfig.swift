@@ -60,6 +60,10 @@ public struct ServerConfig: Sendable {
     public var metricsPort: Int?
     /// SKUs given per-SKU gauges at most (catalog order).
     public var metricsMaxSKUs = 1000
+    /// The binary's version and git commit, for `stockd_build_info` (set by
+    /// the executable, which knows how it was built; the library does not).
+    public var buildVersion = StockServer.version
+    public var buildCommit = "unknown"
     /// Credentials and roles (`--auth-file`); nil: no authentication, every
     /// connection may do everything — allowed only on a loopback address
     /// unless `insecure`.

@@ -17,20 +17,22 @@ final class WorkerCounters: @unchecked Sendable {
     /// Counts by operation and by status are sums over it (one store per answer).
     static let matrixRows = Opcode.allCases.count + 1
     static let matrixSlots = matrixRows * statusSlots
-    /// Server-side request latency (read → handed to the kernel): bucket i
-    /// counts answers under 2^i µs, the last the rest; then the sum in ns.
+    /// Server-side request latency (read → handed to the kernel), one
+    /// histogram per matrix row (operation): bucket i counts answers under
+    /// 2^i µs, the last the rest; then one sum in ns per row.
     static let latencyBuckets = 24
     private static let matrixBase = fieldSlots
     private static let latencyBase = matrixBase + matrixSlots
-    private static let latencySumSlot = latencyBase + latencyBuckets
+    private static let latencySumBase = latencyBase + matrixRows * latencyBuckets
     /// Opcode byte → matrix row.
     private static let rowOf: [Int] = (0..<256).map { op in
         Opcode.allCases.firstIndex { $0.rawValue == UInt8(op) } ?? Opcode.allCases.count
     }
     private let base: UnsafeMutablePointer<Int64.AtomicRepresentation>
-    private let count = WorkerCounters.latencySumSlot + 1
+    private let count = WorkerCounters.latencySumBase + WorkerCounters.matrixRows
 
     init() {
+        precondition(WorkerCounters.matrixRows <= AnswerTally.capacity, "AnswerTally has fewer rows than the matrix")
         let raw = UnsafeMutableRawPointer.allocate(byteCount: count * 8, alignment: 128)
         base = raw.bindMemory(to: Int64.AtomicRepresentation.self, capacity: count)
         base.initialize(repeating: .init(0), count: count)
@@ -45,17 +47,29 @@ final class WorkerCounters: @unchecked Sendable {
 
     @inline(__always) private func read(_ i: Int) -> Int64 { UnsafeAtomic<Int64>(at: base + i).load(ordering: .relaxed) }
 
-    @inline(__always) func request(opcode: UInt8, status: Status) {
-        bump(WorkerCounters.matrixBase + WorkerCounters.rowOf[Int(opcode)] * WorkerCounters.statusSlots
-             + Int(status.rawValue), 1)
+    /// One answer to `opcode` with `status`, counted now; `tally` (the
+    /// connection's) remembers its operation until the answer is written.
+    @inline(__always) func request(opcode: UInt8, status: Status, tally: inout AnswerTally) {
+        let row = WorkerCounters.rowOf[Int(opcode)]
+        bump(WorkerCounters.matrixBase + row * WorkerCounters.statusSlots + Int(status.rawValue), 1)
+        tally.add(row: row)
     }
 
-    /// `answers` answers that waited `nanos` each.
-    @inline(__always) func latency(nanos: UInt64, answers: Int) {
+    /// The answers in `tally` were handed to the kernel `nanos` after the
+    /// oldest of them was read: each counts in its operation's histogram
+    /// with that latency (answers written together share it). Empties `tally`.
+    @inline(__always) func latency(nanos: UInt64, tally: inout AnswerTally) {
         let micros = nanos / 1000
         let bucket = micros == 0 ? 0 : min(WorkerCounters.latencyBuckets - 1, 64 - micros.leadingZeroBitCount)
-        bump(WorkerCounters.latencyBase + bucket, Int64(answers))
-        bump(WorkerCounters.latencySumSlot, Int64(truncatingIfNeeded: nanos) &* Int64(answers))
+        var rows = tally.rows
+        while rows != 0 {
+            let row = rows.trailingZeroBitCount
+            rows &= rows &- 1
+            let n = Int64(tally.take(row: row))
+            bump(WorkerCounters.latencyBase + row * WorkerCounters.latencyBuckets + bucket, n)
+            bump(WorkerCounters.latencySumBase + row, Int64(truncatingIfNeeded: nanos) &* n)
+        }
+        tally.rows = 0
     }
 
     /// Answers of matrix row `row` (see `matrixRows`) with `status`.
@@ -63,8 +77,13 @@ final class WorkerCounters: @unchecked Sendable {
         read(WorkerCounters.matrixBase + row * WorkerCounters.statusSlots + Int(status.rawValue))
     }
 
-    func latencyBucket(_ i: Int) -> Int64 { read(WorkerCounters.latencyBase + i) }
-    var latencySumNanos: Int64 { read(WorkerCounters.latencySumSlot) }
+    /// Latency bucket `i` of matrix row `row` (not cumulative).
+    func latencyBucket(row: Int, _ i: Int) -> Int64 {
+        read(WorkerCounters.latencyBase + row * WorkerCounters.latencyBuckets + i)
+    }
+
+    /// The latencies of matrix row `row`, summed, in ns.
+    func latencySumNanos(row: Int) -> Int64 { read(WorkerCounters.latencySumBase + row) }
 
     @inline(__always) func add(_ f: Field, _ by: Int64 = 1) {
         bump(f.rawValue, by)
@@ -84,4 +103,31 @@ final class WorkerCounters: @unchecked Sendable {
     var answersTotal: Int64 { Status.allCases.reduce(0) { $0 + responses(status: $1) } }
 
     func value(_ f: Field) -> Int64 { read(f.rawValue) }
+}
+
+/// A connection's answers not yet handed to the kernel, by matrix row
+/// (`WorkerCounters.matrixRows`): a write carries answers to several
+/// operations, and each goes into its own operation's latency histogram.
+/// Inline storage, written by the connection's loop thread only: nothing
+/// is allocated, locked or dispatched per request.
+struct AnswerTally {
+    /// Rows at most (one bit of `rows` each); `WorkerCounters.init` checks the matrix fits.
+    static let capacity = 32
+    /// Bit r: row r has answers counted in `counts`.
+    var rows: UInt32 = 0
+    private var counts = InlineArray<32, UInt32>(repeating: 0)
+
+    init() {}
+
+    @inline(__always) mutating func add(row: Int) {
+        counts[row] &+= 1
+        rows |= 1 << UInt32(row)
+    }
+
+    /// The count of `row`, reset to 0.
+    @inline(__always) mutating func take(row: Int) -> UInt32 {
+        let n = counts[row]
+        counts[row] = 0
+        return n
+    }
 }

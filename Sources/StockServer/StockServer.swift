@@ -14,7 +14,7 @@ import StockProtocol
 /// graceful stop; `wait` joins the threads.
 public final class StockServer: @unchecked Sendable {
     /// The server's version, announced in HELLO and logs.
-    public static let version = "0.1.0"
+    public static let version = "0.2.0"
     public let config: ServerConfig
     public let core: StockCore
     let logger: Logger
@@ -45,6 +45,14 @@ public final class StockServer: @unchecked Sendable {
     private var restoredFates: [RestoredFate] = []
     /// `restore` ran: alert levels are set from the restored counts in `start`.
     private var restored = false
+    /// Worker loops running now, and loops that ended (each loop thread counts
+    /// itself): readiness and liveness on the metrics port.
+    private let loopsRunning = ManagedAtomic<Int>(0)
+    private let loopsEnded = ManagedAtomic<Int>(0)
+    /// How long `start` waits for the loop threads to be running (then /ready says how many are).
+    static let loopStartWaitNs: UInt64 = 5_000_000_000
+    /// `stop` was called: no longer ready, whatever else holds.
+    private let stopRequested = ManagedAtomic<Bool>(false)
 
     public init(config: ServerConfig, logger: Logger) throws(ConfigError) {
         try config.validate()
@@ -179,17 +187,47 @@ public final class StockServer: @unchecked Sendable {
             let context = Unmanaged.passUnretained(w).toOpaque()
             let rc = pthread_create(&w.thread, nil, { arg in
                 let worker = Unmanaged<LoopWorker>.fromOpaque(arg!).takeUnretainedValue()
+                worker.server.loopsRunning.wrappingIncrement(ordering: .releasing)
                 worker.run()
+                worker.server.loopsRunning.wrappingDecrement(ordering: .releasing)
+                worker.server.loopsEnded.wrappingIncrement(ordering: .releasing)
                 return nil
             }, context)
             guard rc == 0 else { throw ConfigError("--workers: cannot start thread (errno \(rc))") }
         }
+        // Return once every loop runs, so that what follows a start (the port file, systemd's
+        // READY=1) agrees with GET /ready. A thread starts in microseconds; the bound is for a
+        // machine so overloaded that the wait would be wrong anyway.
+        let deadline = uv_hrtime() + StockServer.loopStartWaitNs
+        while loopsRunning.load(ordering: .acquiring) < workers.count && uv_hrtime() < deadline { usleep(100) }
     }
 
     /// Begins a graceful stop (any thread): stop accepting, answer what was
     /// read, flush, close; bounded by `config.shutdownGraceMs`.
     public func stop() {
+        stopRequested.store(true, ordering: .releasing)
         for w in workers { w.requestStop() }
+    }
+
+    /// Why the server should not be sent traffic now (`GET /ready` answers
+    /// 503 with it), or nil when it should: recovery finished (the server
+    /// exists only after it), the journal has not failed, every worker loop
+    /// runs its listener and connections, and no stop was asked for.
+    public var notReadyReason: String? {
+        if stopRequested.load(ordering: .acquiring) { return "stopping" }
+        if journalFailed { return "journal failed: changes are refused (check the disk)" }
+        let running = loopsRunning.load(ordering: .acquiring)
+        if running < workers.count { return "\(running) of \(workers.count) worker loops running" }
+        return nil
+    }
+
+    /// Why the process is not alive (`GET /healthz` answers 503 with it), or
+    /// nil: the metrics thread answering is the process serving; a worker
+    /// loop that ended without a stop being asked for is a dead server.
+    public var notLiveReason: String? {
+        guard !stopRequested.load(ordering: .acquiring) else { return nil }
+        let ended = loopsEnded.load(ordering: .acquiring)
+        return ended == 0 ? nil : "\(ended) worker loops ended without a stop"
     }
 
     /// The journal could not write (the server refuses changes).

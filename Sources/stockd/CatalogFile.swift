@@ -1,9 +1,11 @@
+import CSV
 import Foundation
 import StockProtocol
 
 /// The `--catalog` file: `sku,on_hand[,low_stock_threshold][,per_customer_limit]`
-/// per line; blank lines and `#` comments are skipped; a first line whose
-/// first field is `sku` is a header. Every error names its line.
+/// per record, RFC 4180 CSV (quoted fields, doubled quotes, CRLF, a UTF-8 BOM; read by CSV.swift);
+/// blank lines and `#` comments are skipped; a first record whose first field is `sku` is a header.
+/// Every error names the line its record starts on.
 enum CatalogFile {
     struct LineError: Error, CustomStringConvertible {
         let description: String
@@ -22,15 +24,8 @@ enum CatalogFile {
     static func parse(_ text: String, name: String) throws -> [StockSet] {
         var result: [StockSet] = []
         var seen = Set<SKU>()
-        // Swift treats "\r\n" as one Character, so a split on "\n" alone would
-        // see a Windows-saved file as a single line.
-        for (i, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
-            let lineNo = i + 1
-            let line = raw.trimmingCharacters(in: .whitespaces.union(CharacterSet(charactersIn: "\r")))
-            if line.isEmpty || line.hasPrefix("#") { continue }
+        for (lineNo, fields) in try records(text, name: name) {
             func fail(_ why: String) -> LineError { LineError(description: "--catalog \(name) line \(lineNo): \(why)") }
-            let fields = line.split(separator: ",", omittingEmptySubsequences: false)
-                .map { $0.trimmingCharacters(in: .whitespaces) }
             if result.isEmpty && seen.isEmpty && fields.first?.lowercased() == "sku" { continue }
             guard (2...4).contains(fields.count) else {
                 throw fail("expected sku,on_hand[,low_stock_threshold][,per_customer_limit], got \(fields.count) fields")
@@ -55,5 +50,55 @@ enum CatalogFile {
             result.append(StockSet(sku: sku, onHand: onHand, lowStockThreshold: threshold, perCustomerLimit: limit))
         }
         return result
+    }
+
+    /// The non-blank, non-comment records of `text`, each with the line it starts on. The same
+    /// reading as stockctl's `csvRecords` (clients/cli/Options.swift): spaces around fields trimmed,
+    /// and a record with an odd number of `"` refused (an unclosed quote would swallow the lines after it).
+    static func records(_ text: String, name: String) throws -> [(line: Int, fields: [String])] {
+        var body = text
+        if body.unicodeScalars.first == "\u{FEFF}" { body.unicodeScalars.removeFirst() }
+        let reader = try CSVReader(string: body, hasHeaderRow: false, trimFields: true)
+        let quotes = quotesPerLine(body)
+        var out: [(line: Int, fields: [String])] = []
+        var line = 1
+        while let fields = reader.next() {
+            let start = line
+            // Only quoted fields hold line breaks: they and the record's end give the lines it spans.
+            let span = 1 + fields.reduce(0) { $0 + lineBreaks($1) }
+            line += span
+            if fields == [""] { continue }
+            let isComment = fields[0].hasPrefix("#")
+            if isComment && span == 1 { continue }
+            if isComment || quotes[(start - 1)..<min(start - 1 + span, quotes.count)].reduce(0, +) % 2 != 0 {
+                throw LineError(description: "--catalog \(name) line \(start): unbalanced double quote (close the "
+                                + "quoted field, or quote a field holding \" and double it)")
+            }
+            out.append((start, fields))
+        }
+        return out
+    }
+
+    /// Line breaks as CSV.swift ends records: CRLF, CR or LF, each one.
+    static func lineBreaks(_ s: String) -> Int {
+        var count = 0
+        var afterCR = false
+        for scalar in s.unicodeScalars {
+            if scalar == "\r" || (scalar == "\n" && !afterCR) { count += 1 }
+            afterCR = scalar == "\r"
+        }
+        return count
+    }
+
+    /// How many `"` each physical line holds.
+    static func quotesPerLine(_ s: String) -> [Int] {
+        var counts = [0]
+        var afterCR = false
+        for scalar in s.unicodeScalars {
+            if scalar == "\r" || (scalar == "\n" && !afterCR) { counts.append(0) }
+            if scalar == "\"" { counts[counts.count - 1] += 1 }
+            afterCR = scalar == "\r"
+        }
+        return counts
     }
 }

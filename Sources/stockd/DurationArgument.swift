@@ -1,34 +1,25 @@
 import ArgumentParser
+import CommandSupport
 
-/// A duration flag value: a whole number with a unit, `ms`, `s`, `m` or `h`
-/// (`200ms`, `90s`, `1h`); `0` alone means zero.
+/// A duration flag value in the grammar every binary shares (`DurationParser`: `200ms`, `1.5s`,
+/// `1m30s`, `1h`; `0` alone means zero). Options declared with `transform: DurationArgument.parse`
+/// report a bad value with the accepted format; the `ExpressibleByArgument` conformance serves the rest.
 struct DurationArgument: ExpressibleByArgument, CustomStringConvertible, Sendable {
     let milliseconds: UInt64
 
     init(milliseconds: UInt64) { self.milliseconds = milliseconds }
 
     init?(argument: String) {
-        if argument == "0" {
-            milliseconds = 0
-            return
-        }
-        let units: [(String, UInt64)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
-        for (suffix, scale) in units where argument.hasSuffix(suffix) {
-            let number = argument.dropLast(suffix.count)
-            guard !number.isEmpty, number.allSatisfy(\.isNumber), let n = UInt64(number),
-                  n <= UInt64.max / scale else { return nil }
-            milliseconds = n * scale
-            return
-        }
-        return nil
+        guard let ms = try? DurationParser.milliseconds(argument) else { return nil }
+        milliseconds = ms
     }
 
-    var description: String {
-        if milliseconds % 3_600_000 == 0 && milliseconds > 0 { return "\(milliseconds / 3_600_000)h" }
-        if milliseconds % 60_000 == 0 && milliseconds > 0 { return "\(milliseconds / 60_000)m" }
-        if milliseconds % 1000 == 0 && milliseconds > 0 { return "\(milliseconds / 1000)s" }
-        return "\(milliseconds)ms"
+    /// For `@Option(transform:)`: a bad value's error names the accepted format.
+    static func parse(_ text: String) throws -> DurationArgument {
+        DurationArgument(milliseconds: try DurationParser.milliseconds(text))
     }
+
+    var description: String { DurationParser.format(milliseconds) }
 
     static var defaultCompletionKind: CompletionKind { .default }
 }

@@ -64,14 +64,15 @@ enum StartupRecovery {
             throw RecoveryFailed("--data-dir \(dir): cannot write the recovery snapshot: \(error)")
         }
         let ms = Double(result.elapsed.components.attoseconds) / 1e15 + Double(result.elapsed.components.seconds) * 1000
-        logger.info("""
-            recovery: \(dir): snapshot seq \(result.snapshotSeq), \(result.recordsReplayed) records replayed \
-            in \(String(format: "%.1f", ms)) ms, \(result.state.skuCount) SKUs, \(result.state.tokenCount) live holds, \
-            \(result.state.fates.count) decided tokens remembered, \
-            \(result.expiredAtRecovery.count) expired while down, \(staged.count) SKUs staged from --catalog \
-            (\(catalog.count - staged.count) already known, kept), journal continues at seq \(result.nextSeq), \
-            event feed from offset \(floor)
-            """)
+        logger.info("recovery: done", metadata: [
+            "data_dir": "\(dir)", "snapshot_seq": .stringConvertible(result.snapshotSeq),
+            "records_replayed": .stringConvertible(result.recordsReplayed), "ms": "\(String(format: "%.1f", ms))",
+            "skus": .stringConvertible(result.state.skuCount), "live_holds": .stringConvertible(result.state.tokenCount),
+            "decided_tokens": .stringConvertible(result.state.fates.count),
+            "expired_while_down": .stringConvertible(result.expiredAtRecovery.count),
+            "catalog_staged": .stringConvertible(staged.count), "catalog_known": .stringConvertible(catalog.count - staged.count),
+            "next_seq": .stringConvertible(result.nextSeq), "feed_from": .stringConvertible(floor),
+        ])
         return RecoveredData(
             skus: result.state.skus.map {
                 ($0.sku, UInt64($0.onHand), UInt64($0.confirmed), UInt64($0.backup), $0.lowStockThreshold,
@@ -92,7 +93,7 @@ enum StartupRecovery {
         let now = UInt64(Date().timeIntervalSince1970 * 1000)
         let result = try Recovery.run(dataDirectory: dir, nowWallMs: now, fateLimit: fateLimit)
         let snapshot = try Recovery.finish(result, dataDirectory: dir, nowWallMs: now, retainBytes: retainBytes).snapshot
-        logger.info("stockd: snapshot at seq \(snapshot.seq) written, \(result.recordsReplayed) journal records folded into it")
+        logger.info("snapshot at seq \(snapshot.seq) written, \(result.recordsReplayed) journal records folded into it")
     }
 
     private static func lock(_ dir: String) throws {

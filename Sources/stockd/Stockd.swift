@@ -1,9 +1,16 @@
 import ArgumentParser
+import CommandSupport
 import Foundation
 import Logging
 import StockCore
 import StockProtocol
 import StockServer
+
+/// What `stockd_build_info` reports.
+/// What this binary is: the release and the git commit (Plugins/BuildInfoPlugin), for --version,
+/// HELLO's server name, the start-up log line and `stockd_build_info`.
+let stockdBuildVersion = BuildInfo.version
+let stockdBuildCommit = BuildInfo.commit
 
 /// `stockd`: flags, logging, signals; everything else lives in StockServer.
 /// `stockd verify` checks a data directory.
@@ -14,11 +21,11 @@ struct Stockd: ParsableCommand {
         abstract: "Stock-reservation server for live shopping.",
         discussion: """
             Serves the stockd binary protocol (protocol/PROTOCOL.md) on TCP. Durations take a unit: \
-            200ms, 90s, 5m, 1h. SIGINT or SIGTERM stops it gracefully. With --sync always (the default) \
+            500ms, 1.5s, 1m30s, 2h (0 alone is zero). SIGINT or SIGTERM stops it gracefully. With --sync always (the default) \
             every acknowledged change is in the journal under --data-dir before its answer is sent, and a \
             restart recovers it; --sync none keeps everything in memory only.
             """,
-        version: StockServer.version,
+        version: BuildInfo.versionLine(program: "stockd"),
         subcommands: [Verify.self])
 
     @Option(help: "IPv4 address to listen on.")
@@ -39,10 +46,10 @@ struct Stockd: ParsableCommand {
     @Option(help: "CSV of starting stock: sku,on_hand[,low_stock_threshold][,per_customer_limit].")
     var catalog: String?
 
-    @Option(name: .customLong("default-ttl"), help: "Hold time when a request says 0.")
+    @Option(name: .customLong("default-ttl"), help: "Hold time when a request says 0.", transform: DurationArgument.parse)
     var defaultTTL = DurationArgument(milliseconds: 90_000)
 
-    @Option(name: .customLong("max-ttl"), help: "Longest hold a request may ask for (at most 1h).")
+    @Option(name: .customLong("max-ttl"), help: "Longest hold a request may ask for (at most 1h).", transform: DurationArgument.parse)
     var maxTTL = DurationArgument(milliseconds: 3_600_000)
 
     @Option(name: .customLong("max-connections"), help: "Connections open at once; beyond it: BUSY, then close.")
@@ -63,15 +70,17 @@ struct Stockd: ParsableCommand {
     @Option(name: .customLong("max-output"), help: "Unwritten answer bytes per connection before it stops being read.")
     var maxOutput = 4 << 20
 
-    @Option(name: .customLong("idle-timeout"), help: "Close connections silent this long (0: never).")
+    @Option(name: .customLong("idle-timeout"), help: "Close connections silent this long (0: never).", transform: DurationArgument.parse)
     var idleTimeout = DurationArgument(milliseconds: 300_000)
 
     @Option(name: .customLong("frame-timeout"),
-            help: "Close a connection whose frame is not whole this long after its first byte (slowloris; 0: never).")
+            help: "Close a connection whose frame is not whole this long after its first byte (slowloris; 0: never).",
+            transform: DurationArgument.parse)
     var frameTimeout = DurationArgument(milliseconds: 10_000)
 
     @Option(name: .customLong("write-timeout"),
-            help: "Close a connection that has taken none of its queued answers for this long (0: never).")
+            help: "Close a connection that has taken none of its queued answers for this long (0: never).",
+            transform: DurationArgument.parse)
     var writeTimeout = DurationArgument(milliseconds: 30_000)
 
     @Option(name: .customLong("reserve-rate"),
@@ -83,6 +92,10 @@ struct Stockd: ParsableCommand {
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
+
+    @Option(name: .customLong("log-format"),
+            help: "text (for people) or json (one object per line: timestamp, level, label, message, metadata fields).")
+    var logFormat = "text"
 
     @Option(name: .customLong("data-dir"), help: "Directory of the journal and snapshots.")
     var dataDir = "./stockd-data"
@@ -105,7 +118,7 @@ struct Stockd: ParsableCommand {
     var maxSubscribers = 64
 
     @Option(name: .customLong("metrics-port"),
-            help: "Serve Prometheus metrics on GET /metrics at --host and this port (0: any free port).")
+            help: "Serve GET /metrics (Prometheus), /healthz (liveness) and /ready (readiness) at --host and this port (0: any free port).")
     var metricsPort: Int?
 
     @Option(name: .customLong("metrics-port-file"), help: "Write the metrics port to this file once listening.")
@@ -115,7 +128,7 @@ struct Stockd: ParsableCommand {
     var metricsMaxSKUs = 1000
 
     @Option(name: .customLong("auth-file"),
-            help: ArgumentHelp("Credentials, one `NAME ROLE SECRET` per line (role checkout or admin; default "
+            help: ArgumentHelp("Credentials, one `NAME ROLE SECRET` per line (role viewer, checkout or admin; default "
                                + "$STOCKD_AUTH_FILE). Re-read on SIGHUP.", valueName: "file"))
     var authFile: String?
 
@@ -173,6 +186,9 @@ struct Stockd: ParsableCommand {
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be trace, debug, info, notice, warning, error or critical")
         }
+        guard LogFormat(rawValue: logFormat) != nil else { throw ValidationError("--log-format must be text or json") }
+        c.buildVersion = stockdBuildVersion
+        c.buildCommit = stockdBuildCommit
         do { try c.validate() } catch { throw ValidationError(error.description) }
         return c
     }
@@ -181,11 +197,8 @@ struct Stockd: ParsableCommand {
         var config = try makeConfig()
         let stock = try catalog.map { try CatalogFile.load(path: $0) } ?? []
         let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
-        }
+        let format = LogFormat(rawValue: logFormat) ?? .text
+        LoggingSystem.bootstrap { label in StockdLogHandler(label: label, format: format, level: level) }
         let logger = Logger(label: "stockd")
 
         // Signals are taken synchronously by this thread (sigwait); the loop
@@ -212,7 +225,7 @@ struct Stockd: ParsableCommand {
             recovered = r
         } else {
             logger.warning("""
-                stockd: --sync none: IN-MEMORY ONLY. Nothing is journaled; every reservation, sale and stock \
+                --sync none: IN-MEMORY ONLY. Nothing is journaled; every reservation, sale and stock \
                 change is lost when stockd stops. For benchmarks, not for a live show.
                 """)
         }
@@ -236,24 +249,22 @@ struct Stockd: ParsableCommand {
             _ = FileManager.default.createFile(atPath: tmp, contents: Data("\(port)\n".utf8))
             _ = rename(tmp, file)  // atomic: readers never see a half-written port
         }
-        let c = config
-        logger.info("""
-            stockd \(StockServer.version) listening on \(c.host):\(server.port) workers=\(c.workers) accept=\(c.acceptMode.rawValue) \
-            skus=\(stock.count) max_connections=\(c.maxConnections) max_frame=\(c.maxFrame) \
-            max_tokens=\(c.core.tokenCapacity) max_skus=\(c.core.skuCapacity) max_inflight=\(c.maxInflight) \
-            default_ttl=\(defaultTTL) max_ttl=\(maxTTL) idle_timeout=\(idleTimeout) frame_timeout=\(frameTimeout) write_timeout=\(writeTimeout) reserve_rate=\(reserveRate) \
-            sync=\(sync)\(sync == "always" ? " data_dir=\(dataDir)" : "")\
-            \(config.metricsPort == nil ? "" : " metrics=http://\(c.host):\(server.metricsPort)/metrics")
-            """)
+        logger.info("listening", metadata: listeningMetadata(config, server, catalogLines: stock.count))
 
         Self.logAuth(server, config, logger)
+        // Recovered, journal open, every listener bound: a Type=notify unit is now started.
+        if let problem = SystemdNotify.send("READY=1\nSTATUS=serving on \(config.host):\(server.port)") {
+            logger.warning("systemd notification not sent", metadata: ["reason": "\(problem)"])
+        }
         var signo: Int32 = 0
         while true {
             sigwait(&mask, &signo)
             guard signo == SIGHUP else { break }
             Self.reloadAuth(server, logger)
         }
-        logger.info("stockd: signal \(signo), stopping")
+        SystemdNotify.send("STOPPING=1")
+        let signal = [SIGTERM: "SIGTERM", SIGINT: "SIGINT"][signo] ?? "\(signo)"
+        logger.info("stopping", metadata: ["signal": "\(signal)"])
         server.stop()
         server.wait()
         if config.journalDirectory != nil && !server.journalFailed {
@@ -262,27 +273,46 @@ struct Stockd: ParsableCommand {
                 try StartupRecovery.compactAtShutdown(dataDir, retainBytes: config.feedRetentionBytes,
                                                       fateLimit: config.core.fateMemoryTotal, logger: logger)
             } catch {
-                logger.error("stockd: snapshot at shutdown failed (the journal is intact, the next start replays it): \(error)")
+                logger.error("snapshot at shutdown failed (the journal is intact, the next start replays it): \(error)")
             }
         }
         let s = server.summary
-        logger.info("stockd stopped: connections served=\(s.connections) requests=\(s.requests) reservations live=\(s.liveTokens)")
+        logger.info("stopped", metadata: ["connections_served": .stringConvertible(s.connections),
+                                          "requests": .stringConvertible(s.requests),
+                                          "reservations_live": .stringConvertible(s.liveTokens)])
         if server.journalFailed {
             // A supervisor must see that this run ended refusing changes.
             throw RecoveryFailed("stopped after a journal write failure: changes after it were refused; check the disk")
         }
     }
 
+    /// The start line's fields: where stockd listens and the limits in force.
+    func listeningMetadata(_ c: ServerConfig, _ server: StockServer, catalogLines: Int) -> Logger.Metadata {
+        var m: Logger.Metadata = [
+            "version": "\(c.buildVersion)", "commit": "\(c.buildCommit)", "host": "\(c.host)",
+            "port": .stringConvertible(server.port), "workers": .stringConvertible(c.workers),
+            "accept": "\(c.acceptMode.rawValue)", "catalog_skus": .stringConvertible(catalogLines),
+            "max_connections": .stringConvertible(c.maxConnections), "max_frame": .stringConvertible(c.maxFrame),
+            "max_tokens": .stringConvertible(c.core.tokenCapacity), "max_skus": .stringConvertible(c.core.skuCapacity),
+            "max_inflight": .stringConvertible(c.maxInflight), "default_ttl": "\(defaultTTL)", "max_ttl": "\(maxTTL)",
+            "idle_timeout": "\(idleTimeout)", "frame_timeout": "\(frameTimeout)", "write_timeout": "\(writeTimeout)",
+            "reserve_rate": .stringConvertible(reserveRate), "sync": "\(sync)", "log_format": "\(logFormat)",
+        ]
+        if sync == "always" { m["data_dir"] = "\(dataDir)" }
+        if c.metricsPort != nil { m["metrics"] = "http://\(c.host):\(server.metricsPort)/metrics" }
+        return m
+    }
+
     /// Says how clients are authenticated (loudly when they are not and the port is reachable).
     static func logAuth(_ server: StockServer, _ c: ServerConfig, _ logger: Logger) {
         if let path = c.authFile {
             let e = server.authEntries
-            let admins = e.filter { $0.role == .admin }.count
-            logger.info("auth: \(e.count) credentials from \(path) (\(admins) admin, \(e.count - admins) checkout); SIGHUP re-reads it")
+            func n(_ role: Role) -> Int { e.filter { $0.role == role }.count }
+            logger.info("auth: \(e.count) credentials from \(path) (\(n(.admin)) admin, \(n(.checkout)) checkout, \(n(.viewer)) viewer); SIGHUP re-reads it")
         } else if c.hostIsLoopback {
             logger.info("auth: none (no --auth-file): every client on this host may do everything")
         } else {
-            logger.warning("stockd: --insecure: NO AUTHENTICATION on \(c.host). Anyone who can reach port \(server.port) may reserve everything, change stock and read every order. Give --auth-file for anything but a sealed network.")
+            logger.warning("--insecure: NO AUTHENTICATION on \(c.host). Anyone who can reach port \(server.port) may reserve everything, change stock and read every order. Give --auth-file for anything but a sealed network.")
         }
     }
 

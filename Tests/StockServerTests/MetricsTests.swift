@@ -104,15 +104,20 @@ func parsePrometheus(_ text: String) throws -> (samples: [String: Double], types
         #expect(after["stockd_tokens_live"] == 1 && after["stockd_confirms_total"] == 3)
         #expect(after["stockd_sku_available{sku=\"M-A\"}"] == 4 && after["stockd_sku_confirmed{sku=\"M-A\"}"] == 6)
         #expect(after["stockd_sku_reserved{sku=\"M-B\"}"] == 1)
-        // Histograms: cumulative buckets, +Inf equals the count.
-        for family in ["stockd_request_duration_seconds", "stockd_journal_fsync_seconds"] {
-            let buckets = after.filter { $0.key.hasPrefix(family + "_bucket") }
+        // Histograms: cumulative buckets, +Inf equals the count. Request latency is one histogram per
+        // operation (label op, as in stockd_requests_total); the journal's fsync histogram has no labels.
+        for (family, op) in [("stockd_request_duration_seconds", "RESERVE"), ("stockd_journal_fsync_seconds", "")] {
+            let labels = op.isEmpty ? "" : ",op=\"\(op)\""
+            let buckets = after.filter { $0.key.hasPrefix(family + "_bucket{") && $0.key.hasSuffix(labels + "}") }
             #expect(buckets.count >= 20)
-            let inf = try #require(after["\(family)_bucket{le=\"+Inf\"}"])
-            #expect(inf == after["\(family)_count"] && inf > 0, "\(family)")
+            let inf = try #require(after["\(family)_bucket{le=\"+Inf\"\(labels)}"])
+            let count = after[op.isEmpty ? "\(family)_count" : "\(family)_count{op=\"\(op)\"}"]
+            #expect(inf == count && inf > 0, "\(family)")
             #expect(buckets.values.allSatisfy { $0 <= inf })
         }
-        #expect((after["stockd_request_duration_seconds_count"] ?? 0) > (before.samples["stockd_request_duration_seconds_count"] ?? 0))
+        let reserves = "stockd_request_duration_seconds_count{op=\"RESERVE\"}"
+        #expect((after[reserves] ?? 0) > (before.samples[reserves] ?? 0))
+        #expect(after["stockd_request_duration_seconds_count"] == nil, "no unlabelled series beside the per-op ones")
         try await client.release(held.token)
 
         // Anything else is a clean HTTP error, and the endpoint keeps serving.

@@ -202,11 +202,15 @@ import Testing
     }
 
     @Test func drillNeverOverwritesAStockedSKU() throws {
-        let f = try CtlFixture()  // SCARF has 5 on hand
-        let run = try f.run(["drill", "--sku", "SCARF"])
+        let f = try CtlFixture(catalog: "SCARF,5\nDRILL-STOCKED,5\n")  // a drill SKU someone stocked by hand
+        let run = try f.run(["drill", "--sku", "DRILL-STOCKED"])
         #expect(run.code == 1, "\(run)")
-        #expect(run.stdoutLines.count == 2 && run.stdoutLines[1].hasPrefix("FAIL stage: SKU 'SCARF' already has on-hand 5"),
-                "\(run)")
+        #expect(run.stdoutLines.count == 2
+                && run.stdoutLines[1].hasPrefix("FAIL stage: SKU 'DRILL-STOCKED' already has on-hand 5"), "\(run)")
+        #expect(try OperationsTests.onHand(f, "DRILL-STOCKED") == 5)
+        // A show SKU is never a drill target: refused before anything is sent (the reserved prefix).
+        let show = try f.run(["drill", "--sku", "SCARF"])
+        #expect(show.code == 2 && show.stdout.isEmpty, "\(show)")
         #expect(try OperationsTests.onHand(f, "SCARF") == 5)
     }
 

@@ -19,7 +19,7 @@ import Testing
         p.waitUntilExit()
         #expect(p.terminationStatus == 0)
         for flag in ["--host", "--port", "--port-file", "--workers", "--catalog", "--default-ttl", "--max-ttl",
-                     "--max-connections", "--max-frame", "--max-tokens", "--idle-timeout", "--log-level"] {
+                     "--max-connections", "--max-frame", "--max-tokens", "--idle-timeout", "--log-level", "--log-format"] {
             #expect(text.contains(flag), "--help does not mention \(flag)")
         }
     }

@@ -1,3 +1,4 @@
+import CommandSupport
 import BenchSupport
 #if canImport(Glibc)
 import Glibc
@@ -24,7 +25,7 @@ struct Options {
     var json = false
 
     static let usage = """
-        usage: stockbench-lite --port N [--connections C] [--depth D] [--duration S] [--warmup S]
+        usage: stockbench-lite --port N [--connections C] [--depth D] [--duration 5s] [--warmup 1s]
                                [--op ping|reserve-release] [--sku NAME] [--threads T] [--json]
         """
 
@@ -42,8 +43,10 @@ struct Options {
                 return v
             }
             func seconds() -> Double {
-                guard let v = Double(value()), v >= 0, v <= 86_400 else { fatal("\(flag): seconds in 0...86400") }
-                return v
+                let text = value()
+                guard let ms = try? DurationParser.milliseconds(text) else { fatal("\(flag) '\(text)': \(DurationParser.expected)") }
+                guard ms <= 86_400_000 else { fatal("\(flag): at most 24h") }
+                return Double(ms) / 1000
             }
             switch flag {
             case "--port": o.port = UInt16(int(1...65_535)); portGiven = true

@@ -9,7 +9,7 @@
 # Optional environment: DRIVER (path to stockbench-lite; default: the release
 # build under .build-bench, else .build), THREADS (driver loops, default 1),
 # SKU (default BENCH-HOT; the server's catalog must hold it for reserve-release),
-# DURATION (default 3), WARMUP (default 1), OPS, CONNECTIONS, DEPTHS (space-separated lists).
+# DURATION (default 3s), WARMUP (default 1s), OPS, CONNECTIONS, DEPTHS (space-separated lists).
 # Build first: swift build -c release --scratch-path .build-bench --product stockbench-lite
 set -euo pipefail
 
@@ -33,8 +33,8 @@ fi
 
 THREADS="${THREADS:-1}"
 SKU="${SKU:-BENCH-HOT}"
-DURATION="${DURATION:-3}"
-WARMUP="${WARMUP:-1}"
+DURATION="${DURATION:-3s}"
+WARMUP="${WARMUP:-1s}"
 OPS="${OPS:-ping reserve-release}"
 CONNECTIONS="${CONNECTIONS:-1 16 64}"
 DEPTHS="${DEPTHS:-1 32}"

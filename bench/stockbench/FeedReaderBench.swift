@@ -19,7 +19,8 @@ struct FeedBench: ParsableCommand {
     @Option(help: "First offset: a number, oldest or now.") var from = "now"
     @Option(help: "Only this kind (repeatable), e.g. confirmed.") var kind: [String] = []
     @Option(help: "Credit granted at a time.") var credit = 65_536
-    @Option(help: "How long to read (ignored with --until-end), e.g. 5s.") var duration = "5s"
+    @Option(help: "How long to read (ignored with --until-end; default: 5s).", transform: Seconds.parse)
+    var duration = Seconds(5)
     @Flag(help: "Stop at the feed's end when subscribed.") var untilEnd = false
     @Flag(help: "One JSON document on stdout.") var json = false
 
@@ -36,9 +37,7 @@ struct FeedBench: ParsableCommand {
             guard let e = EventKind(name: k) else { throw ValidationError("--kind \(k): unknown") }
             mask |= e.bit
         }
-        guard let seconds = Double(duration.replacingOccurrences(of: "s", with: "")) else {
-            throw ValidationError("--duration like 5s")
-        }
+        let seconds = duration.value
         let fd = try connect(host: String(parts[0]), port: port)
         defer { close(fd) }
         var w = ByteWriter(capacity: 256)

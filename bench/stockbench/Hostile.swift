@@ -41,7 +41,7 @@ struct Hostile: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Use this SKU as the server has it instead of staging a fresh one "
                                + "(no holds on it; its stock must last both phases).", valueName: "SKU"))
     var sku: String?
-    @Option(help: "Length of each phase.") var duration = Seconds(10)
+    @Option(help: "Length of each phase (default: 10s).", transform: Seconds.parse) var duration = Seconds(10)
     @Option(help: "Good-client connections (each a closed loop at depth 1).") var connections = 4
     @Option(help: "Connect/disconnect cycles during the attack phase.") var cycles = 10_000
     @Option(help: "Random tokens thrown at CONFIRM and RELEASE during the attack phase.") var forgedTokens = 100_000

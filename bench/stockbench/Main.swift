@@ -4,6 +4,7 @@
 // machine. See bench/README.md.
 
 import ArgumentParser
+import CommandSupport
 import Foundation
 import StockBenchRedis
 #if canImport(Glibc)
@@ -21,22 +22,25 @@ struct StockBench: AsyncParsableCommand {
             Every run checks the books: the server's final counts must match the generator's own \
             accounting and nothing may be oversold; otherwise stockbench exits 1.
             """,
+        version: BuildInfo.versionLine(program: "stockbench"),
         subcommands: [Throughput.self, Latency.self, FlashSale.self, Compare.self, FeedBench.self, Hostile.self])
 }
 
-/// A duration argument: `500ms`, `10s`, `2m`.
-struct Seconds: ExpressibleByArgument, Sendable {
+/// A duration argument in the grammar every binary shares (`DurationParser`: `500ms`, `1.5s`,
+/// `1m30s`), as seconds for the generator's clocks. Options declared with `transform: Seconds.parse`
+/// name the accepted format when a value is bad.
+struct Seconds: ExpressibleByArgument, CustomStringConvertible, Sendable {
     let value: Double
     init(_ v: Double) { value = v }
     init?(argument: String) {
-        for (suffix, scale) in [("ms", 0.001), ("s", 1.0), ("m", 60.0)] where argument.hasSuffix(suffix) {
-            guard let n = Double(argument.dropLast(suffix.count)), n >= 0, n.isFinite else { return nil }
-            value = n * scale
-            return
-        }
-        return nil
+        guard let s = try? Seconds.parse(argument) else { return nil }
+        self = s
     }
-    var defaultValueDescription: String { value < 1 ? "\(Int(value * 1000))ms" : "\(Int(value))s" }
+    static func parse(_ text: String) throws -> Seconds {
+        Seconds(Double(try DurationParser.milliseconds(text)) / 1000)
+    }
+    var description: String { DurationParser.format(UInt64((value * 1000).rounded())) }
+    var defaultValueDescription: String { description }
 }
 
 /// Options every scenario shares.
@@ -48,7 +52,7 @@ struct CommonOptions: ParsableArguments {
     @Option(help: "Zipf exponent for SKU popularity (instead of --hot).") var zipf: Double?
     @Option(help: "Units staged per SKU.") var stock: Int64?
     @Option(help: "reserve:confirm:release:expire weights; reserve = confirm + release + expire.") var mix: String?
-    @Option(help: "Hold time of each reservation.") var ttl: Seconds?
+    @Option(help: "Hold time of each reservation.", transform: Seconds.parse) var ttl: Seconds?
     @Option(help: "Seed of the workload's random choices.") var seed: UInt64 = 42
     @Flag(help: "One JSON document on stdout.") var json = false
     @Option(help: "Draw the latency percentile curves into this SVG file.") var plot: String?
@@ -119,8 +123,8 @@ protocol Scenario: Sendable {
 struct ThroughputOptions: ParsableArguments, Scenario {
     @OptionGroup var common: CommonOptions
     @Option(help: "Requests outstanding per connection.") var pipeline = 32
-    @Option(help: "Measured time.") var duration = Seconds(10)
-    @Option(help: "Unmeasured time first.") var warmup = Seconds(1)
+    @Option(help: "Measured time (default: 10s).", transform: Seconds.parse) var duration = Seconds(10)
+    @Option(help: "Unmeasured time first (default: 1s).", transform: Seconds.parse) var warmup = Seconds(1)
     @Option(help: "Stop after this many answers instead of --duration.") var requests: Int?
 
     var name: String { "throughput" }
@@ -152,7 +156,7 @@ struct Throughput: AsyncParsableCommand {
 struct LatencyOptions: ParsableArguments, Scenario {
     @OptionGroup var common: CommonOptions
     @Option(help: "Reservations (arrivals) per second, all connections together.") var rate: Double = 20_000
-    @Option(help: "Measured time.") var duration = Seconds(10)
+    @Option(help: "Measured time (default: 10s).", transform: Seconds.parse) var duration = Seconds(10)
 
     var name: String { "latency" }
 
@@ -182,7 +186,7 @@ struct Latency: AsyncParsableCommand {
 struct FlashSaleOptions: ParsableArguments, Scenario {
     @OptionGroup var common: CommonOptions
     @Option(help: "Buyers in all.") var buyers = 20_000
-    @Option(help: "Time over which the buyers arrive.") var within = Seconds(1)
+    @Option(help: "Time over which the buyers arrive (default: 1s).", transform: Seconds.parse) var within = Seconds(1)
     @Option(name: .customLong("sku"),
             help: ArgumentHelp("Sell this SKU as the server has it, instead of staging --skus fresh ones "
                                + "(repeatable; e.g. a show staged with `stockctl stage`).", valueName: "SKU"))

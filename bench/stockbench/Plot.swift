@@ -1,8 +1,10 @@
 import Foundation
 
 /// Writes an SVG of latency percentile curves: x is the percentile on a
-/// "nines" scale (50, 90, 99, 99.9 … equally spaced), y the latency in µs on
-/// a log scale — the usual HdrHistogram view, where a tail shows as a climb.
+/// "nines" scale (50, 90, 99, 99.9 … equally spaced), y the latency on a log
+/// scale — the usual HdrHistogram view, where a tail shows as a climb. The
+/// curves are in µs; every tick and legend value carries its own unit (µs, ms
+/// or s), so the axis title names no unit.
 func writePlot(_ path: String, title: String, results: [RunResult]) throws {
     let width = 760.0, height = 460.0
     let left = 70.0, right = 20.0, top = 40.0, bottom = 50.0
@@ -38,7 +40,7 @@ func writePlot(_ path: String, title: String, results: [RunResult]) throws {
     }
     svg += "<text x=\"\(left + plotW / 2)\" y=\"\(height - 10)\" text-anchor=\"middle\">percentile</text>\n"
     svg += "<text x=\"16\" y=\"\(top + plotH / 2)\" transform=\"rotate(-90 16 \(top + plotH / 2))\" "
-        + "text-anchor=\"middle\">latency (µs, log scale)</text>\n"
+        + "text-anchor=\"middle\">latency (log scale)</text>\n"
     svg += "<rect x=\"\(left)\" y=\"\(top)\" width=\"\(plotW)\" height=\"\(plotH)\" fill=\"none\" stroke=\"#444\"/>\n"
 
     let colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
@@ -52,7 +54,8 @@ func writePlot(_ path: String, title: String, results: [RunResult]) throws {
         let ly = top + 16 + Double(i) * 18
         svg += "<line x1=\"\(left + 12)\" y1=\"\(ly - 4)\" x2=\"\(left + 36)\" y2=\"\(ly - 4)\" stroke=\"\(color)\" "
             + "stroke-width=\"3\"/>\n"
-        let label = "\(r.backend): \(formatRate(r.ops_per_sec)), p99 \(String(format: "%.1f", r.p99_us)) µs"
+        let label = "\(r.backend): \(formatRate(r.ops_per_sec)) · p50 \(formatLatency(r.p50_us)) · "
+            + "p99 \(formatLatency(r.p99_us)) · p99.9 \(formatLatency(r.p999_us))"
         svg += "<text x=\"\(left + 42)\" y=\"\(ly)\">\(escape(label))</text>\n"
     }
     svg += "</svg>\n"
@@ -70,6 +73,14 @@ private func formatPercent(_ p: Double) -> String {
 private func formatMicros(_ us: Double) -> String {
     us >= 1_000_000 ? "\(Int(us / 1_000_000)) s" : us >= 1000 ? "\(Int(us / 1000)) ms" : us >= 1 ? "\(Int(us)) µs"
         : String(format: "%g µs", us)
+}
+
+/// A latency in µs with three significant digits in the unit that keeps it between 1 and 1000:
+/// 85.2 µs, 1.24 ms, 2.05 s.
+func formatLatency(_ us: Double) -> String {
+    func digits(_ v: Double) -> String { v >= 100 ? String(format: "%.0f", v) : v >= 10 ? String(format: "%.1f", v)
+        : String(format: "%.2f", v) }
+    return us >= 1_000_000 ? digits(us / 1_000_000) + " s" : us >= 1000 ? digits(us / 1000) + " ms" : digits(us) + " µs"
 }
 
 private func escape(_ s: String) -> String {

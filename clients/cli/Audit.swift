@@ -10,8 +10,8 @@ struct AuditCommand: AsyncParsableCommand {
         commandName: "audit",
         abstract: "Compare stockd's on-hand with the warehouse's physical counts (sku,counted CSV); --apply repairs.",
         discussion: """
-            The file holds sku,counted lines; an optional first line sku,counted is a header; blank lines and \
-            # comments are skipped; CRLF is accepted. Every bad line is reported as FILE:LINE: reason and nothing \
+            The file holds sku,counted lines (RFC 4180 CSV: quoted fields, doubled quotes, CRLF, a UTF-8 BOM); \
+            an optional first line sku,counted is a header; blank lines and # comments are skipped. Every bad line is reported as FILE:LINE: reason and nothing \
             is compared (exit 2). Statuses: 'differs', 'missing in stockd' (counted, unknown to stockd), \
             'missing in WMS' (stockd holds units the file does not list). A SKU absent on one side and 0 on the \
             other is not a discrepancy. Exit 1 when any discrepancy, 0 otherwise.
@@ -75,9 +75,10 @@ struct AuditCommand: AsyncParsableCommand {
     /// The counts, or every bad line as `LINE: reason` (the parsing rules of `stock import`).
     static func parse(_ text: String) -> (counts: [Count], errors: [(line: Int, reason: String)]) {
         var counts: [Count] = []
-        var errors: [(Int, String)] = []
+        let csv = csvRecords(text, isHeader: { $0.map { $0.lowercased() } == ["sku", "counted"] })
+        var errors: [(line: Int, reason: String)] = csv.errors
         var seen: [String: Int] = [:]
-        for (lineNo, fields) in csvRecords(text, isHeader: { $0.map { $0.lowercased() } == ["sku", "counted"] }) {
+        for (lineNo, fields) in csv.records {
             guard fields.count == 2 else {
                 errors.append((lineNo, "expected sku,counted, got \(fields.count) field\(fields.count == 1 ? "" : "s")"))
                 continue

@@ -33,7 +33,8 @@ struct ReserveCommand: AsyncParsableCommand {
     @OptionGroup var options: GlobalOptions
     @Argument(help: "The SKU.") var sku: String
     @Argument(help: "Units to hold (1...1000000).") var quantity: Int
-    @Option(help: "Hold time (default: the server's, usually 90s).") var ttl: DurationValue?
+    @Option(help: ArgumentHelp("Hold time (default: the server's, usually 90s).", valueName: "duration"),
+            transform: DurationValue.parse) var ttl: DurationValue?
     @Option(help: "Customer id, for per-customer limits.") var customer: String?
     @Option(name: .customLong("key"), help: "Idempotency key: a retry with the same key gets the same hold.")
     var idempotencyKey: String?
@@ -68,7 +69,8 @@ struct BundleCommand: AsyncParsableCommand {
     @OptionGroup var options: GlobalOptions
     @Argument(help: ArgumentHelp("Lines to hold, e.g. JACKET-RED-M:1 SCARF:2.", valueName: "sku:qty"))
     var lines: [String]
-    @Option(help: "Hold time (default: the server's).") var ttl: DurationValue?
+    @Option(help: ArgumentHelp("Hold time (default: the server's).", valueName: "duration"),
+            transform: DurationValue.parse) var ttl: DurationValue?
     @Option(help: "Customer id, for per-customer limits.") var customer: String?
     @Option(name: .customLong("key"), help: "Idempotency key.") var idempotencyKey: String?
 
@@ -174,7 +176,8 @@ struct ExtendCommand: AsyncParsableCommand {
 
     @OptionGroup var options: GlobalOptions
     @Argument(help: ArgumentHelp("The reservation token (32 hex digits).", valueName: "token")) var reservation: String
-    @Option(help: "New hold time from now.") var ttl: DurationValue
+    @Option(help: ArgumentHelp("New hold time from now.", valueName: "duration"),
+            transform: DurationValue.parse) var ttl: DurationValue
 
     func validate() throws {
         _ = try Check.token(reservation)

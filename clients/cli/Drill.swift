@@ -16,7 +16,9 @@ struct DrillCommand: AsyncParsableCommand {
             reserve-for-expiry (ttl 1s), feed-expired, cleanup. Every call and every feed wait is bounded by \
             --timeout (the wait for the expiry by 1s + --timeout). The first failure stops the drill; clean-up still runs once stage passed. Clean-up \
             leaves no units on sale: the SKU stays in the catalog (there is no delete operation) with on-hand \
-            equal to its confirmed units (1 once the confirm step passed; a sale cannot be undone). The drill \
+            equal to its confirmed units (1 once the confirm step passed; a sale cannot be undone). Drill SKUs \
+            start with the reserved prefix DRILL- (a --sku without it is refused, exit 2), so `stock list`, \
+            `watch`, `report` and its staging suggestion leave them out unless --include-drill. The drill \
             order is a real confirmed event, so a webhook receiver should recognise orders starting DRILL-.
 
             One line per step (PASS stage 3.2 ms); with --json, JSON Lines {"step","ok","ms","detail"}. \
@@ -24,7 +26,9 @@ struct DrillCommand: AsyncParsableCommand {
             """)
 
     @OptionGroup var options: GlobalOptions
-    @Option(help: "The dummy SKU (default: DRILL-<unix ms>). Must not hold stock: the drill never overwrites it.")
+    @Option(help: ArgumentHelp("The dummy SKU (default: DRILL-<unix ms>). It must start with DRILL- (reserved for "
+                               + "tooling, so stock list, watch and report leave it out) and must not hold stock: the "
+                               + "drill never overwrites it."))
     var sku: String?
     @Option(name: .customLong("webhook-check"),
             help: ArgumentHelp("A plain-HTTP health endpoint of the webhook receiver; a GET must answer 2xx.",
@@ -32,13 +36,21 @@ struct DrillCommand: AsyncParsableCommand {
     var webhookCheck: String?
 
     func validate() throws {
-        if let sku { try Check.sku(sku) }
+        if let sku {
+            try Check.sku(sku)
+            // A drill on a show's SKU would sell and take back real units, and its sale would count in the report.
+            guard ReservedSKU.isDrill(sku) else {
+                throw ValidationError("--sku \(sku): a drill SKU must start with \(ReservedSKU.drillPrefix) "
+                                      + "(reserved for tooling), e.g. \(ReservedSKU.drillPrefix)\(sku)")
+            }
+        }
         if let webhookCheck { _ = try HealthCheck.Target(webhookCheck) }
     }
 
     func run() async throws {
         let started = wallClockMs()
-        let drill = Drill(options: options, sku: sku ?? "DRILL-\(started)", orderReference: "DRILL-\(started)",
+        let drill = Drill(options: options, sku: sku ?? "\(ReservedSKU.drillPrefix)\(started)",
+                          orderReference: "\(ReservedSKU.drillPrefix)\(started)",
                           webhook: try webhookCheck.map { try HealthCheck.Target($0) })
         let client = try options.makeClient()
         defer { client.close() }

@@ -1,4 +1,6 @@
 import ArgumentParser
+import CommandSupport
+import CSV
 import Foundation
 import StockClient
 
@@ -21,15 +23,23 @@ struct GlobalOptions: ParsableArguments {
     @Flag(help: "Machine output: one JSON document on stdout.")
     var json = false
 
-    @Option(help: "Per-call timeout, connect included: 500ms, 5s, 1m.")
+    @Option(help: ArgumentHelp("Per-call timeout, connect included: 500ms, 1.5s, 1m (default: 5s).",
+                                 valueName: "duration"),
+            transform: DurationValue.parse)
     var timeout = DurationValue(milliseconds: 5000)
 
     static let defaultServer = "127.0.0.1:7878"
+    /// Longest --timeout: an hour; a call that needs longer is stuck, not slow.
+    static let maxTimeoutMs: UInt64 = 3_600_000
+
+    /// The options above as `LeadingOptions` knows them, so they may come before the subcommand.
+    static let leading = LeadingOptions(valued: ["--server", "--token", "--token-file", "--timeout"],
+                                        flags: ["--json"])
 
     func validate() throws {
         _ = try endpoint()
         if credential != nil && credentialFile != nil { throw ValidationError("--token and --token-file: choose one") }
-        guard timeout.milliseconds >= 1 else { throw ValidationError("--timeout must be at least 1ms") }
+        try DurationParser.require(timeout.milliseconds, flag: "--timeout", in: 1...Self.maxTimeoutMs)
     }
 
     /// `--server`, else `STOCKD_SERVER`, else the default, split into host and port.
@@ -79,33 +89,27 @@ struct GlobalOptions: ParsableArguments {
     }
 }
 
-/// A duration value: a whole number with a unit, `ms`, `s`, `m` or `h`
-/// (`500ms`, `90s`, `1m`).
+/// A duration flag value in the grammar every binary shares (`DurationParser`: `500ms`, `1.5s`,
+/// `1m30s`, `2h`, `0`). Options declared with `transform: DurationValue.parse` report a bad value
+/// with the accepted format; the `ExpressibleByArgument` conformance serves options without one.
 struct DurationValue: ExpressibleByArgument, CustomStringConvertible, Sendable {
     let milliseconds: UInt64
 
     init(milliseconds: UInt64) { self.milliseconds = milliseconds }
 
     init?(argument: String) {
-        let units: [(String, UInt64)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
-        for (suffix, scale) in units where argument.hasSuffix(suffix) {
-            let number = argument.dropLast(suffix.count)
-            guard !number.isEmpty, number.allSatisfy(\.isASCII), number.allSatisfy(\.isNumber), let n = UInt64(number),
-                  n <= UInt64(UInt32.max) else { return nil }
-            milliseconds = n * scale
-            return
-        }
-        return nil
+        guard let ms = try? DurationParser.milliseconds(argument) else { return nil }
+        milliseconds = ms
+    }
+
+    /// For `@Option(transform:)`: a bad value's error names the accepted format.
+    static func parse(_ text: String) throws -> DurationValue {
+        DurationValue(milliseconds: try DurationParser.milliseconds(text))
     }
 
     var duration: Duration { .milliseconds(Int64(milliseconds)) }
 
-    var description: String {
-        if milliseconds % 3_600_000 == 0 && milliseconds > 0 { return "\(milliseconds / 3_600_000)h" }
-        if milliseconds % 60_000 == 0 && milliseconds > 0 { return "\(milliseconds / 60_000)m" }
-        if milliseconds % 1000 == 0 && milliseconds > 0 { return "\(milliseconds / 1000)s" }
-        return "\(milliseconds)ms"
-    }
+    var description: String { DurationParser.format(milliseconds) }
 }
 
 /// Argument checks shared by the commands (usage errors, exit 2).
@@ -129,9 +133,7 @@ enum Check {
 
     static func ttl(_ d: DurationValue?, name: String = "--ttl") throws {
         guard let d else { return }
-        guard d.milliseconds >= 1, d.milliseconds <= UInt64(Limits.maxTTLCeilingMs) else {
-            throw ValidationError("\(name) must be 1ms...1h")
-        }
+        try DurationParser.require(d.milliseconds, flag: name, in: 1...UInt64(Limits.maxTTLCeilingMs))
     }
 
     static func stock(_ n: UInt64, name: String) throws {
@@ -167,30 +169,81 @@ func readOperatorFile(_ path: String) throws -> String {
     return text
 }
 
-/// Every bad line of `file` as `FILE:LINE: reason` on stderr, then exit 2
+/// Every bad line of `file` as `FILE:LINE: reason` (printed by `Stockctl.fail`), then exit 2
 /// ("nothing `done`"): a file is used whole or not at all.
 func rejectBadLines(_ file: String, _ errors: [(line: Int, reason: String)], nothing done: String) throws {
     guard !errors.isEmpty else { return }
-    for e in errors { writeStderr("\(file):\(e.line): \(e.reason)\n") }
-    throw CLIError("\(file): \(errors.count) bad line\(errors.count == 1 ? "" : "s"), nothing \(done)", code: ExitStatus.usage)
+    // In file order: unreadable records are found before the per-field checks run.
+    let ordered = errors.enumerated().sorted { ($0.element.line, $0.offset) < ($1.element.line, $1.offset) }
+    throw CLIError("\(file): \(errors.count) bad line\(errors.count == 1 ? "" : "s"), nothing \(done)",
+                   code: ExitStatus.usage, lines: ordered.map { "\(file):\($0.element.line): \($0.element.reason)" })
 }
 
-/// The data lines of an operator's CSV file, numbered from 1: blank lines
-/// and `#` comments skipped, CRLF accepted, fields trimmed, and the first
-/// data line skipped when `isHeader` says it is a header.
-func csvRecords(_ text: String, isHeader: ([String]) -> Bool) -> [(line: Int, fields: [String])] {
+/// The data records of an operator's CSV file, each with the line it starts on, and the lines that
+/// cannot be read. RFC 4180 (CSV.swift reads it): fields may be quoted, a quote inside a quoted field
+/// is doubled, commas and line breaks may stand inside quotes; CRLF, CR or LF end a record; a UTF-8
+/// byte order mark is dropped; spaces around a field are trimmed (inside quotes they are kept).
+/// Blank lines and records whose first field starts with `#` are skipped, and the first data record
+/// is skipped when `isHeader` says it is a header.
+func csvRecords(_ text: String, isHeader: ([String]) -> Bool)
+    -> (records: [(line: Int, fields: [String])], errors: [(line: Int, reason: String)]) {
+    var body = text
+    if body.unicodeScalars.first == "\u{FEFF}" { body.unicodeScalars.removeFirst() }
+    let reader: CSVReader
+    do {
+        reader = try CSVReader(string: body, hasHeaderRow: false, trimFields: true)
+    } catch {
+        return ([], [(1, "cannot read as CSV: \(error)")])
+    }
+    let quotes = quotesPerLine(body)
     var records: [(line: Int, fields: [String])] = []
+    var errors: [(line: Int, reason: String)] = []
     var sawData = false
-    // "\r\n" is one Character in Swift: split on it as well as on "\n".
-    let lines = text.split(omittingEmptySubsequences: false) { $0 == "\n" || $0 == "\r\n" }
-    for (i, raw) in lines.enumerated() {
-        let line = raw.trimmingCharacters(in: .whitespaces.union(CharacterSet(charactersIn: "\r")))
-        if line.isEmpty || line.hasPrefix("#") { continue }
-        let fields = line.split(separator: ",", omittingEmptySubsequences: false)
-            .map { $0.trimmingCharacters(in: .whitespaces) }
+    var line = 1
+    while let fields = reader.next() {
+        let start = line
+        // Unquoted fields hold no line break, so the breaks inside the fields and the one that ends
+        // the record tell how many lines it spans: the next record's first line follows.
+        let span = 1 + fields.reduce(0) { $0 + lineBreaks($1) }
+        line += span
+        if fields == [""] { continue }
+        if fields[0].hasPrefix("#") {
+            if span > 1 { errors.append((start, "a quote in this comment opens a field that runs over \(span) lines")) }
+            continue
+        }
+        // A closed quoted field holds an even number of quote characters; an odd count is a quote
+        // never closed (which would swallow the lines after it) or a stray one in an unquoted field.
+        if quotes[(start - 1)..<min(start - 1 + span, quotes.count)].reduce(0, +) % 2 != 0 {
+            errors.append((start, "unbalanced double quote: close the quoted field, or quote a field that contains "
+                           + "\" and double it (\"a \"\"b\"\" c\")"))
+            continue
+        }
         defer { sawData = true }
         if !sawData && isHeader(fields) { continue }
-        records.append((i + 1, fields))
+        records.append((start, fields))
     }
-    return records
+    return (records, errors)
+}
+
+/// Line breaks in `s` as CSV.swift ends records: CRLF, CR or LF, each one break.
+func lineBreaks(_ s: String) -> Int {
+    var count = 0
+    var afterCR = false
+    for scalar in s.unicodeScalars {
+        if scalar == "\r" || (scalar == "\n" && !afterCR) { count += 1 }
+        afterCR = scalar == "\r"
+    }
+    return count
+}
+
+/// How many `"` each physical line of `s` holds (lines ended as `lineBreaks` counts them).
+func quotesPerLine(_ s: String) -> [Int] {
+    var counts = [0]
+    var afterCR = false
+    for scalar in s.unicodeScalars {
+        if scalar == "\r" || (scalar == "\n" && !afterCR) { counts.append(0) }
+        if scalar == "\"" { counts[counts.count - 1] += 1 }
+        afterCR = scalar == "\r"
+    }
+    return counts
 }

@@ -10,12 +10,15 @@ struct ReportCommand: AsyncParsableCommand {
         abstract: "The post-show report per SKU from the event feed, and the next show's staging suggestion.",
         discussion: """
             Reads the event feed from --since (an offset, or an ISO-8601 UTC time such as \
-            2026-11-27T18:00:00Z; default: the oldest offset held) up to the feed's end when it starts, \
+            2026-11-27T18:00:00Z; default: the oldest offset held), or from the last STAGE on the feed with \
+            --since-stage, up to the feed's end when it starts, \
             then prints per SKU: staged, sold, reserved (lines), released and expired (units), backup \
             used (backup units released to sale), remaining (unsold units now), conversion (confirmed \
             lines / reserved lines) and when it sold out, with a totals row; then the next show's staging \
             suggestion as a `stockctl stage` CSV (on_hand ceil(sold x 1.1), at least the staged units for \
-            a SKU that sold out; backup as staged this show, at most that on_hand; threshold and limit as now). --csv prints the table as CSV (the suggestion then goes only to \
+            a SKU that sold out, the staged units kept for a SKU that sold nothing (named in a note on \
+            stderr); backup as staged this show, at most that on_hand; threshold and limit as now). Drill \
+            SKUs (DRILL-...) are left out unless --include-drill. --csv prints the table as CSV (the suggestion then goes only to \
             --suggest); --json prints one document with "skus", "totals" and "suggestion". \
             Definitions: clients/README-report.md.
             """)
@@ -23,6 +26,12 @@ struct ReportCommand: AsyncParsableCommand {
     @OptionGroup var options: GlobalOptions
     @Option(help: ArgumentHelp("First offset of the show, or its start time (ISO-8601 UTC).", valueName: "offset|time"))
     var since: String?
+    @Flag(name: .customLong("since-stage"),
+          help: "The show staged last: from the last STAGE on the feed (its first stock_set) to the end.")
+    var sinceStage = false
+    @Flag(name: .customLong("include-drill"),
+          help: "Include drill SKUs (\(ReservedSKU.drillPrefix)…, stockctl drill's), left out by default.")
+    var includeDrill = false
     @Flag(help: "Print the per-SKU table as CSV.") var csv = false
     @Option(help: ArgumentHelp("Write the staging suggestion (a `stockctl stage` CSV) to this file.", valueName: "file"))
     var suggest: String?
@@ -34,6 +43,7 @@ struct ReportCommand: AsyncParsableCommand {
     }
 
     func parsedSince() throws -> Since {
+        if sinceStage { return .oldest }  // the whole feed is read; the window opens at the last stage found
         guard let since else { return .oldest }
         if since.allSatisfy({ $0.isASCII && $0.isNumber }) {
             guard let n = UInt64(since), n >= 1 else {
@@ -62,6 +72,7 @@ struct ReportCommand: AsyncParsableCommand {
 
     func validate() throws {
         _ = try parsedSince()
+        if sinceStage && since != nil { throw ValidationError("--since and --since-stage: choose one") }
         if csv && options.json { throw ValidationError("--csv and --json: choose one") }
         if let suggest, suggest.isEmpty { throw ValidationError("--suggest: expected a file name") }
     }
@@ -70,7 +81,10 @@ struct ReportCommand: AsyncParsableCommand {
         let since = try parsedSince()
         let client = try options.makeClient()
         defer { client.close() }
-        var tally = ReportTally()
+        var tally = ReportTally(selection: SKUSelection(includeDrill: includeDrill))
+        // --since-stage: nothing is in the window until a stage is found.
+        if sinceStage { tally.windowFromOffset = .max }
+        var stages = StageDetector()
         let from: FeedPosition
         switch since {
         case .offset(let n):
@@ -100,9 +114,16 @@ struct ReportCommand: AsyncParsableCommand {
         tally.windowToOffset = end
         if feed.start <= end {
             for try await e in feed {
-                if e.kind != .progress { tally.add(e) }
+                if e.kind != .progress {
+                    if sinceStage, let stage = stages.observe(e) { tally.reopen(at: stage.offset, skus: stage.skus) }
+                    tally.add(e)
+                }
                 if e.offset >= end { break }
             }
+        }
+        if sinceStage && stages.found == nil {
+            throw CLIError("--since-stage: no STAGE among the events held (offsets \(feed.start)-\(end)); "
+                           + "give --since OFFSET|TIME", code: ExitStatus.failure)
         }
         var now: [String: StockInfo] = [:]
         if !tally.skus.isEmpty {
@@ -131,6 +152,8 @@ struct ReportCommand: AsyncParsableCommand {
             }
         }
         fflush(nil)
+        // After the output, so it is the last thing the operator reads; JSON carries it as each row's `basis`.
+        if !options.json, let note = report.unsoldNote { writeStderr("stockctl: note: \(note)\n") }
     }
 }
 
@@ -175,6 +198,7 @@ struct ReportTally {
         let remaining: Int64?
         let soldOutAtMs: UInt64?
         let suggested: Int64
+        var basis: SuggestionBasis = .sold
         var backupUsed: Int64 = 0
         /// Backup held back at the show's start (nil: SKU not in the catalog now).
         var backupStaged: Int64? = nil
@@ -187,14 +211,40 @@ struct ReportTally {
         var conversion: Double? { reserved == 0 ? nil : Double(confirmedLines) * 100 / Double(reserved) }
     }
 
+    /// Why a row's suggested on-hand is what it is (README-report.md, "Next show's staging suggestion").
+    enum SuggestionBasis: String {
+        /// ceil(sold × 1.1)
+        case sold
+        /// It sold out: at least what was staged.
+        case soldOut = "sold_out"
+        /// It sold nothing: the staged units again (never a silent 0).
+        case unsold
+        /// It sold nothing and its staged units are unknown: the unsold units now, else 0 (named in the note).
+        case unsoldUnknown = "unsold_unknown"
+    }
+
+    /// The next show's on-hand for one SKU, and why.
+    static func suggestion(sold: Int64, soldOut: Bool, staged: Int64?, remaining: Int64?) -> (Int64, SuggestionBasis) {
+        let bySales = (sold * 11 + 9) / 10
+        if soldOut, let staged { return (max(bySales, staged), .soldOut) }
+        if sold > 0 || soldOut { return (bySales, .sold) }
+        if let staged { return (staged, .unsold) }
+        return (remaining ?? 0, .unsoldUnknown)
+    }
+
     var skus: [String: SKUState] = [:]
+    /// Which SKUs are counted (drill SKUs only with --include-drill).
+    var selection = SKUSelection()
     var windowFromOffset: UInt64 = 0
     var windowToOffset: UInt64 = 0
     var sinceMs: UInt64 = 0
 
+    init(selection: SKUSelection = SKUSelection()) { self.selection = selection }
+
     mutating func add(_ e: FeedEvent) {
         guard !e.sku.isEmpty else { return }  // extended: no SKU
         let name = e.sku.string
+        guard selection.selects(name) else { return }
         var s = skus[name] ?? SKUState()
         let inWindow = e.offset >= windowFromOffset && e.timeMs >= sinceMs
         if inWindow {
@@ -242,6 +292,21 @@ struct ReportTally {
         skus[name] = s
     }
 
+    /// Opens the window again at `offset` (a later stage): every SKU keeps its replay state
+    /// (on-hand, confirmed read) and starts its window counts afresh; the stage's own SKUs,
+    /// whose events from `offset` were already read, are in the window.
+    mutating func reopen(at offset: UInt64, skus stage: Set<String>) {
+        windowFromOffset = offset
+        for (name, s) in skus {
+            var fresh = SKUState()
+            fresh.onHand = s.onHand
+            fresh.onHandKnown = s.onHandKnown
+            fresh.confirmedRead = s.confirmedRead
+            fresh.inWindow = stage.contains(name)
+            skus[name] = fresh
+        }
+    }
+
     /// The rows, with the counters read at the end (`now`) fixing what the
     /// events alone leave relative (on-hand before a stock_set, confirmed before the read).
     func finish(now: [String: StockInfo]) -> Report {
@@ -261,11 +326,11 @@ struct ReportTally {
                     staged = max(0, startOnHand - (start.confirmed + confirmedBase)) + s.added
                 }
             }
-            var suggested = (s.sold * 11 + 9) / 10
-            if s.soldOutAtMs != nil, let staged { suggested = max(suggested, staged) }
+            let (suggested, basis) = Self.suggestion(sold: s.sold, soldOut: s.soldOutAtMs != nil, staged: staged,
+                                                     remaining: remaining)
             rows.append(Row(sku: name, staged: staged, sold: s.sold, reserved: s.reservedLines,
                             confirmedLines: s.confirmedLines, released: s.released, expired: s.expired,
-                            remaining: remaining, soldOutAtMs: s.soldOutAtMs, suggested: suggested,
+                            remaining: remaining, soldOutAtMs: s.soldOutAtMs, suggested: suggested, basis: basis,
                             backupUsed: s.backupUsed, backupStaged: info.map { max(0, Int64($0.backup) - s.backupChange) },
                             lowStockThreshold: info?.lowStockThreshold ?? 0, perCustomerLimit: info?.perCustomerLimit ?? 0))
         }
@@ -305,6 +370,28 @@ struct Report {
     }
 
     var soldOutCount: Int { rows.filter { $0.soldOutAtMs != nil }.count }
+
+    /// Names the SKUs that sold nothing, whose suggestion is not from sales (nil when none).
+    var unsoldNote: String? {
+        func names(_ basis: ReportTally.SuggestionBasis) -> [String] { rows.filter { $0.basis == basis }.map(\.sku) }
+        func list(_ skus: [String]) -> String {
+            skus.prefix(Self.noteSKUs).joined(separator: ", ") + (skus.count > Self.noteSKUs ? ", …" : "")
+        }
+        let kept = names(.unsold), unknown = names(.unsoldUnknown)
+        var parts: [String] = []
+        if !kept.isEmpty {
+            parts.append("\(kept.count) SKU\(kept.count == 1 ? "" : "s") sold nothing; the suggestion keeps the staged "
+                         + "on-hand: \(list(kept))")
+        }
+        if !unknown.isEmpty {
+            parts.append("\(unknown.count) sold nothing and \(unknown.count == 1 ? "its" : "their") staged on-hand is "
+                         + "unknown; the suggestion is the unsold units now: \(list(unknown))")
+        }
+        return parts.isEmpty ? nil : parts.joined(separator: "; ") + " (review before staging)"
+    }
+
+    /// SKUs a note names before it says `…`.
+    static let noteSKUs = 10
 
     static func percent(_ p: Double?) -> String? { p.map { String(format: "%.1f", $0) } }
 
@@ -355,7 +442,8 @@ struct Report {
             ("suggestion", .array(rows.map {
                 .object([("sku", .string($0.sku)), ("on_hand", .int($0.suggested)), ("backup", .int($0.suggestedBackup)),
                          ("low_stock_threshold", .uint(UInt64($0.lowStockThreshold))),
-                         ("per_customer_limit", .uint(UInt64($0.perCustomerLimit)))])
+                         ("per_customer_limit", .uint(UInt64($0.perCustomerLimit))),
+                         ("basis", .string($0.basis.rawValue))])
             })),
         ])
     }

@@ -13,16 +13,19 @@ final class ShowTally: @unchecked Sendable {
         let available: Int64
         let timeMs: UInt64
 
-        var text: String {
-            let what = switch kind {
+        /// What happened, without the time and SKU: `SOLD OUT`, `LOW (3 left)`, ….
+        var what: String {
+            switch kind {
             case .soldOut: "SOLD OUT"
             case .lowStock: "LOW (\(available) left)"
             case .backupChanged where available < 0: "BACKUP RELEASED (\(-available) units to sale)"
             case .backupChanged: "BACKUP HELD (\(available) units off sale)"
             default: "BACK IN STOCK (\(available))"
             }
-            return "\(isoTime(timeMs)) \(sku) \(what)"
         }
+
+        /// The ALERT line's text: ISO-8601 UTC time, SKU, what happened.
+        var text: String { "\(isoTime(timeMs)) \(sku) \(what)" }
 
         var json: JSON {
             .object([("time_ms", .uint(timeMs)), ("kind", .string(kind.name)), ("sku", .string(sku)),
@@ -67,6 +70,8 @@ final class ShowTally: @unchecked Sendable {
         }
     }
 
+    /// The SKUs whose events count (watch's --sku and drill rule).
+    let selection: SKUSelection
     private let lock = NSLock()
     private var current = Snapshot()
     private var pendingAlerts: [Alert] = []
@@ -76,13 +81,16 @@ final class ShowTally: @unchecked Sendable {
     private var stopped = false
     static let recentAlertsShown = 8
 
+    init(selection: SKUSelection = SKUSelection()) { self.selection = selection }
+
     /// Reads the feed until cancelled (a dropped connection resumes by itself).
     func follow(_ client: StockClient) async {
         let kinds: Set<EventKind> = [.reserved, .confirmed, .released, .expired, .lowStock, .soldOut, .backInStock,
                                      .backupChanged]
         while !Task.isCancelled {
             do {
-                let f = try await client.events(from: .now, filter: EventFilter(kinds: kinds))
+                let filter = EventFilter(kinds: kinds, skuPrefix: selection.prefix ?? "")
+                let f = try await client.events(from: .now, filter: filter)
                 let keep = lock.withLock { () -> Bool in
                     guard !stopped else { return false }
                     feed = f
@@ -109,6 +117,8 @@ final class ShowTally: @unchecked Sendable {
     }
 
     private func count(_ e: FeedEvent) {
+        // A bundle's line 0 decides whether its token is counted, so a bundle is counted once or not at all.
+        guard selection.selects(e.sku.string) else { return }
         lock.withLock {
             switch e.kind {
             case .reserved where e.line == 0: current.reservations += 1
@@ -143,5 +153,16 @@ final class ShowTally: @unchecked Sendable {
             s.recentAlerts = recent
             return s
         }
+    }
+}
+
+/// Which SKUs an operator screen or export covers: those starting with `prefix`
+/// (all without one), and drill SKUs (ReservedSKU, `DRILL-…`) only when asked.
+struct SKUSelection: Sendable, Equatable {
+    var prefix: String?
+    var includeDrill = false
+
+    func selects(_ sku: String) -> Bool {
+        (includeDrill || !ReservedSKU.isDrill(sku)) && (prefix.map { sku.utf8.starts(with: $0.utf8) } ?? true)
     }
 }

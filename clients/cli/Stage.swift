@@ -12,7 +12,9 @@ struct StageCommand: AsyncParsableCommand {
         discussion: """
             Each line sets the SKU's on-hand, backup (units held back from sale until \
             `stockctl backup release`), low-stock threshold and per-customer limit (0: none), creating \
-            the SKU if new. Blank lines and # comments are skipped; a first line starting with 'sku' \
+            the SKU if new. The file is RFC 4180 CSV: a field may be quoted ("CSV-Q-1", "Aurora, blue"), \
+            with a quote inside doubled; spaces around a field are trimmed; a UTF-8 BOM and CRLF are fine. \
+            Blank lines and # comments are skipped; a first line starting with 'sku' \
             is a header; the name column (the rest of the line) is for people and not sent. \
             Every line is checked before anything is sent: each bad line is reported as FILE:LINE: reason \
             and nothing is applied (exit 2). stockd then applies the whole file in one step or refuses it \
@@ -33,9 +35,10 @@ struct StageCommand: AsyncParsableCommand {
     /// The rows, or every bad line as `LINE: reason`.
     static func parse(_ text: String) -> (rows: [Row], errors: [(line: Int, reason: String)]) {
         var rows: [Row] = []
-        var errors: [(Int, String)] = []
+        let csv = csvRecords(text, isHeader: { $0.first?.lowercased() == "sku" })
+        var errors: [(line: Int, reason: String)] = csv.errors
         var seen: [String: Int] = [:]
-        for (lineNo, fields) in csvRecords(text, isHeader: { $0.first?.lowercased() == "sku" }) {
+        for (lineNo, fields) in csv.records {
             switch parseLine(fields, seen: seen) {
             case .failure(let why): errors.append((lineNo, why.message))
             case .success(let stage):
@@ -105,9 +108,9 @@ struct StageCommand: AsyncParsableCommand {
         switch result {
         case .success(let r): reply = r
         case .failure(.stageRefused(let refused)):
-            for r in refused { writeStderr("\(file):\(Self.lineNumber(r, rows)): \(Self.describe(r, rows))\n") }
             throw CLIError("\(file): stockd refused \(refused.count) line\(refused.count == 1 ? "" : "s"), "
-                           + "nothing staged", code: ExitStatus.failure)
+                           + "nothing staged", code: ExitStatus.failure,
+                           lines: refused.map { "\(file):\(Self.lineNumber($0, rows)): \(Self.describe($0, rows))" })
         case .failure(let error): throw error
         }
         let backup = lines.reduce(UInt64(0)) { $0 + $1.backup }

@@ -114,16 +114,23 @@ struct StockAdjustCommand: AsyncParsableCommand {
 }
 
 struct StockListCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "list", abstract: "Every SKU's counters.")
+    static let configuration = CommandConfiguration(
+        commandName: "list", abstract: "Every SKU's counters.",
+        discussion: "Drill SKUs (\(ReservedSKU.drillPrefix)…, left behind by stockctl drill) are left out unless "
+            + "--include-drill.")
 
     @OptionGroup var options: GlobalOptions
     @Flag(name: .customLong("low-only"), help: "Only SKUs sold out or at/under their low-stock threshold.")
     var lowOnly = false
+    @Flag(name: .customLong("include-drill"),
+          help: "Include drill SKUs (\(ReservedSKU.drillPrefix)…, stockctl drill's), left out by default.")
+    var includeDrill = false
 
     func run() async throws {
         let client = try options.makeClient()
         defer { client.close() }
-        var entries = try await client.listAllStock()
+        let selection = SKUSelection(includeDrill: includeDrill)
+        var entries = try await client.listAllStock().filter { selection.selects($0.sku.string) }
         if lowOnly { entries = entries.filter { !stockStatus($0.info).isEmpty } }
         emit(options, json: .array(entries.map { stockJSON($0.sku.string, $0.info) }),
              human: formatTable(stockHeaders, entries.map { stockRow($0.sku.string, $0.info) })
@@ -136,6 +143,7 @@ struct StockImportCommand: AsyncParsableCommand {
         commandName: "import",
         abstract: "Set stock from a CSV: sku,on_hand[,low_stock_threshold][,per_customer_limit].",
         discussion: """
+            RFC 4180 CSV (quoted fields, doubled quotes, CRLF, a UTF-8 BOM). \
             Blank lines and # comments are skipped; a first line starting with 'sku' is a header. \
             Every line is checked before anything is applied: each bad line is reported as FILE:LINE: reason \
             and nothing is applied (exit 2).
@@ -154,9 +162,10 @@ struct StockImportCommand: AsyncParsableCommand {
     /// The rows, or every bad line as `LINE: reason`.
     static func parse(_ text: String) -> (rows: [Row], errors: [(line: Int, reason: String)]) {
         var rows: [Row] = []
-        var errors: [(Int, String)] = []
+        let csv = csvRecords(text, isHeader: { $0.first?.lowercased() == "sku" })
+        var errors: [(line: Int, reason: String)] = csv.errors
         var seen: [String: Int] = [:]
-        for (lineNo, fields) in csvRecords(text, isHeader: { $0.first?.lowercased() == "sku" }) {
+        for (lineNo, fields) in csv.records {
             guard (2...4).contains(fields.count) else {
                 errors.append((lineNo, "expected sku,on_hand[,low_stock_threshold][,per_customer_limit], "
                                + "got \(fields.count) fields"))

@@ -1,3 +1,4 @@
+import CommandSupport
 import Glibc
 import StockClient
 
@@ -33,18 +34,19 @@ func environment(_ name: String) -> String? {
 
 /// Parsers for flag and environment values; each failure names its source.
 enum Parse {
-    /// `500ms`, `10s`, `2m`, `1h`.
+    /// A duration in the grammar every binary shares (`DurationParser`: `500ms`, `1.5s`, `1m30s`, `1h`),
+    /// at most a day: no wait of stock-hooks is meant to be longer.
     static func durationMs(_ text: String, _ source: String) throws(HooksError) -> Int {
-        let units: [(String, Int)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
-        for (suffix, scale) in units where text.hasSuffix(suffix) {
-            let number = text.dropLast(suffix.count)
-            if let n = Int(number), n >= 0, n <= 86_400_000 / scale, number.allSatisfy(\.isASCII) {
-                // `ms` is checked first, so "500ms" never reads as "500m" + "s".
-                return n * scale
-            }
-            break
+        let ms: UInt64
+        do {
+            ms = try DurationParser.milliseconds(text)
+        } catch {
+            throw HooksError("\(source) '\(text)': \(error)")
         }
-        throw HooksError("\(source) '\(text)': expected a duration such as 500ms, 10s, 2m")
+        if let problem = DurationParser.outOfBounds(ms, flag: source, range: 0...86_400_000) {
+            throw HooksError(problem)
+        }
+        return Int(ms)
     }
 
     static func integer(_ text: String, _ source: String, _ range: ClosedRange<Int>) throws(HooksError) -> Int {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CommandSupport
 import Glibc
 import StockClient
 
@@ -16,7 +17,8 @@ struct StockHooks: ParsableCommand {
 
             Exit status: 0 stopped by SIGINT/SIGTERM or caught up (--until-caught-up); 1 runtime failure \
             (the feed was refused, the state dir cannot be written); 2 usage or configuration error.
-            """
+            """,
+        version: BuildInfo.versionLine(program: "stock-hooks")
     )
 
     @Option(help: ArgumentHelp("stockd address (default: $STOCK_HOOKS_SERVER, $STOCKD_SERVER, else 127.0.0.1:7878).",
@@ -141,7 +143,9 @@ struct StockHooks: ParsableCommand {
             try Parse.integer(t, s, 1...256)
         } ?? 8
         let timeoutMs = try parsed(pick(timeout, "timeout"), Parse.durationMs) ?? 10_000
-        guard timeoutMs >= 1 else { throw HooksError("--timeout must be at least 1ms") }
+        if let problem = DurationParser.outOfBounds(UInt64(timeoutMs), flag: "--timeout", range: 1...86_400_000) {
+            throw HooksError(problem)
+        }
         let maxAttempts = try parsed(pick(maxAttempts, "max-attempts")) { t, s throws(HooksError) in
             try Parse.integer(t, s, 0...1_000_000)
         } ?? 0

@@ -1,117 +1,278 @@
 import Glibc
+import Logging
 import StockProtocol
 
 /// One TCP connection to stockd, shared by any number of concurrent calls.
 ///
-/// Calls write their request frame (under `writeLock`, so frames never
-/// interleave) and park on a continuation registered under `stateLock` by
-/// request id. A dedicated reader thread decodes answers and resumes the
-/// matching continuation; it also fails calls whose deadline passed (it
-/// wakes at least every 50 ms) and, when the connection drops, fails every
-/// call still waiting with `connectionLost`. Two locks, not one: a sender
-/// blocked by server backpressure must never stop the reader from taking
-/// the answers that relieve it.
-final class ClientConnection: @unchecked Sendable {
-    private struct Waiter {
-        let continuation: CheckedContinuation<Response, any Error>
-        let deadlineNs: UInt64
+/// Its `IOThread` connects (name resolution included), then polls the
+/// socket and a `Wakeup`: it decodes answers and resumes the call with the
+/// same request id, writes what callers could not write at once, fails
+/// calls whose deadline passed (it wakes at least every `tickMs`) and, when
+/// the connection ends, fails every call still waiting.
+///
+/// A caller never blocks: it registers its continuation under `stateLock`,
+/// appends its frame under `writeLock` and tries one non-blocking send;
+/// bytes the socket does not take now (server backpressure) are left to the
+/// I/O thread. Two locks, not one: a full send buffer must never stop the
+/// I/O thread from delivering the answers that relieve it.
+///
+/// A call that times out or is cancelled after its frame was queued leaves
+/// its id "overdue": the late answer is discarded when it comes, and the id
+/// is not handed to another call until then, so a late answer can never be
+/// taken for a newer call's.
+final class ClientConnection: IOResource, @unchecked Sendable {
+    /// Answers a connection may owe to calls that gave up (timed out or were
+    /// cancelled) before it is dropped as hopeless: a server that far behind
+    /// serves no one, and a fresh connection starts with a clean slate.
+    static let maxOverdue = 4096
+    /// How often the I/O thread looks for expired calls: the precision of call deadlines.
+    static let tickMs: Int32 = 50
+
+    private enum Call {
+        /// The id is taken; the call has not registered its continuation yet.
+        case reserved
+        /// Cancelled before it registered: its frame is never written.
+        case cancelledEarly
+        case waiting(CheckedContinuation<Result<Response, StockError>, Never>, deadlineNs: UInt64)
     }
 
-    private let fd: Int32
+    private let wakeup: Wakeup
+    private let thread = IOThread()
+    private let logger: Logger
     private let stateLock = Mutex()
-    private let writeLock = Mutex()
-    private var waiters: [UInt32: Waiter] = [:]
+    private var calls: [UInt32: Call] = [:]
+    private var overdue: Set<UInt32> = []
     private var nextID: UInt32 = 1
     private var alive = true
+    private var threadRunning = true
     private var closedByUser = false
     /// An unsolicited failure (BUSY, SHUTTING_DOWN) announcing the close.
     private var farewell: Status?
-    private var encoder = ByteWriter(capacity: 4096)
-    private var thread = pthread_t()
+    private let writeLock = Mutex()
+    /// The socket for writers; -1 before the connect and once the I/O thread closed it.
+    private var writeFD: Int32 = -1
+    /// Frame bytes not yet taken by the socket.
+    private var outbox = ByteWriter(capacity: 4096)
 
-    private init(fd: Int32) { self.fd = fd }
+    private let registry: ResourceRegistry
 
-    deinit { Glibc.close(fd) }
+    private init(wakeup: Wakeup, logger: Logger, registry: ResourceRegistry) {
+        self.wakeup = wakeup
+        self.logger = logger
+        self.registry = registry
+    }
 
-    /// Connects (bounded by `timeoutMs`) and starts the reader thread.
-    static func open(host: String, port: Int, timeoutMs: Int) throws(StockError) -> ClientConnection {
-        let fd = try Socket.connect(host: host, port: port, timeoutMs: timeoutMs)
-        let c = ClientConnection(fd: fd)
-        let context = Unmanaged.passRetained(c).toOpaque()
-        let rc = pthread_create(&c.thread, nil, { arg in
-            let conn = Unmanaged<ClientConnection>.fromOpaque(arg!).takeRetainedValue()
-            conn.readLoop()
-            return nil
-        }, context)
-        guard rc == 0 else {
-            Unmanaged<ClientConnection>.fromOpaque(context).release()
-            throw .unreachable("cannot start the reader thread")
+    /// Connects on a new I/O thread, bounded by `deadlineNs` (monotonic).
+    /// Throws `unreachable` (no connection, or the deadline passed while
+    /// resolving or connecting), `cancelled`, or `closed` (the client was shut
+    /// down); the caller's thread never blocks. The connection is in `registry`
+    /// while its thread runs.
+    static func open(host: String, port: Int, deadlineNs: UInt64, logger: Logger, registry: ResourceRegistry)
+        async throws(StockError) -> ClientConnection
+    {
+        guard let wakeup = Wakeup() else { throw .unreachable("no file descriptor left for the connection") }
+        let c = ClientConnection(wakeup: wakeup, logger: logger, registry: registry)
+        guard registry.add(c) else {
+            wakeup.close()
+            throw .closed
         }
-        pthread_detach(c.thread)
+        let opened = OnceResult<Void>()
+        guard c.thread.start({ c.run(host: host, port: port, deadlineNs: deadlineNs, opened: opened) }) else {
+            registry.remove(c)
+            wakeup.close()
+            throw .unreachable("cannot start the connection's I/O thread")
+        }
+        // getaddrinfo cannot be interrupted: the deadline is kept here too,
+        // and the thread, when it finally returns, finds it lost and closes.
+        let timer = Task {
+            let now = Socket.nowNs()
+            try? await Task.sleep(for: .nanoseconds(Int64(clamping: deadlineNs > now ? deadlineNs - now : 0)))
+            guard !Task.isCancelled else { return }
+            opened.resume(.failure(.unreachable("\(host):\(port): connect timed out")))
+        }
+        let result = await withTaskCancellationHandler {
+            await opened.wait()
+        } onCancel: {
+            opened.resume(.failure(.cancelled))
+        }
+        timer.cancel()
+        if case .failure(let e) = result {
+            c.close()
+            throw e
+        }
         return c
     }
 
-    var isAlive: Bool { stateLock.with { alive } }
+    var isAlive: Bool { stateLock.with { alive && !closedByUser } }
 
-    /// Sends `request` and waits for its answer (or `timeoutNs`).
-    func call(_ request: Request, timeoutNs: UInt64) async throws(StockError) -> Response {
-        do {
-            return try await withCheckedThrowingContinuation { (k: CheckedContinuation<Response, any Error>) in
-                let deadline = Socket.nowNs() + timeoutNs
-                let id: UInt32? = stateLock.with {
-                    guard alive else { return nil }
-                    let id = nextID
-                    nextID = nextID == UInt32.max ? 1 : nextID + 1
-                    waiters[id] = Waiter(continuation: k, deadlineNs: deadline)
-                    return id
-                }
-                guard let id else {
-                    k.resume(throwing: closedByUserError())
-                    return
-                }
-                let sent = writeLock.with { () -> Bool in
-                    encoder.removeAll()
-                    RequestCodec.encode(request, requestID: id, into: &encoder)
-                    return encoder.withUnsafeBytes { Socket.sendAll(fd, $0) }
-                }
-                if !sent { drop() }
-            }
-        } catch let e as StockError {
-            throw e
-        } catch {
-            throw .protocolError("\(error)")
+    /// Sends `request` and waits for its answer until `deadlineNs` (monotonic).
+    /// Throws `timeout`, `cancelled` (the task was cancelled: the request may
+    /// or may not have been sent), `connectionLost`, `rejected(.shuttingDown)`
+    /// / `rejected(.busy)` (the server's farewell) or `closed`.
+    func call(_ request: Request, deadlineNs: UInt64) async throws(StockError) -> Response {
+        if Task.isCancelled { throw .cancelled }
+        let id = try reserveID()
+        let result = await withTaskCancellationHandler {
+            await withCheckedContinuation { k in start(id, request, deadlineNs: deadlineNs, k) }
+        } onCancel: {
+            cancel(id)
         }
-    }
-
-    private func closedByUserError() -> StockError {
-        stateLock.with { closedByUser ? StockError.closed : .connectionLost }
+        return try result.get()
     }
 
     /// Closes the connection; waiting calls fail with `closed`.
     func close() {
-        stateLock.with { closedByUser = true }
-        Glibc.shutdown(fd, Int32(SHUT_RDWR))
+        stateLock.with {
+            closedByUser = true
+            if threadRunning { wakeup.signal() }
+        }
     }
 
-    // MARK: reader thread
+    /// Returns once the I/O thread ended and closed its descriptors.
+    func exited() async { await thread.exited() }
 
-    private func readLoop() {
-        var decoder = FrameDecoder(maxFrame: Limits.maxFrameCeiling)
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: 64 * 1024, alignment: 16)
-        defer { buffer.deallocate() }
-        Socket.setReceiveTimeout(fd, ms: 50)
-        while true {
-            let n = recv(fd, buffer, 64 * 1024, 0)
-            if n > 0 {
-                decoder.feed(UnsafeRawBufferPointer(start: buffer, count: n))
-                guard deliver(&decoder) else { break }
-            } else if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-                expireWaiters()
-            } else {
-                break  // EOF or error
+    // MARK: calls
+
+    private func reserveID() throws(StockError) -> UInt32 {
+        let id: UInt32? = stateLock.with {
+            guard alive, !closedByUser else { return nil }
+            // Terminates: at most calls.count + maxOverdue + 1 ids are skipped.
+            var id = nextID
+            while calls[id] != nil || overdue.contains(id) { id = id == UInt32.max ? 1 : id + 1 }
+            nextID = id == UInt32.max ? 1 : id + 1
+            calls[id] = .reserved
+            return id
+        }
+        guard let id else { throw endError() }
+        return id
+    }
+
+    private func start(_ id: UInt32, _ request: Request, deadlineNs: UInt64,
+                       _ k: CheckedContinuation<Result<Response, StockError>, Never>) {
+        let refusal: StockError? = stateLock.with {
+            guard alive, !closedByUser, let state = calls[id] else {
+                calls[id] = nil
+                return endErrorLocked()
+            }
+            if case .cancelledEarly = state {
+                calls[id] = nil
+                return .cancelled
+            }
+            calls[id] = .waiting(k, deadlineNs: deadlineNs)
+            return nil
+        }
+        if let refusal { return k.resume(returning: .failure(refusal)) }
+        write(request, id: id)
+    }
+
+    private func cancel(_ id: UInt32) {
+        let k: CheckedContinuation<Result<Response, StockError>, Never>? = stateLock.with {
+            switch calls[id] {
+            case .reserved?:
+                calls[id] = .cancelledEarly
+                return nil
+            case .waiting(let k, _)?:
+                calls[id] = nil
+                overdue.insert(id)
+                return k
+            default:
+                return nil  // answered, or the connection ended: nothing to do
             }
         }
+        k?.resume(returning: .failure(.cancelled))
+    }
+
+    /// Appends the frame and sends what the socket takes now; the rest is the I/O thread's.
+    private func write(_ request: Request, id: UInt32) {
+        let leftover: Bool = writeLock.with {
+            guard writeFD >= 0 else { return false }  // ended: the call fails with the connection
+            let backlog = outbox.count > 0
+            RequestCodec.encode(request, requestID: id, into: &outbox)
+            guard !backlog else { return false }  // the I/O thread is already waiting to write
+            return !flushLocked()
+        }
+        if leftover { stateLock.with { if threadRunning { wakeup.signal() } } }
+    }
+
+    /// Sends what the socket takes of `outbox` (under `writeLock`); true when nothing is left.
+    /// A send error leaves the bytes: the I/O thread sees the error on its next poll.
+    private func flushLocked() -> Bool {
+        guard outbox.count > 0, writeFD >= 0 else { return true }
+        guard let n = outbox.withUnsafeBytes({ Socket.sendSome(writeFD, $0) }) else { return false }
+        outbox.removeFirst(n)
+        return outbox.count == 0
+    }
+
+    private func endError() -> StockError { stateLock.with { endErrorLocked() } }
+
+    private func endErrorLocked() -> StockError {
+        closedByUser ? .closed : farewell.map { .rejected($0) } ?? .connectionLost
+    }
+
+    // MARK: the I/O thread
+
+    private func run(host: String, port: Int, deadlineNs: UInt64, opened: OnceResult<Void>) {
+        defer {
+            stateLock.with { threadRunning = false }
+            wakeup.close()
+            registry.remove(self)
+        }
+        let fd: Int32
+        do {
+            fd = try Socket.connect(host: host, port: port, deadlineNs: deadlineNs, abort: wakeup.fd)
+        } catch {
+            stateLock.with { alive = false }
+            opened.resume(.failure(error))
+            return
+        }
+        writeLock.with { writeFD = fd }
+        if opened.resume(.success(())) {
+            logger.trace("stockd.client: socket open", metadata: ["stockd.address": "\(host):\(port)"])
+            loop(fd)
+        }
         drop()
+        writeLock.with { writeFD = -1 }  // no caller writes to a number the kernel may hand out again
+        Glibc.close(fd)
+    }
+
+    private func loop(_ fd: Int32) {
+        var decoder = FrameDecoder(maxFrame: Limits.maxFrameCeiling)
+        let capacity = 64 * 1024
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
+        defer { buffer.deallocate() }
+        var fds = [pollfd(fd: fd, events: 0, revents: 0), pollfd(fd: wakeup.fd, events: Int16(POLLIN), revents: 0)]
+        var lastExpiryNs = Socket.nowNs()
+        while stateLock.with({ alive && !closedByUser }) {
+            let wantWrite = writeLock.with { outbox.count > 0 }
+            fds[0].events = Int16(POLLIN) | (wantWrite ? Int16(POLLOUT) : 0)
+            let n = poll(&fds, 2, Self.tickMs)
+            if n < 0 && errno != EINTR { return }
+            if fds[1].revents != 0 { wakeup.drain() }
+            if fds[0].revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 {
+                guard read(fd, &decoder, buffer, capacity) else { return }
+            }
+            if fds[0].revents & Int16(POLLOUT) != 0 {
+                _ = writeLock.with { flushLocked() }
+            }
+            // Once per tick, not per read: a busy connection must not scan every waiting call per frame.
+            let now = Socket.nowNs()
+            if now &- lastExpiryNs >= UInt64(Self.tickMs) * 1_000_000 {
+                lastExpiryNs = now
+                guard expireCalls(now) else { return }
+            }
+        }
+    }
+
+    /// Reads and delivers what arrived; false on EOF, an error or a framing error.
+    private func read(_ fd: Int32, _ decoder: inout FrameDecoder, _ buffer: UnsafeMutableRawPointer,
+                      _ capacity: Int) -> Bool {
+        while true {
+            guard let n = Socket.receiveSome(fd, buffer, capacity) else { return false }
+            if n == 0 { return true }
+            decoder.feed(UnsafeRawBufferPointer(start: buffer, count: n))
+            guard deliver(&decoder) else { return false }
+            if n < capacity { return true }  // drained: spare the recv that would say EAGAIN
+        }
     }
 
     /// Hands every complete answer to its caller; false on a framing error.
@@ -129,57 +290,53 @@ final class ClientConnection: @unchecked Sendable {
             }
             guard let next else { return true }
             guard case .success(let response) = next else { return false }
-            let waiter = stateLock.with { waiters.removeValue(forKey: response.requestID) }
-            if let waiter {
-                waiter.continuation.resume(returning: response)
-            } else if response.requestID == 0, case .failure(let status, _) = response.body {
-                stateLock.with { farewell = status }  // BUSY / SHUTTING_DOWN before the close
+            let k: CheckedContinuation<Result<Response, StockError>, Never>? = stateLock.with {
+                let id = response.requestID
+                if case .waiting(let k, _)? = calls[id] {
+                    calls[id] = nil
+                    return k
+                }
+                if overdue.remove(id) == nil, id == 0, case .failure(let status, _) = response.body {
+                    farewell = status  // BUSY / SHUTTING_DOWN before the close
+                }
+                return nil  // otherwise the late answer to a call that gave up
             }
-            // Otherwise: the answer to a call that already timed out.
+            k?.resume(returning: .success(response))
         }
     }
 
-    private func expireWaiters() {
-        let now = Socket.nowNs()
-        let expired: [Waiter] = stateLock.with {
-            let due = waiters.filter { $0.value.deadlineNs <= now }
-            for id in due.keys { waiters.removeValue(forKey: id) }
-            return Array(due.values)
+    /// Fails the calls whose deadline passed; false if the connection owes too many answers.
+    private func expireCalls(_ now: UInt64) -> Bool {
+        let (expired, hopeless): ([CheckedContinuation<Result<Response, StockError>, Never>], Bool) = stateLock.with {
+            var due: [CheckedContinuation<Result<Response, StockError>, Never>] = []
+            for (id, call) in calls {
+                guard case .waiting(let k, let deadline) = call, deadline <= now else { continue }
+                calls[id] = nil
+                overdue.insert(id)
+                due.append(k)
+            }
+            return (due, overdue.count > Self.maxOverdue)
         }
-        for w in expired { w.continuation.resume(throwing: StockError.timeout) }
+        for k in expired { k.resume(returning: .failure(.timeout)) }
+        if hopeless {
+            logger.info("stockd.client: dropping a connection that owes too many answers",
+                        metadata: ["stockd.overdue": "\(Self.maxOverdue)"])
+        }
+        return !hopeless
     }
 
     /// Marks the connection dead and fails every waiting call.
     private func drop() {
-        let (orphans, error): ([Waiter], StockError) = stateLock.with {
+        let (orphans, error): ([CheckedContinuation<Result<Response, StockError>, Never>], StockError) = stateLock.with {
             alive = false
-            let all = Array(waiters.values)
-            waiters.removeAll()
-            let e: StockError = closedByUser ? .closed : farewell.map { .rejected($0) } ?? .connectionLost
-            return (all, e)
+            let waiting = calls.values.compactMap { call -> CheckedContinuation<Result<Response, StockError>, Never>? in
+                if case .waiting(let k, _) = call { return k }
+                return nil
+            }
+            calls.removeAll()
+            overdue.removeAll()
+            return (waiting, endErrorLocked())
         }
-        Glibc.shutdown(fd, Int32(SHUT_RDWR))
-        for w in orphans { w.continuation.resume(throwing: error) }
-    }
-}
-
-/// A pthread mutex (visible to ThreadSanitizer, unlike a futex-based lock).
-final class Mutex: @unchecked Sendable {
-    private let m: UnsafeMutablePointer<pthread_mutex_t>
-
-    init() {
-        m = .allocate(capacity: 1)
-        pthread_mutex_init(m, nil)
-    }
-
-    deinit {
-        pthread_mutex_destroy(m)
-        m.deallocate()
-    }
-
-    func with<R>(_ body: () throws -> R) rethrows -> R {
-        pthread_mutex_lock(m)
-        defer { pthread_mutex_unlock(m) }
-        return try body()
+        for k in orphans { k.resume(returning: .failure(error)) }
     }
 }

@@ -3,7 +3,8 @@ import StockProtocol
 /// Every way a call can fail. Server rejections (the server answered with a
 /// status) are distinct from transport failures (`connectionLost`,
 /// `unreachable`, `timeout`), after which the outcome of the request is
-/// unknown — retry a RESERVE with the same idempotency key.
+/// unknown — retry a RESERVE with the same idempotency key. `cancelled`
+/// (the caller's task was cancelled) is a transport outcome too.
 public enum StockError: Error, Sendable, Equatable, CustomStringConvertible {
     /// Not enough units; `available` is what there is now (`line` for bundles).
     case outOfStock(available: UInt64, line: Int)
@@ -42,8 +43,11 @@ public enum StockError: Error, Sendable, Equatable, CustomStringConvertible {
     case timeout
     /// The server sent something that does not follow the protocol.
     case protocolError(String)
-    /// The client was closed.
+    /// The client was closed (`close()`, or `shutdown()` for every later call).
     case closed
+    /// The calling task was cancelled: the call returned at once, and its
+    /// outcome is unknown (the request may have been sent), as for `timeout`.
+    case cancelled
 
     /// The error for a failure answer.
     init(status: Status, detail: ErrorDetail) {
@@ -74,7 +78,7 @@ public enum StockError: Error, Sendable, Equatable, CustomStringConvertible {
     /// where the request's outcome is unknown).
     public var isServerRejection: Bool {
         switch self {
-        case .connectionLost, .unreachable, .timeout, .protocolError, .closed: false
+        case .connectionLost, .unreachable, .timeout, .protocolError, .closed, .cancelled: false
         default: true
         }
     }
@@ -102,13 +106,14 @@ public enum StockError: Error, Sendable, Equatable, CustomStringConvertible {
         case .rejected(.unauthenticated):
             "stockd requires authentication: give a credential (stockctl: --token, --token-file or STOCKD_TOKEN)"
         case .rejected(.authFailed): "authentication failed: stockd refused the credential"
-        case .rejected(.forbidden): "forbidden: this credential's role may not do that (admin needed)"
+        case .rejected(.forbidden): "forbidden: this credential's role may not do that"
         case .rejected(let status): "server answered \(status.name)"
         case .connectionLost: "connection lost"
         case .unreachable(let why): "server unreachable: \(why)"
         case .timeout: "timed out"
         case .protocolError(let why): "protocol error: \(why)"
         case .closed: "client closed"
+        case .cancelled: "cancelled"
         }
     }
 }

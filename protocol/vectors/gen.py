@@ -857,6 +857,10 @@ def responses():
         {"version": 1, "role": 0, "max_frame": MAX_FRAME, "max_ttl_ms": MAX_TTL_MS, "default_ttl_ms": 90000,
          "max_bundle_lines": 16, "max_sku_length": 64, "max_inflight": 1, "server_name": ""})
     add("ping ok (spec example)", "PING", 7, "OK", {})
+    # viewer is wire value 3 (added after checkout 1 and admin 2), ranked between none and checkout (§3).
+    add("hello ok viewer", "HELLO", 4, "OK",
+        {"version": 1, "role": 3, "max_frame": MAX_FRAME, "max_ttl_ms": MAX_TTL_MS, "default_ttl_ms": 90000,
+         "max_bundle_lines": 16, "max_sku_length": 64, "max_inflight": 1024, "server_name": "stockd 0.1.0"})
     add("reserve ok", "RESERVE", 100, "OK", {"token": T1, "expires_at_ms": 1732665600000 + 90000, "available": 41})
     add("reserve ok max values", "RESERVE", 0xFFFFFFFF, "OK",
         {"token": T3, "expires_at_ms": 0xFFFFFFFFFFFFFFFF, "available": 0xFFFFFFFFFFFFFFFF})
