@@ -44,7 +44,7 @@ let package = Package(
         // stock-hooks only (HTTP delivery and HMAC signatures); stockd does not link them.
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
-        // stockctl and stockd (catalog and stage files): RFC 4180 CSV.
+        // CommandSupport's CSV reading (stockctl's files, stockd's --catalog): RFC 4180.
         .package(url: "https://github.com/yaslab/CSV.swift.git", from: "2.5.2"),
     ],
     targets: [
@@ -101,10 +101,10 @@ let package = Package(
             swiftSettings: strict
         ),
         // What every binary's command line shares: the one duration parser, --version with the
-        // git commit. Standard library and ArgumentParser only.
+        // git commit, the one RFC 4180 reading of operators' CSV files (CSV.swift).
         .target(
             name: "CommandSupport",
-            dependencies: [server("ArgumentParser", "swift-argument-parser")],
+            dependencies: [server("ArgumentParser", "swift-argument-parser"), server("CSV", "csv.swift")],
             swiftSettings: strict,
             plugins: ["BuildInfoPlugin"]
         ),
@@ -117,7 +117,6 @@ let package = Package(
             dependencies: [
                 "StockServer", "StockCore", "StockProtocol", "StockJournal", "CommandSupport",
                 server("ArgumentParser", "swift-argument-parser"),
-                server("CSV", "csv.swift"),
                 server("Logging", "swift-log"),
             ],
             swiftSettings: strict
@@ -136,7 +135,6 @@ let package = Package(
             name: "stockctl",
             dependencies: [
                 "StockClient", "CommandSupport",
-                server("CSV", "csv.swift"),
                 server("ArgumentParser", "swift-argument-parser"),
             ],
             path: "clients/cli",

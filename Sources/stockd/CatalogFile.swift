@@ -1,4 +1,4 @@
-import CSV
+import CommandSupport
 import Foundation
 import StockProtocol
 
@@ -52,53 +52,13 @@ enum CatalogFile {
         return result
     }
 
-    /// The non-blank, non-comment records of `text`, each with the line it starts on. The same
-    /// reading as stockctl's `csvRecords` (clients/cli/Options.swift): spaces around fields trimmed,
-    /// and a record with an odd number of `"` refused (an unclosed quote would swallow the lines after it).
+    /// The non-blank, non-comment records of `text`, each with the line it starts on: the same RFC 4180
+    /// reading as stockctl's files (CommandSupport's `csvRecords`); the first unreadable line is the error.
     static func records(_ text: String, name: String) throws -> [(line: Int, fields: [String])] {
-        var body = text
-        if body.unicodeScalars.first == "\u{FEFF}" { body.unicodeScalars.removeFirst() }
-        let reader = try CSVReader(string: body, hasHeaderRow: false, trimFields: true)
-        let quotes = quotesPerLine(body)
-        var out: [(line: Int, fields: [String])] = []
-        var line = 1
-        while let fields = reader.next() {
-            let start = line
-            // Only quoted fields hold line breaks: they and the record's end give the lines it spans.
-            let span = 1 + fields.reduce(0) { $0 + lineBreaks($1) }
-            line += span
-            if fields == [""] { continue }
-            let isComment = fields[0].hasPrefix("#")
-            if isComment && span == 1 { continue }
-            if isComment || quotes[(start - 1)..<min(start - 1 + span, quotes.count)].reduce(0, +) % 2 != 0 {
-                throw LineError(description: "--catalog \(name) line \(start): unbalanced double quote (close the "
-                                + "quoted field, or quote a field holding \" and double it)")
-            }
-            out.append((start, fields))
+        let csv = csvRecords(text, isHeader: { _ in false })
+        if let first = csv.errors.min(by: { $0.line < $1.line }) {
+            throw LineError(description: "--catalog \(name) line \(first.line): \(first.reason)")
         }
-        return out
-    }
-
-    /// Line breaks as CSV.swift ends records: CRLF, CR or LF, each one.
-    static func lineBreaks(_ s: String) -> Int {
-        var count = 0
-        var afterCR = false
-        for scalar in s.unicodeScalars {
-            if scalar == "\r" || (scalar == "\n" && !afterCR) { count += 1 }
-            afterCR = scalar == "\r"
-        }
-        return count
-    }
-
-    /// How many `"` each physical line holds.
-    static func quotesPerLine(_ s: String) -> [Int] {
-        var counts = [0]
-        var afterCR = false
-        for scalar in s.unicodeScalars {
-            if scalar == "\r" || (scalar == "\n" && !afterCR) { counts.append(0) }
-            if scalar == "\"" { counts[counts.count - 1] += 1 }
-            afterCR = scalar == "\r"
-        }
-        return counts
+        return csv.records
     }
 }

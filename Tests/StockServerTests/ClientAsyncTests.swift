@@ -72,6 +72,9 @@ import Testing
         let fake = try FakeStockd(.answerHelloOnly)
         defer { fake.stop() }
         let client = try Self.client(port: fake.port, timeout: .milliseconds(200))
+        // Connected first, with a deadline of its own: under a loaded parallel run the connect alone
+        // could take the 200 ms, and that is a connect failure, not the call timeout checked here.
+        _ = try await client.serverInfo(timeout: .seconds(30))
         let (e, took) = await Self.timed { try await client.stock("A") }
         #expect(e == .timeout && took < .milliseconds(200) + Self.promptly)
         await client.shutdown(gracePeriod: .milliseconds(100))
@@ -307,25 +310,7 @@ final class FakeStockd: @unchecked Sendable {
 
     init(_ mode: Mode) throws {
         self.mode = mode
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw HarnessError("fake stockd: socket failed") }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = 0
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0, listen(fd, 16) == 0 else {
-            close(fd)
-            throw HarnessError("fake stockd: bind/listen failed: \(String(cString: strerror(errno)))")
-        }
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-        }
-        port = Int(UInt16(bigEndian: addr.sin_port))
-        listenFD = fd
+        (listenFD, port) = try loopbackSocket(listening: 16)
         Thread.detachNewThread { [self] in acceptLoop() }
     }
 
@@ -333,12 +318,13 @@ final class FakeStockd: @unchecked Sendable {
     /// Every frame received, in arrival order (HELLO included).
     var frames: [Frame] { lock.withLock { _frames } }
 
-    /// Waits (at most 5 s) until `count` frames have arrived.
+    /// Waits (at most 20 s: the parallel suite can starve this process's threads) until `count` frames
+    /// have arrived.
     func waitForFrames(_ count: Int) async throws {
-        let deadline = monotonicSeconds() + 5
+        let deadline = monotonicSeconds() + 20
         while frames.count < count {
             guard monotonicSeconds() < deadline else {
-                throw HarnessError("fake stockd: \(frames.count) frames, not \(count), within 5 s")
+                throw HarnessError("fake stockd: \(frames.count) frames, not \(count), within 20 s")
             }
             try await Task.sleep(for: .milliseconds(10))
         }
@@ -360,14 +346,16 @@ final class FakeStockd: @unchecked Sendable {
         _ = try? RawClient.sendAll(fd: frame.fd, w.bytes)
     }
 
+    /// Shuts the listener and every connection still open. Under the lock that `serve` closes its
+    /// descriptor under: a number closed there may already belong to another test's socket, and
+    /// shutting that down would break a test that has nothing to do with this one.
     func stop() {
-        let fds: [Int32] = lock.withLock {
-            if stopped { return [] }
+        lock.withLock {
+            guard !stopped else { return }
             stopped = true
-            return connections
+            shutdown(listenFD, Int32(SHUT_RDWR))
+            for fd in connections { shutdown(fd, Int32(SHUT_RDWR)) }
         }
-        shutdown(listenFD, Int32(SHUT_RDWR))
-        for fd in fds { shutdown(fd, Int32(SHUT_RDWR)) }
     }
 
     private func acceptLoop() {
@@ -393,7 +381,12 @@ final class FakeStockd: @unchecked Sendable {
     }
 
     private func serve(_ fd: Int32) {
-        defer { close(fd) }
+        defer {
+            lock.withLock {
+                connections.removeAll { $0 == fd }
+                close(fd)
+            }
+        }
         var decoder = FrameDecoder(maxFrame: Limits.maxFrameCeiling)
         var buffer = [UInt8](repeating: 0, count: 65_536)
         while true {

@@ -21,7 +21,7 @@ extension StockServerTests {
     @Test("a --catalog saved with CRLF line ends loads every line")
     func crlfCatalog() async throws {
         let server = try StockdProcess(catalog: "sku,on_hand,low,limit\r\nA,10,2,3\r\n# note\r\nB,5\r\n")
-        let client = StockClient(port: server.port, connections: 1)
+        let client = StockClient(port: server.port, connections: 1, timeout: testCallTimeout)
         defer { client.close() }
         #expect(try await client.stock("A") == StockInfo(onHand: 10, available: 10, reserved: 0, confirmed: 0,
                                                         lowStockThreshold: 2, perCustomerLimit: 3))
@@ -32,7 +32,7 @@ extension StockServerTests {
     func clientEveryCall() async throws {
         let server = try StockdProcess(["--workers", "2", "--max-ttl", "10m", "--default-ttl", "90s"],
                                        catalog: "JACKET-RED-M,10,2,3\nBELT,5\n")
-        let client = StockClient(port: server.port, connections: 2, credential: "ignored-without-auth")
+        let client = StockClient(port: server.port, connections: 2, credential: "ignored-without-auth", timeout: testCallTimeout)
         defer { client.close() }
 
         try await client.ping()
@@ -103,7 +103,7 @@ extension StockServerTests {
     @Test("StockClient: an expired hold is a typed error")
     func clientExpiry() async throws {
         let server = try StockdProcess(catalog: "SCARF,1\n")
-        let client = StockClient(port: server.port)
+        let client = StockClient(port: server.port, timeout: testCallTimeout)
         defer { client.close() }
         let r = try await client.reserve(sku: "SCARF", quantity: 1, ttl: .milliseconds(100))
         try await Task.sleep(for: .milliseconds(300))
@@ -114,7 +114,7 @@ extension StockServerTests {
     @Test("StockClient: 10,000 concurrent calls from 100 tasks over 4 connections, all answered correctly")
     func clientConcurrency() async throws {
         let server = try StockdProcess(["--workers", "2"], catalog: "HOT,5000\n")
-        let client = StockClient(port: server.port, connections: 4)
+        let client = StockClient(port: server.port, connections: 4, timeout: testCallTimeout)
         defer { client.close() }
         let results = try await withThrowingTaskGroup(of: (granted: Int, refused: Int).self) { group in
             for _ in 0..<100 {

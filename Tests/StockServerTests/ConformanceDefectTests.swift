@@ -15,7 +15,7 @@ import Testing
     @Test("a RESERVE without customer or key gives a reserved event with lines = 1, like its released event")
     func reservedEventCountsItsLine() async throws {
         let server = try StockdProcess(catalog: "LINES-A,10\n")
-        let client = StockClient(port: server.port, timeout: .seconds(5))
+        let client = StockClient(port: server.port, timeout: testCallTimeout)
         defer { client.close() }
         let plain = try await client.reserve(sku: "LINES-A", quantity: 2)
         try await client.release(plain.token)
@@ -151,7 +151,7 @@ import Testing
             _ = try #require(server.terminate(timeout: 10))
         }
         let server = try StockdProcess(args, catalog: "LEVEL-A,2\n")
-        let client = StockClient(port: server.port, timeout: .seconds(5))
+        let client = StockClient(port: server.port, timeout: testCallTimeout)
         defer { client.close() }
         let before = try await durableOffset(client)
         try await client.adjustStock("LEVEL-A", delta: 3, reason: .restock)

@@ -53,7 +53,7 @@ final class Ledger: @unchecked Sendable {
         for round in 0..<20 {
             let server = try StockdProcess(["--data-dir", data.path("d"), "--workers", "2"], catalog: catalog)
             try await verify(server, ledger, round: round)
-            let client = StockClient(port: server.port, connections: 4, timeout: .seconds(5))
+            let client = StockClient(port: server.port, connections: 4, timeout: testCallTimeout)
             let killAfter = 0.1 + Double(rng.next(below: 400)) / 1000
             let seeds = (0..<6).map { _ in rng.next() }
             async let load: Void = withTaskGroup(of: Void.self) { group in
@@ -214,7 +214,7 @@ extension CrashTests {
         defer { data.remove() }
         let dir = data.path("d")
         let first = try StockdProcess(["--data-dir", dir], catalog: "ALERT,3,2\n")
-        let client = StockClient(port: first.port, connections: 1)
+        let client = StockClient(port: first.port, connections: 1, timeout: testCallTimeout)
         for _ in 0..<3 { _ = try await client.reserve(sku: "ALERT", quantity: 1, ttl: .seconds(600)) }
         let stats = try await client.stats()
         client.close()
@@ -224,7 +224,7 @@ extension CrashTests {
         first.kill()
 
         let second = try StockdProcess(["--data-dir", dir], catalog: "ALERT,3,2\n")
-        let again = StockClient(port: second.port, connections: 1)
+        let again = StockClient(port: second.port, connections: 1, timeout: testCallTimeout)
         let info = try await again.stock("ALERT")
         again.close()
         #expect(info.onHand == 3 && info.reserved == 3 && info.available == 0, "\(info)")
@@ -241,7 +241,7 @@ extension CrashTests {
     /// A data directory with a few journaled reserves (stockd killed, so they are in a segment).
     func journalWithRecords(_ dir: String) async throws {
         let server = try StockdProcess(["--data-dir", dir], catalog: "BAD-DIR,100\n")
-        let client = StockClient(port: server.port, connections: 1)
+        let client = StockClient(port: server.port, connections: 1, timeout: testCallTimeout)
         for _ in 0..<5 { _ = try await client.reserve(sku: "BAD-DIR", quantity: 1, ttl: .seconds(600)) }
         client.close()
         server.kill()

@@ -93,6 +93,9 @@ final class FaultLedger: @unchecked Sendable {
     /// About 4,000 reserve records: reached within seconds even by a debug build on a loaded machine.
     static let limitBytes: UInt64 = (256 << 10) + 37
     static let ttl = Duration.seconds(600)
+    /// Per call: a transport failure counts as "the journal failed" (unknown), so a call that is merely
+    /// slow must not time out. 30 s, because the whole suite runs in parallel on two cores.
+    static let callTimeout = Duration.seconds(30)
 
     @Test("a failed journal write (EFBIG): STORAGE_FAILED for changes, reads still answered, one critical log line, nothing acknowledged lost")
     func fileSizeLimitHitUnderLoad() async throws {
@@ -105,7 +108,7 @@ final class FaultLedger: @unchecked Sendable {
         // 1. Start unlimited; two reserves open the segment and measure one record. Segments
         // of 64 MiB: the limit is reached inside the first one, by a record write, not by a rotation.
         let server = try StockdProcess(["--data-dir", dir, "--workers", "2", "--segment-size", "64"], catalog: catalog)
-        let admin = StockClient(port: server.port, connections: 1, timeout: .seconds(5))
+        let admin = StockClient(port: server.port, connections: 1, timeout: Self.callTimeout)
         defer { admin.close() }
         let first = try await admin.reserve(sku: Self.sku, quantity: 1, ttl: Self.ttl)
         let bytesAfterOne = try await Self.stat(admin, "journal.bytes")
@@ -116,7 +119,7 @@ final class FaultLedger: @unchecked Sendable {
 
         // 2. Lower the running stockd's file-size limit, then reserve until the journal hits it.
         try FileSizeLimit.set(pid: server.pid, bytes: Self.limitBytes)
-        let client = StockClient(port: server.port, connections: 4, timeout: .seconds(5))
+        let client = StockClient(port: server.port, connections: 4, timeout: Self.callTimeout)
         let t0 = monotonicSeconds()
         let loadDeadline = t0 + 40  // bounded; the limit is normally hit in under a second, but a parallel test run can starve this one
         await withTaskGroup(of: Void.self) { group in

@@ -39,7 +39,7 @@ func durableOffset(_ client: StockClient) async throws -> UInt64 {
     @Test("events come in journal order with gap-free offsets and every field")
     func orderAndFields() async throws {
         let server = try StockdProcess()
-        let client = StockClient(port: server.port, timeout: .seconds(5))
+        let client = StockClient(port: server.port, timeout: testCallTimeout)
         defer { client.close() }
         try await client.setStock("FEED-A", onHand: 10, lowStockThreshold: 3)
         try await client.setStock("FEED-B", onHand: 5)
@@ -82,7 +82,7 @@ func durableOffset(_ client: StockClient) async throws -> UInt64 {
     @Test("filters: kinds and SKU prefix; progress markers carry the position past filtered events")
     func filters() async throws {
         let server = try StockdProcess()
-        let client = StockClient(port: server.port, timeout: .seconds(5))
+        let client = StockClient(port: server.port, timeout: testCallTimeout)
         defer { client.close() }
         try await client.setStock("SHOE-1", onHand: 10)
         try await client.setStock("HAT-1", onHand: 10)
@@ -104,7 +104,7 @@ func durableOffset(_ client: StockClient) async throws -> UInt64 {
         defer { data.remove() }
         let args = ["--data-dir", data.path("d"), "--segment-size", "1"]
         var server = try StockdProcess(args)
-        var client = StockClient(port: server.port, timeout: .seconds(5))
+        var client = StockClient(port: server.port, timeout: testCallTimeout)
         try await client.setStock("RES-A", onHand: 1000)
         var expected: [UInt64: EventKind] = [:]
         var handled: [UInt64: EventKind] = [:]
@@ -136,7 +136,7 @@ func durableOffset(_ client: StockClient) async throws -> UInt64 {
         client.close()
         #expect(server.terminate()?.code == 0)
         server = try StockdProcess(args)
-        client = StockClient(port: server.port, timeout: .seconds(5))
+        client = StockClient(port: server.port, timeout: testCallTimeout)
         try await load(40)
         position = try await consume(from: position)
         // kill -9 with a hold that expires while stockd is down: its expiry is an event too.
@@ -146,7 +146,7 @@ func durableOffset(_ client: StockClient) async throws -> UInt64 {
         server.kill()
         sleepSeconds(0.5)
         server = try StockdProcess(args)
-        client = StockClient(port: server.port, timeout: .seconds(5))
+        client = StockClient(port: server.port, timeout: testCallTimeout)
         defer { client.close() }
         try await load(10)
         position = try await consume(from: position)
@@ -202,7 +202,7 @@ func durableOffset(_ client: StockClient) async throws -> UInt64 {
     @Test("an offset compacted away is OFFSET_COMPACTED with the oldest offset held; from there the feed works")
     func compactedOffset() async throws {
         let server = try StockdProcess(["--segment-size", "1", "--snapshot-every", "2000", "--feed-retention", "0"])
-        let client = StockClient(port: server.port, connections: 4, timeout: .seconds(5))
+        let client = StockClient(port: server.port, connections: 4, timeout: testCallTimeout)
         defer { client.close() }
         try await client.setStock("CMP", onHand: 1_000_000)
         var floor: UInt64 = 1
@@ -238,7 +238,7 @@ func durableOffset(_ client: StockClient) async throws -> UInt64 {
     @Test("a subscriber that never reads nor grants credit: bounded server memory, reservations unaffected")
     func stalledSubscriber() async throws {
         let server = try StockdProcess()
-        let client = StockClient(port: server.port, connections: 4, timeout: .seconds(5))
+        let client = StockClient(port: server.port, connections: 4, timeout: testCallTimeout)
         defer { client.close() }
         try await client.setStock("STALL", onHand: 10_000_000)
         // Two stalled feeds: one with credit that never reads, one that reads but never grants.

@@ -72,27 +72,7 @@ final class HooksReceiver: @unchecked Sendable {
         self.faults = faults
         self.slowSeconds = slowSeconds
         self.answerDelaySeconds = answerDelaySeconds
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw HarnessError("receiver: socket failed") }
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = 0
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0, listen(fd, 128) == 0 else {
-            close(fd)
-            throw HarnessError("receiver: bind/listen failed: \(String(cString: strerror(errno)))")
-        }
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-        }
-        port = Int(UInt16(bigEndian: addr.sin_port))
-        listenFD = fd
+        (listenFD, port) = try loopbackSocket(listening: 128, reuseAddress: true)
         threadsRunning = 1
         Thread.detachNewThread { [self] in acceptLoop() }
     }
@@ -112,12 +92,12 @@ final class HooksReceiver: @unchecked Sendable {
 
     /// Stops accepting, closes every connection, waits (bounded) for the threads.
     func stop() {
-        let fds: [Int32] = lock.withLock {
-            if stopped { return [] }
+        // Under the lock `serve` closes under: a closed number may already be another test's socket.
+        lock.withLock {
+            guard !stopped else { return }
             stopped = true
-            return Array(connectionFDs)
+            for fd in connectionFDs { shutdown(fd, Int32(SHUT_RDWR)) }
         }
-        for fd in fds { shutdown(fd, Int32(SHUT_RDWR)) }
         let deadline = monotonicSeconds() + 3
         while lock.withLock({ threadsRunning }) > 0 && monotonicSeconds() < deadline { sleepSeconds(0.01) }
     }
@@ -155,9 +135,9 @@ final class HooksReceiver: @unchecked Sendable {
         defer {
             lock.withLock {
                 connectionFDs.remove(fd)
+                close(fd)
                 threadsRunning -= 1
             }
-            close(fd)
         }
         var buffer = [UInt8]()
         var chunk = [UInt8](repeating: 0, count: 16 * 1024)

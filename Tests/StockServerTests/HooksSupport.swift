@@ -114,7 +114,7 @@ func hooksDeadLetters(_ stateDir: String) -> [[String: Any]] {
 /// Every event of `kinds` on the feed so far, by offset (read with StockClient, to check deliveries against).
 func hooksFeedEvents(port: Int, kinds: Set<EventKind> = [.confirmed], timeout: Double = 10) async throws
     -> [UInt64: FeedEvent] {
-    let client = StockClient(port: port, connections: 1, timeout: .seconds(5))
+    let client = StockClient(port: port, connections: 1, timeout: testCallTimeout)
     defer { client.close() }
     let feed = try await client.events(from: .oldest, filter: EventFilter(kinds: kinds, includeProgress: true),
                                        resume: false)

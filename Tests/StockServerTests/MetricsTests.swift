@@ -89,7 +89,7 @@ func parsePrometheus(_ text: String) throws -> (samples: [String: Double], types
         #expect(before.samples["stockd_sku_available{sku=\"M-A\"}"] == 10)
         #expect(before.samples["stockd_sku_available{sku=\"M-C\"}"] == nil, "--metrics-max-skus 2")
 
-        let client = StockClient(port: server.port, timeout: .seconds(5))
+        let client = StockClient(port: server.port, timeout: testCallTimeout)
         defer { client.close() }
         for _ in 0..<3 {
             let r = try await client.reserve(sku: "M-A", quantity: 2)

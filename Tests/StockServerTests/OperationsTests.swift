@@ -154,7 +154,7 @@ import Testing
 
     @Test func drillPassesOnAHealthyServer() throws {
         let f = try CtlFixture()
-        let human = try f.run(["drill", "--sku", "DRILL-T1"])
+        let human = try f.run(["drill", "--sku", "DRILL-T1", "--timeout", Self.drillWait])
         #expect(human.code == 0 && human.stderr.isEmpty, "\(human)")
         #expect(human.stdoutLines.map { $0.split(separator: " ")[1] } == Self.drillSteps.map { Substring($0) },
                 "\(human)")
@@ -170,7 +170,7 @@ import Testing
         #expect(confirmed.stdoutLines.count == 1 && confirmed.stdout.contains("order=DRILL-"), "\(confirmed)")
 
         // JSON Lines, with the default SKU DRILL-<ms>.
-        let json = try f.run(["drill", "--json"])
+        let json = try f.run(["drill", "--json", "--timeout", Self.drillWait])
         #expect(json.code == 0, "\(json)")
         let steps = Self.jsonLines(json)
         #expect(steps.count == json.stdoutLines.count && steps.count == Self.drillSteps.count, "\(json)")
@@ -184,13 +184,13 @@ import Testing
         let f = try CtlFixture()
         let receiver = try HooksReceiver(seed: 9)
         defer { receiver.stop() }
-        let ok = try f.run(["drill", "--webhook-check", "http://127.0.0.1:\(receiver.port)/health"])
+        let ok = try f.run(["drill", "--webhook-check", "http://127.0.0.1:\(receiver.port)/health", "--timeout", Self.drillWait])
         #expect(ok.code == 0, "\(ok)")
         #expect(ok.stdoutLines.contains { $0.hasPrefix("PASS webhook-check") && $0.contains("HTTP 200") }, "\(ok)")
         #expect(receiver.requests.contains { $0.method == "GET" && $0.path == "/health" }, "\(receiver.requests)")
 
         // Nobody listening: the step fails by name, clean-up still runs, exit 1.
-        let down = try f.run(["drill", "--webhook-check", "http://127.0.0.1:\(try unusedPort())/health"])
+        let down = try f.run(["drill", "--webhook-check", "http://127.0.0.1:\(try unusedPort())/health", "--timeout", Self.drillWait])
         #expect(down.code == 1, "\(down)")
         #expect(down.stdoutLines.contains { $0.hasPrefix("FAIL webhook-check: GET http://127.0.0.1:") }, "\(down)")
         #expect(down.stdoutLines.last?.hasPrefix("PASS cleanup") == true, "\(down)")
@@ -200,6 +200,10 @@ import Testing
         let https = try f.run(["drill", "--webhook-check", "https://127.0.0.1/health"])
         #expect(https.code == 2 && https.stdout.isEmpty, "\(https)")
     }
+
+    /// How long a drill step may wait for its event (--timeout; 5 s by default): generous, because the
+    /// whole suite runs in parallel on two cores and the feed thread runs at a lower priority.
+    static let drillWait = "30s"
 
     @Test func drillNeverOverwritesAStockedSKU() throws {
         let f = try CtlFixture(catalog: "SCARF,5\nDRILL-STOCKED,5\n")  // a drill SKU someone stocked by hand

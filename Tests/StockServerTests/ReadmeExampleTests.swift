@@ -28,7 +28,7 @@ extension StockServerTests {
     @Test("README checkout example: buy, pay, cancel, sold out")
     func readmeCheckoutExample() async throws {
         let server = try StockdProcess(catalog: "LIPSTICK-07,2\n")
-        let example = CheckoutExample(stock: StockClient(port: server.port, connections: 2))
+        let example = CheckoutExample(stock: StockClient(port: server.port, connections: 2, timeout: testCallTimeout))
         defer { example.stock.close() }
         let first = try #require(try await example.buy(sku: "LIPSTICK-07", customer: "c-1", checkoutID: "co-1"))
         #expect(try await example.buy(sku: "LIPSTICK-07", customer: "c-1", checkoutID: "co-1") == first)

@@ -75,7 +75,7 @@ import Testing
 
     @Test func showReportMatchesTheOperations() async throws {
         let f = try CtlFixture(catalog: "RPT-A,10\nRPT-B,4\nRPT-C,6\n")
-        let client = StockClient(port: f.server.port)
+        let client = StockClient(port: f.server.port, timeout: testCallTimeout)
         defer { client.close() }
         var ledger: [String: Ledger] = ["RPT-A": Ledger(), "RPT-B": Ledger(), "RPT-C": Ledger()]
         // RPT-A: 2 units held back before the show, 1 of them released during it.
@@ -208,7 +208,7 @@ import Testing
 
     @Test func sinceLimitsTheWindow() async throws {
         let f = try CtlFixture(catalog: "RPT-A,10\nRPT-B,4\nRPT-D,5\nRPT-E,3\n")
-        let client = StockClient(port: f.server.port)
+        let client = StockClient(port: f.server.port, timeout: testCallTimeout)
         defer { client.close() }
         // Before the show: RPT-A sells 3, RPT-B 1.
         try await client.confirm(try await client.reserve(sku: "RPT-A", quantity: 3).token)

@@ -93,7 +93,7 @@ import Testing
     @Test("every confirmed order arrives signed, in per-SKU order, through 500s, timeouts and drops; 400s are dead-lettered once")
     func deliversThroughFaults() async throws {
         let server = try StockdProcess(["--workers", "2"], catalog: Self.catalog)
-        let client = StockClient(port: server.port, connections: 2, timeout: .seconds(5))
+        let client = StockClient(port: server.port, connections: 2, timeout: testCallTimeout)
         defer { client.close() }
         let orders = try await hooksMakeOrders(client, skus: Self.skus, count: 150, prefix: "ORD")
         // A partial confirm: `returned` in the body.
@@ -184,7 +184,7 @@ import Testing
     @Test("kill -9 mid-stream, more orders while down, restart on the same state dir: nothing lost, nothing resent below the offset")
     func killNineAndRestart() async throws {
         let server = try StockdProcess(["--workers", "2"], catalog: Self.catalog)
-        let client = StockClient(port: server.port, connections: 2, timeout: .seconds(5))
+        let client = StockClient(port: server.port, connections: 2, timeout: testCallTimeout)
         defer { client.close() }
         let receiver = try HooksReceiver(seed: 0xD1E, faults: HooksFaults(fail500: 10, slow: 2, drop: 3),
                                          slowSeconds: 1.4, answerDelaySeconds: 0.004)
@@ -243,7 +243,7 @@ import Testing
     @Test("SIGTERM: in-flight requests finish, the offset is persisted, exit 0; the offset never runs ahead of deliveries")
     func sigtermIsGraceful() async throws {
         let server = try StockdProcess(["--workers", "1"], catalog: Self.catalog)
-        let client = StockClient(port: server.port, connections: 1, timeout: .seconds(5))
+        let client = StockClient(port: server.port, connections: 1, timeout: testCallTimeout)
         defer { client.close() }
         let orders = try await hooksMakeOrders(client, skus: Self.skus, count: 120, prefix: "T")
         let expected = try await hooksFeedEvents(port: server.port)
@@ -273,7 +273,7 @@ import Testing
     @Test("--max-attempts: a 503 forever is dead-lettered after exactly that many attempts; settings from STOCK_HOOKS_* variables")
     func maxAttemptsAndEnvironment() async throws {
         let server = try StockdProcess(["--workers", "1"], catalog: Self.catalog)
-        let client = StockClient(port: server.port, connections: 1, timeout: .seconds(5))
+        let client = StockClient(port: server.port, connections: 1, timeout: testCallTimeout)
         defer { client.close() }
         _ = try await hooksMakeOrders(client, skus: Self.skus, count: 12, prefix: "M", bundleEvery: 0)
         let extra = try await client.reserve(sku: "HOOK-B", quantity: 1)

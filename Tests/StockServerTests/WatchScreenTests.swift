@@ -8,7 +8,7 @@ import Testing
 /// the frame fits, attention first, the rest counted, NO_COLOR, the
 /// alternate screen left on exit and on SIGINT; and the drill prefix kept out
 /// of `stock list`, `watch` and `report`, and `report --since-stage`.
-@Suite struct WatchScreenTests {
+@Suite(.serialized) struct WatchScreenTests {
     /// 40 quiet SKUs, one sold out, one low, one the test keeps busy, and a drill SKU.
     static let catalog = (0..<40).map { String(format: "W-%03d,50", $0) }.joined(separator: "\n")
         + "\nW-SOLD,0\nW-LOW,3,5\nW-BUSY,100\nDRILL-1,0\n"
@@ -224,7 +224,7 @@ import Testing
     /// A real drill leaves DRILL-<ms> behind: stock list and report leave it out unless --include-drill.
     @Test func drillSKUsAreHiddenFromStockListAndReport() throws {
         let f = try CtlFixture(catalog: "SHOW-A,10\nSHOW-B,5\n")
-        let drill = try f.run(["drill"])
+        let drill = try f.run(["drill", "--timeout", OperationsTests.drillWait])
         #expect(drill.code == 0, "\(drill)")
         let c = try f.server.connect()
         #expect(try c.confirm(try c.reserveOK("SHOW-A", 2).token).status == .ok)
@@ -255,7 +255,7 @@ import Testing
     /// (a drill, a lone STOCK_SET); an unsold SKU's suggestion keeps its staged on-hand, with a note.
     @Test func sinceStageCountsOnlyTheLastShow() async throws {
         let f = try CtlFixture(catalog: "SHOW-A,1\n")  // one SKU: the start-up catalog is no stage
-        let client = StockClient(port: f.server.port)
+        let client = StockClient(port: f.server.port, timeout: testCallTimeout)
         defer { client.close() }
         let dir = try TempDirectory(prefix: "since-stage")
         defer { dir.remove() }
@@ -270,7 +270,7 @@ import Testing
         try await Task.sleep(for: .milliseconds(20))  // the next stage at a later millisecond
         let second = try dir.write("show2.csv", header + "SHOW-A,13,0,0,0\nSHOW-B,10,1,0,0\nSHOW-C,6,0,0,0\n")
         #expect(try await ReportTests.ctl(f, ["stage", second]).code == 0)
-        #expect(try await ReportTests.ctl(f, ["drill"]).code == 0)
+        #expect(try await ReportTests.ctl(f, ["drill", "--timeout", OperationsTests.drillWait]).code == 0)
         try await client.setStock("SHOW-D", onHand: 4)  // a lone STOCK_SET: not a stage
         try await client.confirm(try await client.reserve(sku: "SHOW-A", quantity: 2).token)
         try await client.confirm(try await client.reserve(sku: "SHOW-D", quantity: 1).token)

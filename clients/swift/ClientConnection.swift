@@ -82,20 +82,9 @@ final class ClientConnection: IOResource, @unchecked Sendable {
             wakeup.close()
             throw .unreachable("cannot start the connection's I/O thread")
         }
-        // getaddrinfo cannot be interrupted: the deadline is kept here too,
-        // and the thread, when it finally returns, finds it lost and closes.
-        let timer = Task {
-            let now = Socket.nowNs()
-            try? await Task.sleep(for: .nanoseconds(Int64(clamping: deadlineNs > now ? deadlineNs - now : 0)))
-            guard !Task.isCancelled else { return }
-            opened.resume(.failure(.unreachable("\(host):\(port): connect timed out")))
-        }
-        let result = await withTaskCancellationHandler {
-            await opened.wait()
-        } onCancel: {
-            opened.resume(.failure(.cancelled))
-        }
-        timer.cancel()
+        // A thread that returns after the deadline finds its result lost and closes.
+        let result = await opened.wait(deadlineNs: deadlineNs,
+                                       onDeadline: .unreachable("\(host):\(port): connect timed out"))
         if case .failure(let e) = result {
             c.close()
             throw e

@@ -60,18 +60,7 @@ final class FeedSession: IOResource, @unchecked Sendable {
             wakeup.close()
             throw .unreachable("cannot start the feed's I/O thread")
         }
-        let timer = Task {
-            let now = Socket.nowNs()
-            try? await Task.sleep(for: .nanoseconds(Int64(clamping: deadline > now ? deadline - now : 0)))
-            guard !Task.isCancelled else { return }
-            opened.resume(.failure(.timeout))
-        }
-        let result = await withTaskCancellationHandler {
-            await opened.wait()
-        } onCancel: {
-            opened.resume(.failure(.cancelled))
-        }
-        timer.cancel()
+        let result = await opened.wait(deadlineNs: deadline, onDeadline: .timeout)
         switch result {
         case .success(let start):
             s.started = start

@@ -114,4 +114,22 @@ final class OnceResult<Value: Sendable>: @unchecked Sendable {
         k?.resume(returning: result)
         return won
     }
+
+    /// Awaits the first result, racing it against `deadlineNs` (then `onDeadline`) and the calling
+    /// task's cancellation (then `.cancelled`). The deadline is kept here, on the caller's side,
+    /// because the I/O thread may sit in getaddrinfo, which cannot be interrupted.
+    func wait(deadlineNs: UInt64, onDeadline: StockError) async -> Result<Value, StockError> {
+        let timer = Task { [self] in
+            let now = Socket.nowNs()
+            try? await Task.sleep(for: .nanoseconds(Int64(clamping: deadlineNs > now ? deadlineNs - now : 0)))
+            guard !Task.isCancelled else { return }
+            resume(.failure(onDeadline))
+        }
+        defer { timer.cancel() }
+        return await withTaskCancellationHandler {
+            await wait()
+        } onCancel: {
+            resume(.failure(.cancelled))
+        }
+    }
 }
