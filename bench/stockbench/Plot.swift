@@ -6,11 +6,14 @@ import Foundation
 /// curves are in µs; every tick and legend value carries its own unit (µs, ms
 /// or s), so the axis title names no unit.
 func writePlot(_ path: String, title: String, results: [RunResult]) throws {
-    let width = 760.0, height = 460.0
-    let left = 70.0, right = 20.0, top = 40.0, bottom = 50.0
-    let plotW = width - left - right, plotH = height - top - bottom
     let curves = results.filter { !$0.latency_curve.isEmpty }
     guard !curves.isEmpty else { throw BenchError("--plot: no latency recorded") }
+    // The legend sits below the axis title, one row per curve, so it never covers a curve.
+    let legendRow = 18.0, plotH = 370.0
+    let width = 760.0, left = 70.0, right = 36.0, top = 40.0  // right: room for the "99.999%" tick
+    let bottom = 50.0 + 8 + Double(curves.count) * legendRow
+    let height = top + plotH + bottom
+    let plotW = width - left - right
 
     func nines(_ p: Double) -> Double { log10(100 / (100 - min(p, 99.9999))) }
     let xMin = nines(50), xMax = nines(99.999)
@@ -38,7 +41,7 @@ func writePlot(_ path: String, title: String, results: [RunResult]) throws {
         svg += "<text x=\"\(left - 8)\" y=\"\(py + 4)\" text-anchor=\"end\">\(formatMicros(pow(10, e)))</text>\n"
         e += 1
     }
-    svg += "<text x=\"\(left + plotW / 2)\" y=\"\(height - 10)\" text-anchor=\"middle\">percentile</text>\n"
+    svg += "<text x=\"\(left + plotW / 2)\" y=\"\(top + plotH + 40)\" text-anchor=\"middle\">percentile</text>\n"
     svg += "<text x=\"16\" y=\"\(top + plotH / 2)\" transform=\"rotate(-90 16 \(top + plotH / 2))\" "
         + "text-anchor=\"middle\">latency (log scale)</text>\n"
     svg += "<rect x=\"\(left)\" y=\"\(top)\" width=\"\(plotW)\" height=\"\(plotH)\" fill=\"none\" stroke=\"#444\"/>\n"
@@ -51,7 +54,7 @@ func writePlot(_ path: String, title: String, results: [RunResult]) throws {
         for pt in r.latency_curve {
             svg += "<circle cx=\"\(x(pt[0]))\" cy=\"\(y(pt[1]))\" r=\"3\" fill=\"\(color)\"/>\n"
         }
-        let ly = top + 16 + Double(i) * 18
+        let ly = top + plotH + 50 + 8 + Double(i + 1) * legendRow - 4
         svg += "<line x1=\"\(left + 12)\" y1=\"\(ly - 4)\" x2=\"\(left + 36)\" y2=\"\(ly - 4)\" stroke=\"\(color)\" "
             + "stroke-width=\"3\"/>\n"
         let label = "\(r.backend): \(formatRate(r.ops_per_sec)) · p50 \(formatLatency(r.p50_us)) · "
