@@ -1,3 +1,4 @@
+import CommandSupport
 import Foundation
 import Logging
 import Synchronization
@@ -119,23 +120,7 @@ struct StockdLogHandler: LogHandler {
 /// depend on an encoder's key order or pretty-printing.
 enum JSONText {
     /// A JSON string literal (RFC 8259 escapes; control characters as \u00XX).
-    static func string(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where u.value < 0x20:
-                let hex = String(u.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(u)
-            }
-        }
-        return out + "\""
-    }
+    static func string(_ s: String) -> String { JSONString.literal(s) }
 
     /// A metadata value: integers, finite doubles and booleans given as
     /// `stringConvertible` stay numbers and booleans; the rest are strings.

@@ -1,3 +1,4 @@
+import CommandSupport
 import Foundation
 import StockClient
 
@@ -45,22 +46,7 @@ indirect enum JSON {
         }
     }
 
-    static func escape(_ s: String, to out: inout String) {
-        out += "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20 || scalar.value == 0x7F:
-                out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        out += "\""
-    }
+    static func escape(_ s: String, to out: inout String) { JSONString.append(s, to: &out) }
 }
 
 /// What stock get / list / set / adjust print per SKU.
