@@ -55,13 +55,45 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
         }
     }
 
-    /// Whether the operation changes state (and so, once durability lands,
-    /// is acknowledged only after its record is durable).
-    public var isMutation: Bool {
+    /// What the server must know of this operation before it runs it (PROTOCOL.md §4, the "role"
+    /// column and §3.2's check order). One exhaustive switch: a new opcode does not compile until
+    /// its facts are stated here, and the server reads them nowhere else.
+    @inlinable
+    public var facts: OpcodeFacts {
         switch self {
-        case .reserve, .reserveBundle, .confirm, .release, .extend, .stockSet, .stockAdjust, .backupRelease,
-             .backupHold, .stage: true
-        case .hello, .ping, .stockGet, .stockList, .stats, .subscribe, .event, .credit: false
+        // Session: anyone, before and after HELLO.
+        case .hello, .ping: OpcodeFacts(role: .none, changesState: false)
+        // Reads and the feed: read-only monitors (viewer) and up.
+        case .stockGet, .stockList, .stats, .subscribe, .credit: OpcodeFacts(role: .viewer, changesState: false)
+        // Holds: checkout services and up; journaled before they are answered.
+        case .reserve, .reserveBundle, .confirm, .release, .extend: OpcodeFacts(role: .checkout, changesState: true)
+        // Stock changes: operators only; journaled.
+        case .stockSet, .stockAdjust, .backupRelease, .backupHold, .stage: OpcodeFacts(role: .admin, changesState: true)
+        // Server to client only: a client sending it gets UNKNOWN_OPCODE, like any opcode it may not send.
+        case .event: OpcodeFacts(role: .none, changesState: false)
         }
+    }
+
+    /// The facts of a raw opcode byte; an unassigned byte needs no role and changes nothing (it is
+    /// answered UNKNOWN_OPCODE whoever sends it).
+    @inlinable
+    public static func facts(_ raw: UInt8) -> OpcodeFacts {
+        Opcode(rawValue: raw)?.facts ?? OpcodeFacts(role: .none, changesState: false)
+    }
+}
+
+/// The per-opcode facts the server checks before running a request.
+public struct OpcodeFacts: Sendable, Equatable {
+    /// The least role a session needs (roles ordered none < viewer < checkout < admin: compare by
+    /// rank, `needed > role`, never by wire value — viewer's wire value 3 is above admin's 2).
+    public let role: Role
+    /// Whether the request changes state: it needs a healthy journal and is answered only once
+    /// its record is durable.
+    public let changesState: Bool
+
+    @inlinable
+    public init(role: Role, changesState: Bool) {
+        self.role = role
+        self.changesState = changesState
     }
 }

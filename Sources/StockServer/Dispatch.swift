@@ -9,12 +9,12 @@ extension Connection {
     func dispatch(_ header: FrameHeader, _ payload: UnsafeRawBufferPointer, nowMs: UInt64) {
         // The session's role first: an unauthenticated or under-privileged
         // client learns nothing from how its payload would have been judged.
-        let needed = Permissions.minimum(header.opcode)
-        if needed > role {
+        let facts = Opcode.facts(header.opcode)
+        if facts.role > role {
             fail(opcode: header.opcode, requestID: header.requestID, role == .none ? .unauthenticated : .forbidden)
             return
         }
-        if worker.journal != nil, Self.changesState(header.opcode), worker.journalFailed {
+        if worker.journal != nil, facts.changesState, worker.journalFailed {
             // The journal cannot write: nothing may change that could not be made durable.
             fail(opcode: header.opcode, requestID: header.requestID, .storageFailed)
             return
@@ -81,18 +81,6 @@ extension Connection {
     @inline(__always) private func reservationMade(_ o: ReserveOutcome) {
         worker.expiryMayHaveMoved(o.deadlineMs)
         if o.replayed { awaitIssuedRecords() }
-    }
-
-    /// Requests that change state (and so need the journal).
-    static func changesState(_ opcode: UInt8) -> Bool {
-        switch opcode {
-        case Opcode.reserve.rawValue, Opcode.reserveBundle.rawValue, Opcode.confirm.rawValue, Opcode.release.rawValue,
-             Opcode.extend.rawValue, Opcode.stockSet.rawValue, Opcode.stockAdjust.rawValue,
-             Opcode.backupRelease.rawValue, Opcode.backupHold.rawValue, Opcode.stage.rawValue:
-            return true
-        default:
-            return false
-        }
     }
 
     /// The OK answer to `request`, or the failure to send.

@@ -1,6 +1,5 @@
 import Atomics
 import Glibc
-import StockCore
 import StockJournal
 import StockProtocol
 
