@@ -4,6 +4,9 @@ import StockProtocol
 /// these numbers at start (memory is committed by the OS as it is touched),
 /// so nothing on the request path grows.
 public struct CoreConfig: Sendable {
+    /// Counter shards (one per worker) at most: each SKU keeps one padded cache line per shard.
+    public static let maxShards = 64
+
     /// Maximum SKUs in the catalog (SKUs are never deleted).
     public var skuCapacity: Int = 1 << 20
     /// Maximum live tokens (plus the recently-decided ones remembered for answers).
@@ -39,7 +42,7 @@ public struct CoreConfig: Sendable {
         guard tokenCapacity >= 16, tokenCapacity <= TokenState.maxSlots else {
             throw ConfigError("tokenCapacity must be 16...\(TokenState.maxSlots)")
         }
-        guard shardCount >= 1, shardCount <= 64 else { throw ConfigError("shardCount must be 1...64") }
+        guard (1...Self.maxShards).contains(shardCount) else { throw ConfigError("shardCount must be 1...\(Self.maxShards)") }
         guard maxTTLMs >= 1, maxTTLMs <= Limits.maxTTLCeilingMs else {
             throw ConfigError("maxTTLMs must be 1...\(Limits.maxTTLCeilingMs)")
         }

@@ -22,12 +22,12 @@ public enum FrameParser {
         guard bytes.count >= Limits.headerSize else {
             if bytes.count >= Limits.lengthPrefixSize {
                 let length = UInt32(littleEndian: bytes.loadUnaligned(as: UInt32.self))
-                if length < 8 { return .lengthTooSmall(length: length) }
+                if length < Limits.minLengthField { return .lengthTooSmall(length: length) }
             }
             return .needMore
         }
         let length = UInt32(littleEndian: bytes.loadUnaligned(as: UInt32.self))
-        if length < 8 { return .lengthTooSmall(length: length) }
+        if length < Limits.minLengthField { return .lengthTooSmall(length: length) }
         let requestID = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
         let total = Int(length) + Limits.lengthPrefixSize
         if total > maxFrame { return .tooLarge(length: length, requestID: requestID) }

@@ -10,6 +10,10 @@ public enum Limits {
     public static let headerSize = 12
     /// Bytes of the length prefix.
     public static let lengthPrefixSize = 4
+    /// The smallest valid length field: the header after the prefix (opcode, flags, reserved, id),
+    /// with an empty payload, `headerSize - lengthPrefixSize`. A smaller length is `lengthTooSmall`.
+    /// A literal, so the decoder's inlined check needs no lazy initialisation (LimitsTests checks it).
+    public static let minLengthField: UInt32 = 8
     /// Default maximum frame size in bytes (prefix included); servers may configure it.
     public static let defaultMaxFrame = 64 * 1024
     /// The largest maximum frame a server may configure (16 MiB).

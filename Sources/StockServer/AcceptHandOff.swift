@@ -26,7 +26,7 @@ extension LoopWorker {
         }
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
         let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, len) } }
-        guard rc == 0, listen(fd, 1024) == 0 else {
+        guard rc == 0, listen(fd, LoopWorker.listenBacklog) == 0 else {
             let e = errno
             Glibc.close(fd)
             if e == EADDRINUSE { return .failure(PortGuard.inUse(port)) }

@@ -66,7 +66,7 @@ extension Connection {
         if rateRefilledMs == 0 {
             rateMilli = capacity  // a new connection starts with a full bucket
         } else {
-            let elapsed = Int64(min(nowMs &- rateRefilledMs, 3_600_000))
+            let elapsed = Int64(min(nowMs &- rateRefilledMs, Self.maxRefillWindowMs))
             rateMilli = min(capacity, rateMilli + elapsed * Int64(c.reserveRate))
         }
         rateRefilledMs = nowMs
@@ -82,6 +82,10 @@ extension Connection {
         worker.expiryMayHaveMoved(o.deadlineMs)
         if o.replayed { awaitIssuedRecords() }
     }
+
+    /// The longest silence a reservation bucket refills over: after an hour it is full whatever the
+    /// rate, and the cap keeps `elapsed × rate` far from overflow.
+    static let maxRefillWindowMs: UInt64 = 3_600_000
 
     /// The OK answer to `request`, or the failure to send.
     private func answer(_ request: Request, requestID: UInt32, nowMs: UInt64) throws(Failure) -> ResponseBody {

@@ -28,6 +28,12 @@ final class LoopWorker {
     let graceTimer: UnsafeMutablePointer<uv_timer_t>
     let stopAsync: UnsafeMutablePointer<uv_async_t>
     static let readBufferSize = 64 * 1024
+    /// The protocol listeners' accept backlog (each worker's, and the hand-off listener's): a
+    /// flash-sale stampede connects faster than one loop iteration accepts.
+    static let listenBacklog: Int32 = 1024
+    /// How long a connection that was sent its last answer and a FIN may stay half-open before it
+    /// is closed without waiting for the client's FIN (the drain sweep runs every 2 s too).
+    static let drainTimeoutMs: UInt64 = 2000
     private let readBuffer: UnsafeMutablePointer<CChar>
     private var readBufferLent = false
     var connections: [Connection] = []
@@ -130,7 +136,7 @@ final class LoopWorker {
         }
         if rc == UV_EADDRINUSE.rawValue { return .failure(PortGuard.inUse(port)) }
         guard rc == 0 else { return .failure(ConfigError("--port \(port): bind failed: \(LoopWorker.message(rc))")) }
-        let lrc = uv_listen(UnsafeMutableRawPointer(listener).assumingMemoryBound(to: uv_stream_t.self), 1024) {
+        let lrc = uv_listen(UnsafeMutableRawPointer(listener).assumingMemoryBound(to: uv_stream_t.self), LoopWorker.listenBacklog) {
             server, status in
             guard status == 0 else { return }
             LoopWorker.from(UnsafeMutableRawPointer(server!).assumingMemoryBound(to: uv_handle_t.self)).accept()
@@ -291,7 +297,7 @@ final class LoopWorker {
                 switch c.state {
                 case .open where config.idleTimeoutMs > 0 && silent >= config.idleTimeoutMs:
                     c.close()
-                case .draining where silent >= 2000:
+                case .draining where silent >= LoopWorker.drainTimeoutMs:
                     c.close()  // the client never closed its side
                 default:
                     break

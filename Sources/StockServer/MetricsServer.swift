@@ -19,6 +19,8 @@ import StockProtocol
 final class MetricsServer: @unchecked Sendable {
     static let maxHead = 8 * 1024
     static let maxClients = 16
+    /// Scrapers and probes connect a few at a time; beyond `maxClients` they are refused anyway.
+    static let listenBacklog: Int32 = 64
     static let clientTimeoutMs: UInt64 = 5000
 
     unowned(unsafe) let server: StockServer
@@ -66,7 +68,7 @@ final class MetricsServer: @unchecked Sendable {
         var addr = sockaddr_in()
         guard uv_ip4_addr(host, Int32(wanted), &addr) == 0 else { throw ConfigError("--host \(host) is not an IPv4 address") }
         let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { uv_tcp_bind(listener, $0, 0) } }
-        let lrc = rc == 0 ? uv_listen(UnsafeMutableRawPointer(listener).assumingMemoryBound(to: uv_stream_t.self), 64) { s, status in
+        let lrc = rc == 0 ? uv_listen(UnsafeMutableRawPointer(listener).assumingMemoryBound(to: uv_stream_t.self), Self.listenBacklog) { s, status in
             guard status == 0 else { return }
             MetricsServer.from(UnsafeMutableRawPointer(s!).assumingMemoryBound(to: uv_handle_t.self)).accept()
         } : rc

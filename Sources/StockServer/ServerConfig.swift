@@ -94,7 +94,9 @@ public struct ServerConfig: Sendable {
                               + "authentication anyway)")
         }
         guard port >= 0, port <= 65_535 else { throw ConfigError("--port must be 0...65535") }
-        guard workers >= 1, workers <= 64 else { throw ConfigError("--workers must be 1...64") }
+        guard (1...CoreConfig.maxShards).contains(workers) else {
+            throw ConfigError("--workers must be 1...\(CoreConfig.maxShards)")  // a worker per counter shard
+        }
         guard maxConnections >= 1, maxConnections <= 1_000_000 else {
             throw ConfigError("--max-connections must be 1...1000000")
         }

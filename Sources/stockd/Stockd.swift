@@ -50,7 +50,7 @@ struct Stockd: ParsableCommand {
     var defaultTTL = DurationArgument(milliseconds: 90_000)
 
     @Option(name: .customLong("max-ttl"), help: "Longest hold a request may ask for (at most 1h).", transform: DurationArgument.parse)
-    var maxTTL = DurationArgument(milliseconds: 3_600_000)
+    var maxTTL = DurationArgument(milliseconds: UInt64(Limits.maxTTLCeilingMs))
 
     @Option(name: .customLong("max-connections"), help: "Connections open at once; beyond it: BUSY, then close.")
     var maxConnections = 10_000
@@ -140,7 +140,9 @@ struct Stockd: ParsableCommand {
         c.host = host
         c.port = port
         c.workers = workers ?? ProcessInfo.processInfo.activeProcessorCount
-        guard c.workers >= 1 && c.workers <= 64 else { throw ValidationError("--workers must be 1...64") }
+        guard (1...CoreConfig.maxShards).contains(c.workers) else {
+            throw ValidationError("--workers must be 1...\(CoreConfig.maxShards)")
+        }
         guard let mode = ServerConfig.AcceptMode(rawValue: accept) else {
             throw ValidationError("--accept must be reuseport or handoff")
         }

@@ -92,7 +92,7 @@ public final class StockClient: Sendable {
     public convenience init(host: String = "127.0.0.1", port: Int = 7878, connections: Int = 1,
                             credential: String = "", timeout: Duration = .seconds(5),
                             clientName: String = "stockclient") {
-        precondition(connections >= 1 && connections <= 64, "connections must be 1...64")
+        precondition((1...Configuration.maxConnections).contains(connections), "connections must be 1...64")
         let configuration = Configuration(unchecked: host, port: port, connections: connections,
                                           credential: credential, clientName: clientName, callTimeout: timeout,
                                           connectTimeout: timeout, reconnectBackoff: .init())
