@@ -61,9 +61,23 @@ func runTool(_ name: String, _ args: [String], env: [String: String] = [:], time
     p.standardError = err
     p.standardInput = FileHandle.nullDevice
     try p.run()
+    try superviseTool(p, "\(name) \(args.joined(separator: " "))", timeout: timeout, interrupt: interrupt,
+                      whileRunning: whileRunning.map { body in { try body { (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "" } } })
+    try? out.close()
+    try? err.close()
+    return ToolRun(code: p.terminationStatus,
+                       stdout: (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
+                       stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
+}
+
+/// Runs `whileRunning` (if any) beside the started process `p`, sends SIGINT after it when
+/// `interrupt`, then waits at most `timeout` for `p` to exit; on a failure or the timeout the process
+/// is killed (and reaped) and the error thrown names `what`.
+func superviseTool(_ p: Process, _ what: String, timeout: Double, interrupt: Bool,
+                   whileRunning: (() throws -> Void)?) throws {
     if let whileRunning {
         do {
-            try whileRunning { (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "" }
+            try whileRunning()
         } catch {
             Glibc.kill(p.processIdentifier, SIGKILL)
             _ = StockdProcess.waitForExit(p, timeout: 5)
@@ -74,13 +88,8 @@ func runTool(_ name: String, _ args: [String], env: [String: String] = [:], time
     guard StockdProcess.waitForExit(p, timeout: timeout) else {
         Glibc.kill(p.processIdentifier, SIGKILL)
         _ = StockdProcess.waitForExit(p, timeout: 5)
-        throw HarnessError("\(name) \(args.joined(separator: " ")) did not exit within \(timeout) s")
+        throw HarnessError("\(what) did not exit within \(timeout) s")
     }
-    try? out.close()
-    try? err.close()
-    return ToolRun(code: p.terminationStatus,
-                       stdout: (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
-                       stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
 }
 
 /// A port nobody listens on: bound, read, closed.

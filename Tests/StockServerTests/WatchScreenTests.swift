@@ -82,21 +82,8 @@ import Testing
             }
         }
         reader.start()
-        if let whileRunning {
-            do {
-                try whileRunning { output.get() }
-            } catch {
-                Glibc.kill(p.processIdentifier, SIGKILL)
-                _ = StockdProcess.waitForExit(p, timeout: 5)
-                throw error
-            }
-            if interrupt { Glibc.kill(p.processIdentifier, SIGINT) }
-        }
-        guard StockdProcess.waitForExit(p, timeout: timeout) else {
-            Glibc.kill(p.processIdentifier, SIGKILL)
-            _ = StockdProcess.waitForExit(p, timeout: 5)
-            throw HarnessError("stockctl \(args.joined(separator: " ")) did not exit within \(timeout) s")
-        }
+        try superviseTool(p, "stockctl \(args.joined(separator: " "))", timeout: timeout, interrupt: interrupt,
+                          whileRunning: whileRunning.map { body in { try body { output.get() } } })
         sleepSeconds(0.2)  // the reader drains what is left in the terminal
         return TerminalRun(output: output.get(), status: p.terminationStatus,
                            signaled: p.terminationReason == .uncaughtSignal)
