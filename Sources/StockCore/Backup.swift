@@ -17,7 +17,7 @@ extension StockCore {
             guard q <= held else { throw Failure(.insufficientBackup, .insufficientBackup(backup: UInt64(held))) }
             guard q > 0 else { return 0 }
             // Reported before the units are on sale (see `Change`).
-            w.emit(Change(kind: .backupChanged, sku: sku, quantity: -q, aux: held - q, timeMs: nowMs))
+            w.emit(change(sku, at: nowMs, .backupChanged(delta: -q, backupAfter: held - q)))
             counters.backup[Int(sku)].store(held - q, ordering: .relaxed)
             counters.spread(sku, q)
             return q
@@ -42,7 +42,7 @@ extension StockCore {
             let held = counters.backup[Int(sku)].load(ordering: .relaxed) + q
             precondition(held <= counters.onHand[Int(sku)].load(ordering: .relaxed), "backup above on-hand")
             counters.backup[Int(sku)].store(held, ordering: .relaxed)
-            w.emit(Change(kind: .backupChanged, sku: sku, quantity: q, aux: held, timeMs: nowMs))
+            w.emit(change(sku, at: nowMs, .backupChanged(delta: q, backupAfter: held)))
         }
         w.count(.stockChanges)
         evaluateAlert(sku, available: counters.sum(counters.available, sku), nowMs: nowMs, on: w)

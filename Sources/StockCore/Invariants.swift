@@ -28,12 +28,12 @@ extension StockCore {
                 }
                 for line in lines { held[Int(line.sku)] += line.quantity }
             } else {
-                let sku = Int(item >> 32)
+                let sku = Int(TokenItem.sku(item))
                 guard sku < n else {
                     problems.append("token in slot \(slot) names SKU \(sku) beyond the catalog")
                     continue
                 }
-                held[sku] += Int64(UInt32(truncatingIfNeeded: item))
+                held[sku] += TokenItem.quantity(item)
             }
         }
         for i in 0..<n {

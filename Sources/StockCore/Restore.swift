@@ -7,37 +7,6 @@ import StockProtocol
 // given: a journal that does not add up stops the server instead of being
 // half-applied.
 
-/// One line of a restored token.
-public struct RestoredLine: Sendable, Equatable {
-    public var sku: SKU
-    public var quantity: UInt32
-    public init(sku: SKU, quantity: UInt32) {
-        self.sku = sku
-        self.quantity = quantity
-    }
-}
-
-/// A token as the journal remembers it.
-public struct RestoredToken: Sendable, Equatable {
-    public var token: Token
-    public var lines: [RestoredLine]
-    /// Deadline on the core's clock (the caller converts from wall time).
-    public var deadlineMs: UInt64
-    public var customer: ShortBytes
-    public var idempotencyKey: ShortBytes
-    public var bundle: Bool
-
-    public init(token: Token, lines: [RestoredLine], deadlineMs: UInt64, customer: ShortBytes,
-                idempotencyKey: ShortBytes, bundle: Bool) {
-        self.token = token
-        self.lines = lines
-        self.deadlineMs = deadlineMs
-        self.customer = customer
-        self.idempotencyKey = idempotencyKey
-        self.bundle = bundle
-    }
-}
-
 /// A decided token to remember again, so that a retried CONFIRM, RELEASE or
 /// EXTEND answers its fate rather than TOKEN_UNKNOWN after a restart.
 public struct RestoredFate: Sendable, Equatable {
@@ -95,9 +64,11 @@ extension StockCore {
     /// Makes `tokens` live again, spread over `workers`' timing wheels, and
     /// puts `fates` (decided tokens, oldest decision first) back into the
     /// workers' fate rings — the newest ones the rings can hold.
-    /// Call once, after `restoreStock`, before any worker serves.
-    public func restoreTokens(_ tokens: [RestoredToken], fates: [RestoredFate] = [],
-                              workers: [Worker]) throws(RestoreError) {
+    /// Deadlines are wall-clock ms; `wallOffsetMs` (wall − core clock) turns
+    /// them into core ms, and one already past (`nowMs`, core clock) expires
+    /// on the first tick. Call once, after `restoreStock`, before any worker serves.
+    public func restoreTokens(_ tokens: [LiveToken], wallOffsetMs: UInt64 = 0, nowMs: UInt64,
+                              fates: [RestoredFate] = [], workers: [Worker]) throws(RestoreError) {
         precondition(!workers.isEmpty)
         let kept = fates.suffix(fateMemoryPerWorker * workers.count)
         var used = [UInt32]()
@@ -118,7 +89,10 @@ extension StockCore {
             used.append(t.token.slot)
         }
         guard slotPool.restore(used: used) else { throw RestoreError("two tokens in one slot") }
-        for (n, t) in tokens.enumerated() { try restoreToken(t, on: workers[n % workers.count]) }
+        for (n, t) in tokens.enumerated() {
+            let deadlineCoreMs = max(t.deadlineWallMs &- wallOffsetMs, nowMs)
+            try restoreToken(t, deadlineCoreMs: deadlineCoreMs, on: workers[n % workers.count])
+        }
         for (n, f) in kept.enumerated() { restoreFate(f, on: workers[n % workers.count]) }
     }
 
@@ -148,7 +122,7 @@ extension StockCore {
         w.retire(slot)
     }
 
-    private func restoreToken(_ t: RestoredToken, on w: Worker) throws(RestoreError) {
+    private func restoreToken(_ t: LiveToken, deadlineCoreMs: UInt64, on w: Worker) throws(RestoreError) {
         var lines: [LineRef] = []
         for line in t.lines {
             guard let i = catalog.lookup(line.sku) else { throw RestoreError("token \(t.token): unknown SKU \(line.sku)") }
@@ -163,8 +137,8 @@ extension StockCore {
         if !t.idempotencyKey.isEmpty { flags |= TokenFlags.idempotencyKey }
         if t.bundle { flags |= TokenFlags.bundle }
         let total = lines.reduce(Int64(0)) { $0 + $1.quantity }
-        let item = t.bundle ? UInt64(TokenSlab.bundleSKU) << 32 | UInt64(total)
-                            : UInt64(lines[0].sku) << 32 | UInt64(lines[0].quantity)
+        let item = t.bundle ? TokenItem.packBundle(total: total)
+                            : TokenItem.pack(sku: lines[0].sku, quantity: lines[0].quantity)
         let slot = t.token.slot
         slab.secret(slot).store(t.token.secret, ordering: .relaxed)
         slab.item(slot).store(item, ordering: .relaxed)
@@ -195,9 +169,9 @@ extension StockCore {
         } catch {
             throw RestoreError("token \(t.token): side table full")
         }
-        let state = TokenState.pack(.live, generation: t.token.generation, deadline: relative(t.deadlineMs))
+        let state = TokenState.pack(.live, generation: t.token.generation, deadline: relative(deadlineCoreMs))
         slab.state(slot).store(state, ordering: .releasing)
-        w.wheel.schedule(UInt64(slot) | UInt64(t.token.generation) << 32, deadlineMs: t.deadlineMs)
+        w.wheel.schedule(WheelEntry.pack(slot: slot, generation: t.token.generation), deadlineMs: deadlineCoreMs)
         w.count(.issued)
     }
 }

@@ -116,24 +116,24 @@ extension StockCore {
     private func applyStaged(_ line: StageLine, _ sku: UInt32, taken: Int64, nowMs: UInt64, on w: Worker) {
         let current = counters.onHand[Int(sku)].load(ordering: .relaxed)
         let backup = counters.backup[Int(sku)].load(ordering: .relaxed)
-        let change = (Int64(line.onHand) - Int64(line.backup)) - (current - backup)
-        precondition(change >= 0 || -change == taken, "a stage line's shrink was not taken")
+        let onSaleDelta = (Int64(line.onHand) - Int64(line.backup)) - (current - backup)
+        precondition(onSaleDelta >= 0 || -onSaleDelta == taken, "a stage line's shrink was not taken")
         let newBackup = Int64(line.backup)
         counters.setPolicy(sku, threshold: line.lowStockThreshold, limit: line.perCustomerLimit)
-        let stockSet = Change(kind: .stockSet, sku: sku, quantity: Int64(line.onHand), aux: current, timeMs: nowMs,
-                              extra: UInt64(line.lowStockThreshold) << 32 | UInt64(line.perCustomerLimit))
-        let backupChanged = Change(kind: .backupChanged, sku: sku, quantity: newBackup - backup, aux: newBackup,
-                                   timeMs: nowMs)
+        let stockSet = Change.Detail.stockSet(onHand: Int64(line.onHand), previousOnHand: current,
+                                              lowStockThreshold: line.lowStockThreshold,
+                                              perCustomerLimit: line.perCustomerLimit)
+        let backupChanged = Change.Detail.backupChanged(delta: newBackup - backup, backupAfter: newBackup)
         if newBackup < backup {
-            w.emit(backupChanged)
-            w.emit(stockSet)
+            w.emit(change(sku, at: nowMs, backupChanged))
+            w.emit(change(sku, at: nowMs, stockSet))
         } else {
-            w.emit(stockSet)
-            if newBackup != backup { w.emit(backupChanged) }
+            w.emit(change(sku, at: nowMs, stockSet))
+            if newBackup != backup { w.emit(change(sku, at: nowMs, backupChanged)) }
         }
         counters.onHand[Int(sku)].store(Int64(line.onHand), ordering: .relaxed)
         counters.backup[Int(sku)].store(newBackup, ordering: .relaxed)
-        if change > 0 { counters.spread(sku, change) }
+        if onSaleDelta > 0 { counters.spread(sku, onSaleDelta) }
     }
 }
 

@@ -143,14 +143,14 @@ public final class StockCore: @unchecked Sendable {
         }
         counters.add(counters.reserved, sku, q, shard: w.shard)
         counters.add(counters.reservations, sku, 1, shard: w.shard)
-        let token = prepare(slot, item: UInt64(sku) << 32 | UInt64(q), flags: 0, on: w)
+        let token = prepare(slot, item: TokenItem.pack(sku: sku, quantity: q), flags: 0, on: w)
         publish(token, deadline: deadline, on: w)
         w.count(.reserves)
-        w.emit(Change(kind: .reserved, sku: sku, quantity: q, aux: Int64(deadline), token: token, timeMs: nowMs,
-                      extra: Change.lineBits(0, of: 1)))
+        w.emit(change(sku, at: nowMs, .reserved(TokenLineChange(token: token, quantity: q, customer: .empty, index: 0, of: 1),
+                                                deadlineCoreMs: deadline, idempotencyKey: .empty, bundle: false)))
         let available = counters.sum(counters.available, sku)
         evaluateAlert(sku, available: available, nowMs: nowMs, on: w)
-        return ReserveOutcome(token: token, deadlineMs: deadline, available: UInt64(max(0, available)), replayed: false)
+        return ReserveOutcome(token: token, deadlineCoreMs: deadline, available: UInt64(max(0, available)), replayed: false)
     }
 
     /// Reserve with a customer, an idempotency key, or several lines. Locks,
@@ -170,7 +170,7 @@ public final class StockCore: @unchecked Sendable {
                     guard entry.fingerprint == fingerprint else { throw Failure(.idempotencyConflict) }
                     w.count(.idempotentReplays)
                     let available = counters.sum(counters.available, lines[0].sku)
-                    return ReserveOutcome(token: entry.token, deadlineMs: epochMs + TokenState.deadline(live),
+                    return ReserveOutcome(token: entry.token, deadlineCoreMs: epochMs + TokenState.deadline(live),
                                           available: UInt64(max(0, available)), replayed: true)
                 }
                 bucket.remove(key)  // its token is decided: the key is free again
@@ -247,8 +247,7 @@ public final class StockCore: @unchecked Sendable {
         if !key.isEmpty { flags |= TokenFlags.idempotencyKey }
         if bundle { flags |= TokenFlags.bundle }
         let total = lines.reduce(Int64(0)) { $0 + $1.quantity }
-        let item = bundle ? UInt64(TokenSlab.bundleSKU) << 32 | UInt64(total)
-                          : UInt64(lines[0].sku) << 32 | UInt64(lines[0].quantity)
+        let item = bundle ? TokenItem.packBundle(total: total) : TokenItem.pack(sku: lines[0].sku, quantity: lines[0].quantity)
         let token = prepare(slot, item: item, flags: flags, on: w)
         do throws(Failure) {
             try beforePublish(token)
@@ -268,9 +267,8 @@ public final class StockCore: @unchecked Sendable {
         publish(token, deadline: deadline, on: w)
         w.count(bundle ? .bundles : .reserves)
         for (i, line) in lines.enumerated() {
-            w.emit(Change(kind: .reserved, sku: line.sku, quantity: line.quantity, aux: Int64(deadline), token: token,
-                          timeMs: nowMs, reference: customer, key: key,
-                          extra: Change.lineBits(i, of: lines.count) | (bundle ? 1 : 0)))
+            let held = TokenLineChange(token: token, quantity: line.quantity, customer: customer, index: i, of: lines.count)
+            w.emit(change(line.sku, at: nowMs, .reserved(held, deadlineCoreMs: deadline, idempotencyKey: key, bundle: bundle)))
         }
         var firstAvailable: Int64 = 0
         for (i, line) in lines.enumerated() {
@@ -278,7 +276,7 @@ public final class StockCore: @unchecked Sendable {
             if i == 0 { firstAvailable = available }
             evaluateAlert(line.sku, available: available, nowMs: nowMs, on: w)
         }
-        return ReserveOutcome(token: token, deadlineMs: deadline, available: UInt64(max(0, firstAvailable)),
+        return ReserveOutcome(token: token, deadlineCoreMs: deadline, available: UInt64(max(0, firstAvailable)),
                               replayed: false)
     }
 
@@ -301,7 +299,7 @@ public final class StockCore: @unchecked Sendable {
     private func publish(_ t: Token, deadline: UInt64, on w: Worker) {
         let state = TokenState.pack(.live, generation: t.generation, deadline: relative(deadline))
         slab.state(t.slot).store(state, ordering: .releasing)
-        w.wheel.schedule(UInt64(t.slot) | UInt64(t.generation) << 32, deadlineMs: deadline)
+        w.wheel.schedule(WheelEntry.pack(slot: t.slot, generation: t.generation), deadlineMs: deadline)
         w.count(.issued)
     }
 
@@ -392,9 +390,7 @@ public final class StockCore: @unchecked Sendable {
             // The wheel entry stays where it is: when it fires it finds the
             // later deadline and re-arms (EXTEND never shortens a hold).
             w.count(.extends)
-            let sku = UInt32(truncatingIfNeeded: slab.item(t.slot).load(ordering: .relaxed) >> 32)
-            w.emit(Change(kind: .extended, sku: sku, quantity: 0, aux: Int64(epochMs + wanted), token: t,
-                          timeMs: nowMs))
+            w.emit(Change(sku: nil, timeMs: nowMs, detail: .extended(token: t, deadlineCoreMs: epochMs + wanted)))
             return epochMs + wanted
         }
     }
@@ -419,13 +415,13 @@ public final class StockCore: @unchecked Sendable {
             for (i, line) in lines.enumerated() {
                 settleLine(line.sku, held: line.quantity, confirmed: fate == .confirmed ? line.quantity : 0,
                            fate: fate, token: t, reference: reference, customer: customer,
-                           line: Change.lineBits(i, of: lines.count), nowMs: nowMs, on: w)
+                           line: i, of: lines.count, nowMs: nowMs, on: w)
             }
         } else {
-            let sku = UInt32(truncatingIfNeeded: item >> 32)
-            let held = Int64(UInt32(truncatingIfNeeded: item))
+            let sku = TokenItem.sku(item)
+            let held = TokenItem.quantity(item)
             settleLine(sku, held: held, confirmed: confirmQuantity, fate: fate, token: t, reference: reference,
-                       customer: customer, line: Change.lineBits(0, of: 1), nowMs: nowMs, on: w)
+                       customer: customer, line: 0, of: 1, nowMs: nowMs, on: w)
         }
         if let extra { forgetSideEntries(extra, token: t, fate: fate, confirmQuantity: confirmQuantity, item: item) }
         switch fate {
@@ -439,7 +435,8 @@ public final class StockCore: @unchecked Sendable {
     }
 
     private func settleLine(_ sku: UInt32, held: Int64, confirmed: Int64, fate: Fate, token: Token,
-                            reference: ShortBytes, customer: ShortBytes, line: UInt64, nowMs: UInt64, on w: Worker) {
+                            reference: ShortBytes, customer: ShortBytes, line: Int, of lines: Int, nowMs: UInt64,
+                            on w: Worker) {
         precondition(confirmed >= 0 && confirmed <= held)
         counters.add(counters.reserved, sku, -held, shard: w.shard)
         if confirmed > 0 { counters.add(counters.confirmed, sku, confirmed, shard: w.shard) }
@@ -447,14 +444,15 @@ public final class StockCore: @unchecked Sendable {
         // Reported before the units are back on sale (see `Change`).
         switch fate {
         case .confirmed:
-            w.emit(Change(kind: .confirmed, sku: sku, quantity: confirmed, aux: back, token: token, timeMs: nowMs,
-                          reference: reference, key: customer, extra: line))
+            w.emit(change(sku, at: nowMs, .confirmed(TokenLineChange(token: token, quantity: confirmed, customer: customer,
+                                                                     index: line, of: lines),
+                                                     returned: back, orderReference: reference)))
         case .released:
-            w.emit(Change(kind: .released, sku: sku, quantity: held, token: token, timeMs: nowMs, key: customer,
-                          extra: line))
+            w.emit(change(sku, at: nowMs, .released(TokenLineChange(token: token, quantity: held, customer: customer,
+                                                                    index: line, of: lines))))
         case .expired:
-            w.emit(Change(kind: .expired, sku: sku, quantity: held, token: token, timeMs: nowMs, key: customer,
-                          extra: line))
+            w.emit(change(sku, at: nowMs, .expired(TokenLineChange(token: token, quantity: held, customer: customer,
+                                                                   index: line, of: lines))))
         case .free, .live:
             preconditionFailure("settleLine needs a decided fate")
         }
@@ -467,7 +465,7 @@ public final class StockCore: @unchecked Sendable {
     private func forgetSideEntries(_ e: TokenExtra, token: Token, fate: Fate, confirmQuantity: Int64, item: UInt64) {
         if !e.customer.isEmpty {
             let lines = e.lines.isEmpty
-                ? [LineRef(sku: UInt32(truncatingIfNeeded: item >> 32), quantity: Int64(UInt32(truncatingIfNeeded: item)))]
+                ? [LineRef(sku: TokenItem.sku(item), quantity: TokenItem.quantity(item))]
                 : e.lines
             try? customers.with(stripe: customers.stripe(Int(truncatingIfNeeded: e.customer.hash64))) {
                 (bucket) throws(Failure) in
@@ -488,14 +486,20 @@ public final class StockCore: @unchecked Sendable {
         }
     }
 
+    /// A change of SKU `sku` at `nowMs`, named for the sinks (built only
+    /// when one listens: `Worker.emit` takes it as an autoclosure).
+    @inline(__always) func change(_ sku: UInt32, at nowMs: UInt64, _ detail: Change.Detail) -> Change {
+        Change(sku: SKURef(index: sku, name: catalog.name(sku)), timeMs: nowMs, detail: detail)
+    }
+
     /// Expires what is due on `w`'s wheel (see `Worker.tick`).
     func tick(_ w: Worker, nowMs: UInt64, budget: Int) -> Int {
         var expired = 0
         w.rearm.removeAll(keepingCapacity: true)
         let relNow = relative(nowMs)
         w.wheel.advance(to: nowMs, budget: budget) { entry, _ in
-            let slot = UInt32(truncatingIfNeeded: entry)
-            let generation = UInt32(truncatingIfNeeded: entry >> 32)
+            let slot = WheelEntry.slot(entry)
+            let generation = WheelEntry.generation(entry)
             let state = slab.state(slot)
             while true {
                 let s = state.load(ordering: .acquiring)
@@ -542,8 +546,8 @@ public final class StockCore: @unchecked Sendable {
             if s.lowStockThreshold != nil || s.perCustomerLimit != nil {
                 counters.setPolicy(sku, threshold: threshold, limit: limit)
             }
-            w.emit(Change(kind: .stockSet, sku: sku, quantity: Int64(s.onHand), aux: current, timeMs: nowMs,
-                          extra: UInt64(threshold) << 32 | UInt64(limit)))
+            w.emit(change(sku, at: nowMs, .stockSet(onHand: Int64(s.onHand), previousOnHand: current,
+                                                    lowStockThreshold: threshold, perCustomerLimit: limit)))
         }
         w.count(.stockChanges)
         if !(created && s.onHand == 0) {
@@ -560,8 +564,7 @@ public final class StockCore: @unchecked Sendable {
             guard current + a.delta <= Int64(Limits.maxStock) else { throw Failure(.quantityInvalid) }
             return current + a.delta
         } announce: { _ in
-            w.emit(Change(kind: .stockAdjusted, sku: sku, quantity: a.delta, aux: Int64(a.reason.rawValue),
-                          timeMs: nowMs))
+            w.emit(change(sku, at: nowMs, .stockAdjusted(delta: a.delta, reason: a.reason)))
         }
         w.count(.stockChanges)
         evaluateAlert(sku, available: counters.sum(counters.available, sku), nowMs: nowMs, on: w)
@@ -643,13 +646,13 @@ public final class StockCore: @unchecked Sendable {
                 old = seen
                 continue
             }
-            let kind: ChangeKind? = switch (AlertLevel(rawValue: old) ?? .normal, level) {
+            let alert: Change.Detail? = switch (AlertLevel(rawValue: old) ?? .normal, level) {
             case (_, .soldOut): .soldOut
-            case (.soldOut, _): .backInStock
-            case (.normal, .low): .lowStock
+            case (.soldOut, _): .backInStock(available: max(0, available))
+            case (.normal, .low): .lowStock(available: max(0, available))
             default: nil
             }
-            if let kind { w.emit(Change(kind: kind, sku: sku, quantity: max(0, available), timeMs: nowMs)) }
+            if let alert { w.emit(change(sku, at: nowMs, alert)) }
             return
         }
     }
@@ -689,7 +692,7 @@ public final class StockCore: @unchecked Sendable {
 public struct ReserveOutcome: Sendable, Equatable {
     public var token: Token
     /// Deadline on the core clock (ms).
-    public var deadlineMs: UInt64
+    public var deadlineCoreMs: UInt64
     /// Available units of the (first) SKU right after.
     public var available: UInt64
     /// True when an idempotent retry returned an earlier reservation.

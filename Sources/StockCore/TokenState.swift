@@ -76,6 +76,38 @@ enum TokenState {
     }
 }
 
+/// A token slot's item word (slab word 2): `sku:32 | quantity:32`. A bundle
+/// stores `TokenSlab.bundleSKU` with its total units; its lines live in the
+/// side table. The one place this layout is written or read.
+enum TokenItem {
+    @inline(__always) static func pack(sku: UInt32, quantity: Int64) -> UInt64 {
+        assert(quantity > 0 && quantity <= Int64(UInt32.max), "a token holds 1...2^32-1 units")
+        return UInt64(sku) << 32 | UInt64(truncatingIfNeeded: quantity) & 0xFFFF_FFFF
+    }
+
+    /// The item word of a bundle holding `total` units over its lines.
+    @inline(__always) static func packBundle(total: Int64) -> UInt64 {
+        pack(sku: TokenSlab.bundleSKU, quantity: total)
+    }
+
+    @inline(__always) static func sku(_ item: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: item >> 32) }
+    @inline(__always) static func quantity(_ item: UInt64) -> Int64 { Int64(UInt32(truncatingIfNeeded: item)) }
+    @inline(__always) static func isBundle(_ item: UInt64) -> Bool { sku(item) == TokenSlab.bundleSKU }
+}
+
+/// A timing-wheel entry for a token: `generation:32 | slot:32` (the wheel
+/// stores opaque words; an entry whose generation no longer matches the
+/// slot's is stale and skipped). The one place this layout is written or read.
+enum WheelEntry {
+    @inline(__always) static func pack(slot: UInt32, generation: UInt32) -> UInt64 {
+        assert(UInt64(generation) <= TokenState.generationMask, "generations are 24 bits")
+        return UInt64(slot) | UInt64(generation) << 32
+    }
+
+    @inline(__always) static func slot(_ entry: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: entry) }
+    @inline(__always) static func generation(_ entry: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: entry >> 32) }
+}
+
 /// The token slab: four atomic words per slot (32 bytes), two slots per
 /// cache line, preallocated for the configured capacity.
 ///

@@ -27,10 +27,10 @@ public enum JournalRecord: Sendable, Equatable {
     case stockSet(sku: SKU, onHand: UInt64, lowStockThreshold: UInt32, perCustomerLimit: UInt32)
     /// On-hand changed by `delta` (positive: restock; negative: shrink).
     case stockAdjusted(sku: SKU, delta: Int64, reason: UInt8)
-    /// `quantity` units of `sku` held by `token` until `deadlineMs`. A
+    /// `quantity` units of `sku` held by `token` until `deadlineWallMs`. A
     /// bundle is one record per line, all with the same token, `bundle` set.
     /// `line` of `lines`: this line's place in its token (for the event feed).
-    case reserved(token: Token, sku: SKU, quantity: UInt32, deadlineMs: UInt64, customer: ShortBytes,
+    case reserved(token: Token, sku: SKU, quantity: UInt32, deadlineWallMs: UInt64, customer: ShortBytes,
                   idempotencyKey: ShortBytes, bundle: Bool, line: UInt8 = 0, lines: UInt8 = 1)
     /// The token's line on `sku` was confirmed: `quantity` units sold,
     /// `returned` units back on sale (a partial confirm). One per line.
@@ -44,8 +44,8 @@ public enum JournalRecord: Sendable, Equatable {
     /// The token's line on `sku` expired: `quantity` units back on sale.
     case expired(token: Token, sku: SKU, quantity: UInt32, customer: ShortBytes = .empty, line: UInt8 = 0,
                  lines: UInt8 = 1)
-    /// The token's deadline moved to `deadlineMs`.
-    case extended(token: Token, deadlineMs: UInt64)
+    /// The token's deadline moved to `deadlineWallMs`.
+    case extended(token: Token, deadlineWallMs: UInt64)
     /// Alerts: no state of their own (a replay derives nothing from them),
     /// journaled so that the event feed can hand them on in order with an
     /// offset. `available` is the count that crossed the threshold.

@@ -29,39 +29,6 @@ public struct SKUState: Sendable, Equatable {
     }
 }
 
-/// One line of a live token.
-public struct TokenLine: Sendable, Equatable {
-    public var sku: SKU
-    public var quantity: UInt32
-
-    public init(sku: SKU, quantity: UInt32) {
-        self.sku = sku
-        self.quantity = quantity
-    }
-}
-
-/// A token holding units.
-public struct LiveToken: Sendable, Equatable {
-    public var token: Token
-    /// Unsettled lines, in reservation order (one unless `bundle`).
-    public var lines: [TokenLine]
-    /// Unix epoch ms.
-    public var deadlineMs: UInt64
-    public var customer: ShortBytes
-    public var idempotencyKey: ShortBytes
-    public var bundle: Bool
-
-    public init(token: Token, lines: [TokenLine], deadlineMs: UInt64, customer: ShortBytes,
-                idempotencyKey: ShortBytes, bundle: Bool) {
-        self.token = token
-        self.lines = lines
-        self.deadlineMs = deadlineMs
-        self.customer = customer
-        self.idempotencyKey = idempotencyKey
-        self.bundle = bundle
-    }
-}
-
 /// Units a customer bought of a SKU (they count against per-customer limits after a restart).
 public struct CustomerSKU: Sendable, Hashable {
     public var customer: ShortBytes
@@ -143,7 +110,7 @@ public struct JournalState: Sendable, Equatable {
             let i = try index(sku)
             try update(i) { $0.onHand += delta }
         case let .reserved(token, sku, quantity, deadline, customer, key, bundle, _, _):
-            try reserve(token, TokenLine(sku: sku, quantity: quantity), deadlineMs: deadline, customer: customer,
+            try reserve(token, TokenLine(sku: sku, quantity: quantity), deadlineWallMs: deadline, customer: customer,
                         key: key, bundle: bundle)
         case let .confirmed(token, sku, quantity, returned, _, _, _, _):
             let held = UInt64(quantity) + UInt64(returned)
@@ -164,7 +131,7 @@ public struct JournalState: Sendable, Equatable {
             }
         case let .extended(token, deadline):
             guard tokens[token] != nil else { throw Refusal("unknown token \(token)") }
-            tokens[token]!.deadlineMs = deadline
+            tokens[token]!.deadlineWallMs = deadline
         case let .backupChanged(sku, delta, backup):
             let i = try index(sku)
             guard skus[i].backup + delta == Int64(bitPattern: backup) else {
@@ -195,7 +162,7 @@ public struct JournalState: Sendable, Equatable {
         }
     }
 
-    private mutating func reserve(_ token: Token, _ line: TokenLine, deadlineMs: UInt64, customer: ShortBytes,
+    private mutating func reserve(_ token: Token, _ line: TokenLine, deadlineWallMs: UInt64, customer: ShortBytes,
                                   key: ShortBytes, bundle: Bool) throws(Refusal) {
         guard line.quantity > 0 else { throw Refusal("reserved 0 units") }
         let i = try index(line.sku)
@@ -209,9 +176,9 @@ public struct JournalState: Sendable, Equatable {
         try update(i) { $0.reserved += Int64(line.quantity) }
         if tokens[token] != nil {
             tokens[token]!.lines.append(line)
-            tokens[token]!.deadlineMs = max(tokens[token]!.deadlineMs, deadlineMs)
+            tokens[token]!.deadlineWallMs = max(tokens[token]!.deadlineWallMs, deadlineWallMs)
         } else {
-            tokens[token] = LiveToken(token: token, lines: [line], deadlineMs: deadlineMs, customer: customer,
+            tokens[token] = LiveToken(token: token, lines: [line], deadlineWallMs: deadlineWallMs, customer: customer,
                                       idempotencyKey: key, bundle: bundle)
             fates.slotReused(token.slot)  // the slot's earlier token is forgotten, as in the core
         }

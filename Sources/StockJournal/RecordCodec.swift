@@ -23,13 +23,13 @@ import StockProtocol
 // |-----:|---------------|---------------------------------------------------------------------------|
 // |    1 | stockSet      | sku str8, onHand u64, lowStockThreshold u32, perCustomerLimit u32           |
 // |    2 | stockAdjusted | sku str8, delta i64, reason u8                                             |
-// |    3 | reserved      | token, sku str8, quantity u32, deadlineMs u64, customer str8,              |
+// |    3 | reserved      | token, sku str8, quantity u32, deadlineWallMs u64, customer str8,              |
 // |      |               | idempotencyKey str8, flags u8 (bit 0: bundle; other bits 0), line u8, lines u8 |
 // |    4 | confirmed     | token, sku str8, quantity u32, returned u32, orderReference str8,          |
 // |      |               | customer str8, line u8, lines u8                                           |
 // |    5 | released      | token, sku str8, quantity u32, customer str8, line u8, lines u8            |
 // |    6 | expired       | token, sku str8, quantity u32, customer str8, line u8, lines u8            |
-// |    7 | extended      | token, deadlineMs u64                                                      |
+// |    7 | extended      | token, deadlineWallMs u64                                                      |
 // |    8 | lowStock      | sku str8, available u64 (an alert: no state; for the event feed)           |
 // |    9 | soldOut       | sku str8                                                                  |
 // |   10 | backInStock   | sku str8, available u64                                                   |
@@ -239,7 +239,7 @@ public enum RecordCodec {
             let customer = try r.str8(), key = try r.str8(), flags = try r.u8()
             guard flags & ~1 == 0 else { throw .badField("reserved flags \(flags)") }
             let (line, lines) = r.remaining == 0 ? (0, 1) : (try r.u8(), try r.u8())
-            record = .reserved(token: token, sku: sku, quantity: quantity, deadlineMs: deadline,
+            record = .reserved(token: token, sku: sku, quantity: quantity, deadlineWallMs: deadline,
                                customer: customer, idempotencyKey: key, bundle: flags == 1, line: line, lines: lines)
         case .confirmed:
             let token = try r.token(), sku = try r.sku(), quantity = try r.u32(), returned = try r.u32()
@@ -254,7 +254,7 @@ public enum RecordCodec {
                 ? .released(token: token, sku: sku, quantity: quantity, customer: customer, line: line, lines: lines)
                 : .expired(token: token, sku: sku, quantity: quantity, customer: customer, line: line, lines: lines)
         case .extended:
-            record = .extended(token: try r.token(), deadlineMs: try r.u64())
+            record = .extended(token: try r.token(), deadlineWallMs: try r.u64())
         case .lowStock:
             record = .lowStock(sku: try r.sku(), available: try r.u64())
         case .soldOut:

@@ -41,7 +41,7 @@ import StockProtocol
 public struct ExpiredAtRecovery: Sendable, Equatable {
     public var token: Token
     public var lines: [TokenLine]
-    public var deadlineMs: UInt64
+    public var deadlineWallMs: UInt64
     public var customer: ShortBytes
     /// The `expired` records applied for it, one per line (not in any segment;
     /// `finish`'s snapshot makes them durable).
@@ -127,8 +127,8 @@ public enum Recovery {
     /// Expires every token due at `nowWallMs`, earliest deadline first, with
     /// one `expired` record per line numbered after `state.lastSeq`.
     static func expire(_ state: inout JournalState, nowWallMs: UInt64) throws(JournalError) -> [ExpiredAtRecovery] {
-        let due = state.tokens.values.filter { $0.deadlineMs <= nowWallMs }.sorted {
-            ($0.deadlineMs, $0.token.slot, $0.token.generation) < ($1.deadlineMs, $1.token.slot, $1.token.generation)
+        let due = state.tokens.values.filter { $0.deadlineWallMs <= nowWallMs }.sorted {
+            ($0.deadlineWallMs, $0.token.slot, $0.token.generation) < ($1.deadlineWallMs, $1.token.slot, $1.token.generation)
         }
         var out: [ExpiredAtRecovery] = []
         out.reserveCapacity(due.count)
@@ -142,7 +142,7 @@ public enum Recovery {
                 try state.apply(r)
                 records.append(r)
             }
-            out.append(ExpiredAtRecovery(token: t.token, lines: t.lines, deadlineMs: t.deadlineMs,
+            out.append(ExpiredAtRecovery(token: t.token, lines: t.lines, deadlineWallMs: t.deadlineWallMs,
                                          customer: t.customer, records: records))
         }
         return out

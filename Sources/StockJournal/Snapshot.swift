@@ -26,7 +26,7 @@ import StockProtocol
 //
 // SKU:   sku str8, onHand u64, reserved u64, confirmed u64, lowStockThreshold u32, perCustomerLimit u32,
 //        backup u64 (not in version 1: backup 0) — in catalog order: a SKU's position is its index below
-// token: token (16 bytes), deadlineMs u64, customer str8, idempotencyKey str8, flags u8 (bit 0 bundle),
+// token: token (16 bytes), deadlineWallMs u64, customer str8, idempotencyKey str8, flags u8 (bit 0 bundle),
 //        lineCount u16, lineCount × (skuIndex u32, quantity u32)
 // sold:  customer str8, skuIndex u32, units u64
 // fates: decidedCount u64, decidedCount × (token (16 bytes), fate u8 (2 confirmed, 3 released, 4 expired),
@@ -145,7 +145,7 @@ public enum Snapshots {
         for t in state.tokens.values {
             precondition(t.lines.count <= Int(UInt16.max), "token with more lines than a snapshot holds")
             try out.put(16 + 8 + 65 + 65 + 1 + 2 + 8 * t.lines.count) { w in
-                w.token(t.token); w.u64(t.deadlineMs); w.str8(t.customer); w.str8(t.idempotencyKey)
+                w.token(t.token); w.u64(t.deadlineWallMs); w.str8(t.customer); w.str8(t.idempotencyKey)
                 w.u8(t.bundle ? 1 : 0)
                 w.u16(UInt16(t.lines.count))
                 for line in t.lines { w.u32(skuIndex[line.sku]!); w.u32(line.quantity) }
@@ -286,7 +286,7 @@ public enum Snapshots {
                 guard i < skus.count else { throw .badField("SKU index \(i) of \(skus.count)") }
                 lines.append(TokenLine(sku: skus[i].sku, quantity: try r.u32()))
             }
-            let t = LiveToken(token: token, lines: lines, deadlineMs: deadline, customer: customer,
+            let t = LiveToken(token: token, lines: lines, deadlineWallMs: deadline, customer: customer,
                               idempotencyKey: key, bundle: flags == 1)
             guard tokens.updateValue(t, forKey: token) == nil else { throw .badField("token \(token) twice") }
         }

@@ -79,7 +79,7 @@ extension Connection {
     /// to fire earlier, and an idempotent replay reports a reservation an
     /// earlier request made, so its answer waits until that is durable.
     @inline(__always) private func reservationMade(_ o: ReserveOutcome) {
-        worker.expiryMayHaveMoved(o.deadlineMs)
+        worker.expiryMayHaveMoved(o.deadlineCoreMs)
         if o.replayed { awaitIssuedRecords() }
     }
 
@@ -98,12 +98,12 @@ extension Connection {
         case .reserve(let r):
             let o = try core.reserve(r, nowMs: nowMs, on: w)
             reservationMade(o)
-            return .reserved(Reservation(token: o.token, expiresAtMs: worker.wallClock(o.deadlineMs),
+            return .reserved(Reservation(token: o.token, expiresAtMs: worker.wallClock(o.deadlineCoreMs),
                                          available: o.available))
         case .reserveBundle(let b):
             let o = try core.reserveBundle(b, nowMs: nowMs, on: w)
             reservationMade(o)
-            return .bundleReserved(BundleReservation(token: o.token, expiresAtMs: worker.wallClock(o.deadlineMs)))
+            return .bundleReserved(BundleReservation(token: o.token, expiresAtMs: worker.wallClock(o.deadlineCoreMs)))
         case .confirm(let c):
             return .confirmed(try core.confirm(c, nowMs: nowMs, on: w))
         case .release(let t):
@@ -180,7 +180,7 @@ extension Connection {
         reservationMade(o)
         let start = beginOK(header)
         out.writeToken(o.token)
-        out.writeU64(o.deadlineMs &+ wallOffsetMs)
+        out.writeU64(o.deadlineCoreMs &+ wallOffsetMs)
         out.writeU64(o.available)
         ok(header, start: start)
     }

@@ -34,7 +34,8 @@ extension LoopWorker {
 
     /// One state change, as the core reports it (on this thread).
     func journalChange(_ change: Change) {
-        guard let journal, let record = journalRecord(change) else { return }
+        guard let journal else { return }
+        let record = journalRecord(change)
         if recordBuffer.recordCount == 0 { journal.willAppend(worker: index) }
         let seq = journal.takeSeq()
         RecordCodec.encode(SequencedRecord(seq: seq, timeMs: wallClock(change.timeMs), record: record),
@@ -42,36 +43,39 @@ extension LoopWorker {
         lastSeq = seq
     }
 
-    private func journalRecord(_ c: Change) -> JournalRecord? {
-        let q = UInt32(truncatingIfNeeded: c.quantity)
-        switch c.kind {
-        case .reserved:
-            return .reserved(token: c.token, sku: core.sku(at: c.sku), quantity: q, deadlineMs: wallClock(UInt64(c.aux)),
-                             customer: c.reference, idempotencyKey: c.key, bundle: c.extra & 1 == 1,
-                             line: c.line.index, lines: c.line.count)
-        case .confirmed:
-            return .confirmed(token: c.token, sku: core.sku(at: c.sku), quantity: q,
-                              returned: UInt32(truncatingIfNeeded: c.aux), orderReference: c.reference,
-                              customer: c.key, line: c.line.index, lines: c.line.count)
-        case .released:
-            return .released(token: c.token, sku: core.sku(at: c.sku), quantity: q, customer: c.key,
-                             line: c.line.index, lines: c.line.count)
-        case .expired:
-            return .expired(token: c.token, sku: core.sku(at: c.sku), quantity: q, customer: c.key,
-                            line: c.line.index, lines: c.line.count)
-        case .extended: return .extended(token: c.token, deadlineMs: wallClock(UInt64(c.aux)))
-        case .stockSet:
-            return .stockSet(sku: core.sku(at: c.sku), onHand: UInt64(c.quantity),
-                             lowStockThreshold: UInt32(truncatingIfNeeded: c.extra >> 32),
-                             perCustomerLimit: UInt32(truncatingIfNeeded: c.extra))
-        case .stockAdjusted:
-            return .stockAdjusted(sku: core.sku(at: c.sku), delta: c.quantity, reason: UInt8(truncatingIfNeeded: c.aux))
+    /// The journal record of a change (everything it needs is in the change:
+    /// no call back into the core). Deadlines go from core to wall clock.
+    private func journalRecord(_ c: Change) -> JournalRecord {
+        let sku = c.sku?.name ?? .empty  // nil only for .extended, whose record names no SKU
+        switch c.detail {
+        case let .reserved(l, deadlineCoreMs, key, bundle):
+            return .reserved(token: l.token, sku: sku, quantity: units(l), deadlineWallMs: wallClock(deadlineCoreMs),
+                             customer: l.customer, idempotencyKey: key, bundle: bundle, line: l.index, lines: l.count)
+        case let .confirmed(l, returned, order):
+            return .confirmed(token: l.token, sku: sku, quantity: units(l), returned: UInt32(returned),
+                              orderReference: order, customer: l.customer, line: l.index, lines: l.count)
+        case let .released(l):
+            return .released(token: l.token, sku: sku, quantity: units(l), customer: l.customer, line: l.index,
+                             lines: l.count)
+        case let .expired(l):
+            return .expired(token: l.token, sku: sku, quantity: units(l), customer: l.customer, line: l.index,
+                            lines: l.count)
+        case let .extended(token, deadlineCoreMs): return .extended(token: token, deadlineWallMs: wallClock(deadlineCoreMs))
+        case let .stockSet(onHand, _, threshold, limit):
+            return .stockSet(sku: sku, onHand: UInt64(onHand), lowStockThreshold: threshold, perCustomerLimit: limit)
+        case let .stockAdjusted(delta, reason): return .stockAdjusted(sku: sku, delta: delta, reason: reason.rawValue)
         // Alerts carry no state, but the event feed hands them on in journal order.
-        case .lowStock: return .lowStock(sku: core.sku(at: c.sku), available: UInt64(max(0, c.quantity)))
-        case .soldOut: return .soldOut(sku: core.sku(at: c.sku))
-        case .backInStock: return .backInStock(sku: core.sku(at: c.sku), available: UInt64(max(0, c.quantity)))
-        case .backupChanged: return .backupChanged(sku: core.sku(at: c.sku), delta: c.quantity, backup: UInt64(c.aux))
+        case let .lowStock(available): return .lowStock(sku: sku, available: UInt64(available))
+        case .soldOut: return .soldOut(sku: sku)
+        case let .backInStock(available): return .backInStock(sku: sku, available: UInt64(available))
+        case let .backupChanged(delta, backupAfter): return .backupChanged(sku: sku, delta: delta, backup: UInt64(backupAfter))
         }
+    }
+
+    /// A token line's units as a record holds them (the core bounds them by `Limits.maxQuantity`).
+    @inline(__always) private func units(_ l: TokenLineChange) -> UInt32 {
+        assert(l.quantity >= 0 && l.quantity <= Int64(Limits.maxQuantity), "a line holds 0...maxQuantity units")
+        return UInt32(truncatingIfNeeded: l.quantity)
     }
 
     /// End of a loop iteration: the records of this iteration go to the journal thread.

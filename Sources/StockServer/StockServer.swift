@@ -40,7 +40,7 @@ public final class StockServer: @unchecked Sendable {
     /// HELLOs refused for a wrong credential (all workers).
     let authFailures = ManagedAtomic<Int>(0)
     /// What recovery found, applied to the core in `start` (tokens are spread over the workers' wheels).
-    private var restoredTokens: [RestoredToken] = []
+    private var restoredTokens: [LiveToken] = []
     /// Decided tokens recovery remembered (oldest first), put back into the workers' fate rings in `start`.
     private var restoredFates: [RestoredFate] = []
     /// `restore` ran: alert levels are set from the restored counts in `start`.
@@ -94,24 +94,22 @@ public final class StockServer: @unchecked Sendable {
     }
 
     /// Restores recovered stock (before `start`): SKUs in their original
-    /// order, customers' sold units, and the live tokens (applied in
-    /// `start`, when the workers exist). Deadlines are wall-clock ms.
-    public func restore(skus: [(sku: SKU, onHand: UInt64, confirmed: UInt64, backup: UInt64,
-                                lowStockThreshold: UInt32, perCustomerLimit: UInt32)],
-                        customerSold: [(customer: ShortBytes, sku: SKU, units: UInt64)],
-                        tokens: [RestoredToken], fates: [RestoredFate] = []) throws(RestoreError) {
+    /// order (their catalog indices), customers' sold units, and the live
+    /// tokens (applied in `start`, when the workers exist).
+    public func restore(skus: [SKUState], customerSold: [CustomerSKU: UInt64], tokens: [LiveToken],
+                        fates: [RestoredFate] = []) throws(RestoreError) {
         for s in skus {
-            try core.restoreStock(s.sku, onHand: s.onHand, confirmed: s.confirmed, backup: s.backup,
-                                  lowStockThreshold: s.lowStockThreshold, perCustomerLimit: s.perCustomerLimit)
+            // Replay checked these (JournalState.apply); a negative count here is a bug, not bad input.
+            precondition(s.onHand >= 0 && s.confirmed >= 0 && s.backup >= 0 && s.reserved >= 0,
+                         "recovered SKU \(s.sku) with a negative count")
+            try core.restoreStock(s.sku, onHand: UInt64(s.onHand), confirmed: UInt64(s.confirmed),
+                                  backup: UInt64(s.backup), lowStockThreshold: s.lowStockThreshold,
+                                  perCustomerLimit: s.perCustomerLimit)
         }
-        for c in customerSold { try core.restoreCustomerSold(customer: c.customer, sku: c.sku, units: c.units) }
-        let nowCore = uv_hrtime() / 1_000_000
-        restoredTokens = tokens.map { t in
-            var t = t
-            // Wall to core clock; a deadline already past expires on the first tick.
-            t.deadlineMs = max(t.deadlineMs &- wallOffsetMs, nowCore)
-            return t
+        for (c, units) in customerSold {
+            try core.restoreCustomerSold(customer: c.customer, sku: c.sku, units: units)
         }
+        restoredTokens = tokens
         restoredFates = fates
         restored = true
     }
@@ -142,7 +140,8 @@ public final class StockServer: @unchecked Sendable {
         try PortGuard.checkSoleListener(port: port, fds: workers.compactMap(\.listeningFD))
         if !restoredTokens.isEmpty || !restoredFates.isEmpty {
             do {
-                try core.restoreTokens(restoredTokens, fates: restoredFates, workers: workers.map(\.coreWorker))
+                try core.restoreTokens(restoredTokens, wallOffsetMs: wallOffsetMs, nowMs: uv_hrtime() / 1_000_000,
+                                       fates: restoredFates, workers: workers.map(\.coreWorker))
             } catch {
                 throw ConfigError("--data-dir: \(error)")
             }

@@ -9,10 +9,10 @@ import Glibc
 
 /// What the data directory gave back, ready for `StockServer.restore`.
 struct RecoveredData {
-    var skus: [(sku: SKU, onHand: UInt64, confirmed: UInt64, backup: UInt64, lowStockThreshold: UInt32,
-                perCustomerLimit: UInt32)]
-    var customerSold: [(customer: ShortBytes, sku: SKU, units: UInt64)]
-    var tokens: [RestoredToken]
+    /// SKUs in creation order.
+    var skus: [SKUState]
+    var customerSold: [CustomerSKU: UInt64]
+    var tokens: [LiveToken]
     /// Decided tokens to remember, oldest decision first.
     var fates: [RestoredFate]
     /// The journal's first record number from now on.
@@ -74,16 +74,9 @@ enum StartupRecovery {
             "next_seq": .stringConvertible(result.nextSeq), "feed_from": .stringConvertible(floor),
         ])
         return RecoveredData(
-            skus: result.state.skus.map {
-                ($0.sku, UInt64($0.onHand), UInt64($0.confirmed), UInt64($0.backup), $0.lowStockThreshold,
-                 $0.perCustomerLimit)
-            },
-            customerSold: result.state.customerSold.map { ($0.key.customer, $0.key.sku, $0.value) },
-            tokens: result.state.tokens.values.map {
-                RestoredToken(token: $0.token, lines: $0.lines.map { RestoredLine(sku: $0.sku, quantity: $0.quantity) },
-                              deadlineMs: $0.deadlineMs, customer: $0.customer, idempotencyKey: $0.idempotencyKey,
-                              bundle: $0.bundle)
-            },
+            skus: result.state.skus,
+            customerSold: result.state.customerSold,
+            tokens: Array(result.state.tokens.values),
             fates: result.state.fates.oldestFirst.map { RestoredFate(token: $0.token, fate: $0.fate) },
             nextSeq: result.nextSeq, feedFloor: floor)
     }

@@ -49,7 +49,7 @@ import Testing
                                    reservations: 6, backup: 1))
         // The release is announced before its units can be sold, then the level changes.
         #expect(sink.kinds == [.backupChanged, .backInStock])
-        #expect(sink.changes[0].quantity == -3 && sink.changes[0].aux == 1)
+        #expect(sink.changes[0].detail == .backupChanged(delta: -3, backupAfter: 1))
         for _ in 0..<3 { _ = try f.reserve("HERO", 1) }
         expectFailure(.outOfStock) { try f.reserve("HERO", 1) }
 

@@ -60,11 +60,11 @@ final class Locked<Value>: @unchecked Sendable {
                 let w = core.makeWorker(shard: t % shards, nowMs: Fixture.t0)
                 var out = Outcome(confirmedUnits: [Int64](repeating: 0, count: skus))
                 w.onChange = { change in
-                    switch change.kind {
-                    case .reserved: if out.issued.last != change.token { out.issued.append(change.token) }
-                    case .confirmed, .released, .expired:
-                        if out.decided.last != change.token { out.decided.append(change.token) }
-                        if change.kind == .confirmed { out.confirmedUnits[Int(change.sku)] += change.quantity }
+                    switch change.detail {
+                    case .reserved(let l, _, _, _): if out.issued.last != l.token { out.issued.append(l.token) }
+                    case .confirmed(let l, _, _), .released(let l), .expired(let l):
+                        if out.decided.last != l.token { out.decided.append(l.token) }
+                        if change.kind == .confirmed { out.confirmedUnits[Int(change.sku!.index)] += l.quantity }
                     default: break
                     }
                 }

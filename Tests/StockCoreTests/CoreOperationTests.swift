@@ -6,7 +6,7 @@ import Testing
     @Test func reserveConfirmReleaseAndEveryTokenStatus() throws {
         let f = Fixture(stock: [("JACKET-RED-M", 10)])
         let a = try f.reserve("JACKET-RED-M", 3)
-        #expect(a.available == 7 && a.deadlineMs == f.now + 90_000 && !a.replayed)
+        #expect(a.available == 7 && a.deadlineCoreMs == f.now + 90_000 && !a.replayed)
         #expect(f.info("JACKET-RED-M") == StockInfo(onHand: 10, available: 7, reserved: 3, confirmed: 0, reservations: 1))
         let c = try f.core.confirm(Confirm(token: a.token), nowMs: f.now, on: f.worker)
         #expect(c == ConfirmReply(confirmed: 3, returned: 0))
@@ -87,7 +87,7 @@ import Testing
     @Test func expiryAtExactlyTheDeadline() throws {
         var f = Fixture(stock: [("HOODIE", 3)])
         let r = try f.reserve("HOODIE", 2, ttl: 200)
-        #expect(r.deadlineMs == Fixture.t0 + 200)
+        #expect(r.deadlineCoreMs == Fixture.t0 + 200)
         f.now = Fixture.t0 + 199
         #expect(f.worker.tick(nowMs: f.now) == 0)
         #expect(f.info("HOODIE").reserved == 2)
@@ -181,7 +181,7 @@ import Testing
         let f = Fixture(stock: [("SNEAKER-42", 10)])
         let a = try f.reserve("SNEAKER-42", 2, key: "checkout-777")
         let retry = try f.reserve("SNEAKER-42", 2, key: "checkout-777")
-        #expect(retry.token == a.token && retry.replayed && retry.deadlineMs == a.deadlineMs)
+        #expect(retry.token == a.token && retry.replayed && retry.deadlineCoreMs == a.deadlineCoreMs)
         #expect(f.info("SNEAKER-42").reserved == 2)
         expectFailure(.idempotencyConflict) { try f.reserve("SNEAKER-42", 3, key: "checkout-777") }
         expectFailure(.idempotencyConflict) { try f.reserve("SNEAKER-42", 2, customer: "c", key: "checkout-777") }
@@ -239,6 +239,30 @@ import Testing
         #expect(try f.set("S1", 2).onHand == 2)  // existing SKUs still change
     }
 
+    /// An extension concerns a whole token: a bundle's names no SKU (the slot's item word holds
+    /// the bundle marker, not a catalog index), and its deadline is on the core's clock.
+    @Test func anExtensionReportsItsTokenAndNoSKU() throws {
+        let f = Fixture()
+        _ = try f.set("A", 5)
+        _ = try f.set("B", 5)
+        let bundle = try f.core.reserveBundle(
+            ReserveBundle(lines: [BundleLine(sku: SKU("A")!, quantity: 1), BundleLine(sku: SKU("B")!, quantity: 2)],
+                          ttlMs: 1000), nowMs: f.now, on: f.worker)
+        var changes: [Change] = []
+        f.worker.onChange = { changes.append($0) }
+        let until = try f.core.extend(Extend(token: bundle.token, ttlMs: 60_000), nowMs: f.now, on: f.worker)
+        #expect(until == f.now + 60_000)
+        #expect(changes == [Change(sku: nil, timeMs: f.now,
+                                   detail: .extended(token: bundle.token, deadlineCoreMs: f.now + 60_000))])
+        _ = try f.core.release(bundle.token, nowMs: f.now, on: f.worker)
+        let released = changes.dropFirst().compactMap { c -> (String, Int64, UInt8, UInt8)? in
+            guard case let .released(l) = c.detail, let sku = c.sku else { return nil }
+            return (sku.name.description, l.quantity, l.index, l.count)
+        }
+        #expect(released.map(\.0) == ["A", "B"] && released.map(\.1) == [1, 2])
+        #expect(released.map(\.2) == [0, 1] && released.allSatisfy { $0.3 == 2 })
+    }
+
     @Test func changesAreReportedWithAlerts() throws {
         let f = Fixture()
         var changes: [Change] = []
@@ -250,7 +274,12 @@ import Testing
         _ = try f.core.confirm(Confirm(token: a.token, orderReference: ShortBytes("ORD-9")!), nowMs: f.now, on: f.worker)
         let kinds = changes.map(\.kind)
         #expect(kinds == [.stockSet, .reserved, .lowStock, .reserved, .soldOut, .released, .backInStock, .confirmed])
-        #expect(changes.last?.reference == ShortBytes("ORD-9")! && changes.last?.quantity == 2)
+        guard case let .confirmed(line, returned, order)? = changes.last?.detail else {
+            Issue.record("the last change is not a confirm")
+            return
+        }
+        #expect(order == ShortBytes("ORD-9")! && line.quantity == 2 && returned == 0 && line.customer.isEmpty)
+        #expect(changes.allSatisfy { $0.sku?.name == SKU("DROP-1")! })
         #expect(changes[1].token == a.token)
     }
 

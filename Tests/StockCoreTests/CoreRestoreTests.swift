@@ -28,16 +28,23 @@ import Testing
         try b.core.restoreStock(SKU("JACKET")!, onHand: 10, confirmed: 0, lowStockThreshold: 0, perCustomerLimit: 4)
         try b.core.restoreStock(SKU("CAP")!, onHand: 5, confirmed: 1, lowStockThreshold: 0, perCustomerLimit: 0)
         try b.core.restoreCustomerSold(customer: ShortBytes("c-1")!, sku: SKU("CAP")!, units: 1)
-        let reserved = rec.changes.filter { $0.kind == .reserved && $0.token != sold.token }
-        var restored: [RestoredToken] = []
+        var restored: [LiveToken] = []
         for token in [keyed.token, bundle.token] {
-            let lines = reserved.filter { $0.token == token }
-            restored.append(RestoredToken(
-                token: token, lines: lines.map { RestoredLine(sku: a.core.sku(at: $0.sku), quantity: UInt32($0.quantity)) },
-                deadlineMs: UInt64(lines[0].aux), customer: lines[0].reference, idempotencyKey: lines[0].key,
-                bundle: lines[0].extra & 1 == 1))
+            var live: LiveToken?
+            for c in rec.changes where c.token == token {
+                guard case let .reserved(line, deadline, key, isBundle) = c.detail else { continue }
+                let sku = try #require(c.sku)
+                #expect(sku.name == a.core.sku(at: sku.index), "a change names its SKU")
+                let held = TokenLine(sku: sku.name, quantity: UInt32(line.quantity))
+                if live == nil {
+                    live = LiveToken(token: token, lines: [], deadlineWallMs: deadline, customer: line.customer,
+                                     idempotencyKey: key, bundle: isBundle)
+                }
+                live?.lines.append(held)
+            }
+            restored.append(try #require(live))
         }
-        try b.core.restoreTokens(restored, workers: [b.worker])
+        try b.core.restoreTokens(restored, nowMs: b.now, workers: [b.worker])
 
         for sku in ["JACKET", "CAP"] { #expect(b.info(sku) == a.info(sku).withReservations(0), "\(sku)") }
         b.expectInvariants()
@@ -63,9 +70,9 @@ import Testing
         var b = Fixture(stock: [])
         try b.core.restoreStock(SKU("HAT")!, onHand: 3, confirmed: 0, lowStockThreshold: 0, perCustomerLimit: 0)
         let t = Token(slot: 7, generation: 3, secret: 0xABCDEF)
-        try b.core.restoreTokens([RestoredToken(token: t, lines: [RestoredLine(sku: SKU("HAT")!, quantity: 2)],
-                                                deadlineMs: b.now + 500, customer: .empty, idempotencyKey: .empty,
-                                                bundle: false)], workers: [b.worker])
+        try b.core.restoreTokens([LiveToken(token: t, lines: [TokenLine(sku: SKU("HAT")!, quantity: 2)],
+                                                deadlineWallMs: b.now + 500, customer: .empty, idempotencyKey: .empty,
+                                                bundle: false)], nowMs: b.now, workers: [b.worker])
         #expect(b.info("HAT").reserved == 2)
         b.now += 499
         #expect(b.worker.tick(nowMs: b.now) == 0)
@@ -78,18 +85,18 @@ import Testing
     @Test func aJournalThatDoesNotAddUpIsRefused() throws {
         let b = Fixture(stock: [])
         try b.core.restoreStock(SKU("HAT")!, onHand: 1, confirmed: 0, lowStockThreshold: 0, perCustomerLimit: 0)
-        let line = [RestoredLine(sku: SKU("HAT")!, quantity: 2)]
+        let line = [TokenLine(sku: SKU("HAT")!, quantity: 2)]
         #expect(throws: RestoreError.self) {
-            try b.core.restoreTokens([RestoredToken(token: Token(slot: 1, generation: 1, secret: 1), lines: line,
-                                                    deadlineMs: b.now + 10, customer: .empty, idempotencyKey: .empty,
-                                                    bundle: false)], workers: [b.worker])
+            try b.core.restoreTokens([LiveToken(token: Token(slot: 1, generation: 1, secret: 1), lines: line,
+                                                    deadlineWallMs: b.now + 10, customer: .empty, idempotencyKey: .empty,
+                                                    bundle: false)], nowMs: b.now, workers: [b.worker])
         }
-        let one = [RestoredLine(sku: SKU("HAT")!, quantity: 1)]
-        let twice = RestoredToken(token: Token(slot: 2, generation: 1, secret: 1), lines: one, deadlineMs: b.now + 10,
+        let one = [TokenLine(sku: SKU("HAT")!, quantity: 1)]
+        let twice = LiveToken(token: Token(slot: 2, generation: 1, secret: 1), lines: one, deadlineWallMs: b.now + 10,
                                   customer: .empty, idempotencyKey: .empty, bundle: false)
         let c = Fixture(stock: [])
         try c.core.restoreStock(SKU("HAT")!, onHand: 5, confirmed: 0, lowStockThreshold: 0, perCustomerLimit: 0)
-        #expect(throws: RestoreError.self) { try c.core.restoreTokens([twice, twice], workers: [c.worker]) }
+        #expect(throws: RestoreError.self) { try c.core.restoreTokens([twice, twice], nowMs: c.now, workers: [c.worker]) }
         #expect(throws: RestoreError.self) {
             try c.core.restoreStock(SKU("HAT")!, onHand: 5, confirmed: 0, lowStockThreshold: 0, perCustomerLimit: 0)
         }
@@ -99,8 +106,8 @@ import Testing
         // 64 slots, 1 shard: the ring holds 64 / 4 = 16 fates.
         let b = Fixture(tokens: 64, shards: 1, stock: [])
         try b.core.restoreStock(SKU("HAT")!, onHand: 100, confirmed: 3, lowStockThreshold: 0, perCustomerLimit: 0)
-        let live = RestoredToken(token: Token(slot: 40, generation: 2, secret: 4040),
-                                 lines: [RestoredLine(sku: SKU("HAT")!, quantity: 1)], deadlineMs: b.now + 60_000,
+        let live = LiveToken(token: Token(slot: 40, generation: 2, secret: 4040),
+                                 lines: [TokenLine(sku: SKU("HAT")!, quantity: 1)], deadlineWallMs: b.now + 60_000,
                                  customer: .empty, idempotencyKey: .empty, bundle: false)
         // 20 decided tokens, oldest first: only the newest 16 fit the ring.
         let outcomes: [DecidedFate] = [.confirmed, .released, .expired]
@@ -109,7 +116,7 @@ import Testing
             let token = Token(slot: UInt32(i), generation: UInt32(i + 1), secret: UInt64(1000 + i))
             fates.append(RestoredFate(token: token, fate: outcomes[i % 3]))
         }
-        try b.core.restoreTokens([live], fates: fates, workers: [b.worker])
+        try b.core.restoreTokens([live], nowMs: b.now, fates: fates, workers: [b.worker])
         for f in fates.prefix(4) {
             // Not kept: its slot is free, never reused yet, but its state was not restored.
             expectFailure(.tokenUnknown) { try b.core.release(f.token, nowMs: b.now, on: b.worker) }
@@ -146,12 +153,13 @@ import Testing
     @Test func aFateInALiveTokensSlotIsRefused() throws {
         let b = Fixture(stock: [])
         try b.core.restoreStock(SKU("HAT")!, onHand: 5, confirmed: 0, lowStockThreshold: 0, perCustomerLimit: 0)
-        let live = RestoredToken(token: Token(slot: 3, generation: 2, secret: 1),
-                                 lines: [RestoredLine(sku: SKU("HAT")!, quantity: 1)], deadlineMs: b.now + 60_000,
+        let live = LiveToken(token: Token(slot: 3, generation: 2, secret: 1),
+                                 lines: [TokenLine(sku: SKU("HAT")!, quantity: 1)], deadlineWallMs: b.now + 60_000,
                                  customer: .empty, idempotencyKey: .empty, bundle: false)
         #expect(throws: RestoreError.self) {
-            try b.core.restoreTokens([live], fates: [RestoredFate(token: Token(slot: 3, generation: 1, secret: 9),
-                                                                  fate: .confirmed)], workers: [b.worker])
+            try b.core.restoreTokens([live], nowMs: b.now,
+                                     fates: [RestoredFate(token: Token(slot: 3, generation: 1, secret: 9), fate: .confirmed)],
+                                     workers: [b.worker])
         }
     }
 }

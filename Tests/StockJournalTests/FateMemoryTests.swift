@@ -13,7 +13,7 @@ struct FateMemoryTests {
     func rec(_ seq: UInt64, _ r: JournalRecord) -> SequencedRecord { SequencedRecord(seq: seq, timeMs: 1000 + seq, record: r) }
 
     func reserved(_ t: Token, _ q: UInt32 = 1, bundle: Bool = false) -> JournalRecord {
-        .reserved(token: t, sku: a, quantity: q, deadlineMs: 9000, customer: .empty, idempotencyKey: .empty, bundle: bundle)
+        .reserved(token: t, sku: a, quantity: q, deadlineWallMs: 9000, customer: .empty, idempotencyKey: .empty, bundle: bundle)
     }
 
     /// A state with `a` stocked at 1,000 (seq 1).
@@ -49,7 +49,7 @@ struct FateMemoryTests {
         try s.apply(rec(2, .stockSet(sku: b, onHand: 5, lowStockThreshold: 0, perCustomerLimit: 0)))
         let t = Token(slot: 7, generation: 3, secret: 77)
         try s.apply(rec(3, reserved(t, 2, bundle: true)))
-        try s.apply(rec(4, .reserved(token: t, sku: b, quantity: 1, deadlineMs: 9000, customer: .empty,
+        try s.apply(rec(4, .reserved(token: t, sku: b, quantity: 1, deadlineWallMs: 9000, customer: .empty,
                                      idempotencyKey: .empty, bundle: true, line: 1, lines: 2)))
         try s.apply(rec(5, .confirmed(token: t, sku: a, quantity: 2, returned: 0, orderReference: .empty)))
         #expect(s.fates.count == 0, "one line still held: not decided yet")
@@ -131,7 +131,7 @@ struct FateMemoryTests {
     @Test func aDecidedSlotThatIsAlsoLiveIsAnInvariantViolation() throws {
         let t = Token(slot: 3, generation: 1, secret: 1)
         let live = LiveToken(token: Token(slot: 3, generation: 2, secret: 2), lines: [TokenLine(sku: a, quantity: 1)],
-                             deadlineMs: 9000, customer: .empty, idempotencyKey: .empty, bundle: false)
+                             deadlineWallMs: 9000, customer: .empty, idempotencyKey: .empty, bundle: false)
         let state = try JournalState(skus: [SKUState(sku: a, onHand: 10, reserved: 1)], tokens: [live.token: live],
                                      customerSold: [:], lastSeq: 10,
                                      decided: [DecidedToken(token: t, fate: .released, seq: 4)])

@@ -108,7 +108,7 @@ struct HistoryGenerator {
         }
         guard !picked.isEmpty else { return }
         for (sku, q) in picked {
-            emit(.reserved(token: token, sku: sku, quantity: q, deadlineMs: deadline, customer: customer,
+            emit(.reserved(token: token, sku: sku, quantity: q, deadlineWallMs: deadline, customer: customer,
                            idempotencyKey: key, bundle: bundle))
         }
         tokenList.append(token)
@@ -145,7 +145,7 @@ struct HistoryGenerator {
 
     private mutating func extend() {
         guard let t = liveToken() else { return }
-        emit(.extended(token: t.token, deadlineMs: t.deadlineMs + rng.next(below: 60_000)))
+        emit(.extended(token: t.token, deadlineWallMs: t.deadlineWallMs + rng.next(below: 60_000)))
     }
 }
 

@@ -14,19 +14,19 @@ struct JournalStateTests {
         var s = JournalState()
         try s.apply(rec(1, .stockSet(sku: a, onHand: 10, lowStockThreshold: 2, perCustomerLimit: 3)))
         try s.apply(rec(2, .stockSet(sku: b, onHand: 5, lowStockThreshold: 0, perCustomerLimit: 0)))
-        try s.apply(rec(3, .reserved(token: t1, sku: a, quantity: 4, deadlineMs: 9000, customer: alice,
+        try s.apply(rec(3, .reserved(token: t1, sku: a, quantity: 4, deadlineWallMs: 9000, customer: alice,
                                      idempotencyKey: .empty, bundle: false)))
         #expect(s.sku(a) == SKUState(sku: a, onHand: 10, reserved: 4, lowStockThreshold: 2, perCustomerLimit: 3))
-        try s.apply(rec(4, .extended(token: t1, deadlineMs: 12000)))
-        #expect(s.tokens[t1]?.deadlineMs == 12000)
+        try s.apply(rec(4, .extended(token: t1, deadlineWallMs: 12000)))
+        #expect(s.tokens[t1]?.deadlineWallMs == 12000)
         try s.apply(rec(5, .confirmed(token: t1, sku: a, quantity: 3, returned: 1, orderReference: .empty)))
         #expect(s.sku(a) == SKUState(sku: a, onHand: 10, reserved: 0, confirmed: 3, lowStockThreshold: 2, perCustomerLimit: 3))
         #expect(s.tokens.isEmpty)
         #expect(s.customerSold == [CustomerSKU(customer: alice, sku: a): 3])
         // A bundle: one record per line, the token goes with its last line.
-        try s.apply(rec(6, .reserved(token: t2, sku: a, quantity: 2, deadlineMs: 9000, customer: .empty,
+        try s.apply(rec(6, .reserved(token: t2, sku: a, quantity: 2, deadlineWallMs: 9000, customer: .empty,
                                      idempotencyKey: ShortBytes("k")!, bundle: true)))
-        try s.apply(rec(7, .reserved(token: t2, sku: b, quantity: 5, deadlineMs: 9000, customer: .empty,
+        try s.apply(rec(7, .reserved(token: t2, sku: b, quantity: 5, deadlineWallMs: 9000, customer: .empty,
                                      idempotencyKey: ShortBytes("k")!, bundle: true)))
         #expect(s.sku(b)?.available == 0)
         try s.apply(rec(8, .released(token: t2, sku: b, quantity: 5)))
@@ -46,7 +46,7 @@ struct JournalStateTests {
         try s.apply(rec(1, .stockSet(sku: a, onHand: 10, lowStockThreshold: 0, perCustomerLimit: 0)))
         try s.apply(rec(2, .backupChanged(sku: a, delta: 4, backup: 4)))
         #expect(s.sku(a) == SKUState(sku: a, onHand: 10, backup: 4) && s.sku(a)?.available == 6)
-        try s.apply(rec(3, .reserved(token: t1, sku: a, quantity: 6, deadlineMs: 9000, customer: .empty,
+        try s.apply(rec(3, .reserved(token: t1, sku: a, quantity: 6, deadlineWallMs: 9000, customer: .empty,
                                      idempotencyKey: .empty, bundle: false)))
         #expect(throws: JournalError.self) {
             var copy = s
@@ -65,19 +65,19 @@ struct JournalStateTests {
     @Test func refusals() throws {
         var s = JournalState()
         try s.apply(rec(1, .stockSet(sku: a, onHand: 3, lowStockThreshold: 0, perCustomerLimit: 0)))
-        try s.apply(rec(2, .reserved(token: t1, sku: a, quantity: 2, deadlineMs: 1, customer: .empty,
+        try s.apply(rec(2, .reserved(token: t1, sku: a, quantity: 2, deadlineWallMs: 1, customer: .empty,
                                      idempotencyKey: .empty, bundle: false)))
         let before = s
         let bad: [(JournalRecord, String)] = [
             (.stockAdjusted(sku: b, delta: 1, reason: 0), "unknown SKU"),
-            (.reserved(token: t2, sku: a, quantity: 2, deadlineMs: 1, customer: .empty, idempotencyKey: .empty, bundle: false), "available -1"),
-            (.reserved(token: t1, sku: a, quantity: 1, deadlineMs: 1, customer: .empty, idempotencyKey: .empty, bundle: false), "reserved twice"),
+            (.reserved(token: t2, sku: a, quantity: 2, deadlineWallMs: 1, customer: .empty, idempotencyKey: .empty, bundle: false), "available -1"),
+            (.reserved(token: t1, sku: a, quantity: 1, deadlineWallMs: 1, customer: .empty, idempotencyKey: .empty, bundle: false), "reserved twice"),
             (.released(token: t2, sku: a, quantity: 2), "unknown token"),
             (.released(token: t1, sku: a, quantity: 1), "no line"),
             (.confirmed(token: t1, sku: a, quantity: 2, returned: 1, orderReference: .empty), "no line"),
             (.stockSet(sku: a, onHand: 1, lowStockThreshold: 0, perCustomerLimit: 0), "available -1"),
             (.stockAdjusted(sku: a, delta: -4, reason: 0), "on-hand -1"),
-            (.extended(token: t2, deadlineMs: 5), "unknown token"),
+            (.extended(token: t2, deadlineWallMs: 5), "unknown token"),
             (.backupChanged(sku: a, delta: 2, backup: 2), "available -1"),
             (.backupChanged(sku: a, delta: -1, backup: 0), "changed by -1 is not 0"),
             (.backupChanged(sku: a, delta: 1, backup: 2), "changed by 1 is not 2"),
@@ -94,7 +94,7 @@ struct JournalStateTests {
             #expect(s == before)
         }
         #expect(throws: JournalError.replay(seq: 2, reason: "not after seq 2")) {
-            try s.apply(rec(2, .extended(token: t1, deadlineMs: 5)))
+            try s.apply(rec(2, .extended(token: t1, deadlineWallMs: 5)))
         }
     }
 

@@ -28,7 +28,7 @@ struct RandomRecords {
         case .stockAdjusted:
             .stockAdjusted(sku: short(min: 1), delta: Int64(bitPattern: rng.next()), reason: UInt8(truncatingIfNeeded: rng.next()))
         case .reserved:
-            .reserved(token: token(), sku: short(min: 1), quantity: u32(), deadlineMs: rng.next(), customer: short(),
+            .reserved(token: token(), sku: short(min: 1), quantity: u32(), deadlineWallMs: rng.next(), customer: short(),
                       idempotencyKey: short(), bundle: rng.next() & 1 == 1)
         case .confirmed:
             .confirmed(token: token(), sku: short(min: 1), quantity: u32(), returned: u32(), orderReference: short())
@@ -37,7 +37,7 @@ struct RandomRecords {
         case .expired:
             .expired(token: token(), sku: short(min: 1), quantity: u32())
         case .extended:
-            .extended(token: token(), deadlineMs: rng.next())
+            .extended(token: token(), deadlineWallMs: rng.next())
         case .lowStock:
             .lowStock(sku: short(min: 1), available: rng.next())
         case .soldOut:

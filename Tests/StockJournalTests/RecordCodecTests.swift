@@ -27,7 +27,7 @@ struct RecordCodecTests {
         let s = ShortBytes(bytes: [UInt8](repeating: 0x41, count: 64))!
         let t = Token(slot: .max, generation: .max, secret: .max)
         let r = SequencedRecord(seq: .max, timeMs: .max, record: .reserved(
-            token: t, sku: s, quantity: .max, deadlineMs: .max, customer: s, idempotencyKey: s, bundle: true))
+            token: t, sku: s, quantity: .max, deadlineWallMs: .max, customer: s, idempotencyKey: s, bundle: true))
         #expect(RecordCodec.encode(r).count == 251)
         #expect(249 <= RecordCodec.maxRecordBytes)
     }
@@ -102,13 +102,13 @@ struct RecordCodecTests {
             withUnsafeBytes(of: crc.littleEndian) { for i in 0..<4 { b[4 + i] = $0[i] } }
         }
         let t = Token(slot: 1, generation: 2, secret: 3)
-        var unknown = RecordCodec.encode(SequencedRecord(seq: 1, timeMs: 2, record: .extended(token: t, deadlineMs: 9)))
+        var unknown = RecordCodec.encode(SequencedRecord(seq: 1, timeMs: 2, record: .extended(token: t, deadlineWallMs: 9)))
         unknown[8] = 99
         reseal(&unknown)
         #expect(unknown.withUnsafeBytes { RecordCodec.decode($0) } == .corrupt(.unknownKind(99)))
 
         var flags = RecordCodec.encode(SequencedRecord(seq: 1, timeMs: 2, record: .reserved(
-            token: t, sku: SKU("A")!, quantity: 1, deadlineMs: 5, customer: .empty, idempotencyKey: .empty, bundle: false)))
+            token: t, sku: SKU("A")!, quantity: 1, deadlineWallMs: 5, customer: .empty, idempotencyKey: .empty, bundle: false)))
         flags[flags.count - 3] = 2  // the flags byte (line and lines follow)
         reseal(&flags)
         guard case .corrupt(.badField) = flags.withUnsafeBytes({ RecordCodec.decode($0) }) else {

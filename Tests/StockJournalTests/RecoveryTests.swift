@@ -105,14 +105,14 @@ struct RecoveryTests {
         let records = gen.generate(2000)
         try writeJournal(records, to: dir.path)
         let full = try replay(records)
-        let deadlines = full.tokens.values.map(\.deadlineMs).sorted()
+        let deadlines = full.tokens.values.map(\.deadlineWallMs).sorted()
         #expect(deadlines.count > 10)
         let now = deadlines[deadlines.count / 2]
-        let due = full.tokens.values.filter { $0.deadlineMs <= now }
+        let due = full.tokens.values.filter { $0.deadlineWallMs <= now }
         let result = try Recovery.run(dataDirectory: dir.path, nowWallMs: now)
         #expect(Set(result.expiredAtRecovery.map(\.token)) == Set(due.map(\.token)))
-        #expect(result.expiredAtRecovery.map(\.deadlineMs) == result.expiredAtRecovery.map(\.deadlineMs).sorted())
-        #expect(result.state.tokens.values.allSatisfy { $0.deadlineMs > now })
+        #expect(result.expiredAtRecovery.map(\.deadlineWallMs) == result.expiredAtRecovery.map(\.deadlineWallMs).sorted())
+        #expect(result.state.tokens.values.allSatisfy { $0.deadlineWallMs > now })
         #expect(result.state.tokenCount == full.tokenCount - due.count)
         let lines = due.reduce(0) { $0 + $1.lines.count }
         #expect(result.nextSeq == 2001 + UInt64(lines))
@@ -145,7 +145,7 @@ struct RecoveryTests {
         #expect(preallocate ? bytes.count == 4096 && end < bytes.count : end == bytes.count)
         let partial = RecordCodec.encode(SequencedRecord(
             seq: 301, timeMs: 0, record: .extended(token: Token(slot: 1, generation: 1, secret: 1),
-                                                 deadlineMs: 0x0102_0304_0506_0708))).dropLast(7)
+                                                 deadlineWallMs: 0x0102_0304_0506_0708))).dropLast(7)
         var torn = bytes
         torn.replaceSubrange(end..<min(bytes.count, end + partial.count), with: partial)
         dir.write(last.name, torn)

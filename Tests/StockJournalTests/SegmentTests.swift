@@ -43,7 +43,7 @@ struct SegmentTests {
     @Test func writerRefusesToReuseASegmentName() throws {
         let dir = TempDirectory("exists")
         defer { dir.remove() }
-        let r = SequencedRecord(seq: 7, timeMs: 1, record: .extended(token: Token(slot: 1, generation: 1, secret: 1), deadlineMs: 2))
+        let r = SequencedRecord(seq: 7, timeMs: 1, record: .extended(token: Token(slot: 1, generation: 1, secret: 1), deadlineWallMs: 2))
         let bytes = RecordCodec.encode(r)
         dir.write(SegmentFiles.name(firstSeq: 7), [])
         let writer = try JournalWriter(directory: dir.path)

@@ -63,7 +63,7 @@ struct SyncLatencyTests {
                 seq += 1
                 RecordCodec.encode(SequencedRecord(seq: seq, timeMs: 1_700_000_000_000 + seq, record: .reserved(
                     token: Token(slot: UInt32(seq), generation: 1, secret: seq &* 0x9E37_79B9_7F4A_7C15),
-                    sku: SKU("aurora-jacket-\(b % 100)")!, quantity: 1, deadlineMs: 1_800_000_000_000,
+                    sku: SKU("aurora-jacket-\(b % 100)")!, quantity: 1, deadlineWallMs: 1_800_000_000_000,
                     customer: customer, idempotencyKey: .empty, bundle: false)), into: buffer)
             }
             let t0 = clock.now

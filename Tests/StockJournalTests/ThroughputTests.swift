@@ -22,11 +22,11 @@ struct ThroughputTests {
         func token(_ n: UInt32) -> Token { Token(slot: n, generation: 1, secret: UInt64(n) &* 0x9E37_79B9_7F4A_7C15) }
         while out.count < count {
             i += 1
-            add(.reserved(token: token(i), sku: skus[Int(i % 100)], quantity: 1, deadlineMs: 1_800_000_000_000,
+            add(.reserved(token: token(i), sku: skus[Int(i % 100)], quantity: 1, deadlineWallMs: 1_800_000_000_000,
                           customer: i % 4 == 0 ? customer : .empty, idempotencyKey: .empty, bundle: false))
             guard i > 50 else { continue }
             let old = i - 50, sku = skus[Int(old % 100)]
-            if old % 3 == 0 { add(.extended(token: token(old), deadlineMs: 1_800_000_100_000)) }
+            if old % 3 == 0 { add(.extended(token: token(old), deadlineWallMs: 1_800_000_100_000)) }
             switch old % 5 {
             case 0, 1, 2: add(.confirmed(token: token(old), sku: sku, quantity: 1, returned: 0, orderReference: .empty))
             case 3: add(.released(token: token(old), sku: sku, quantity: 1))
@@ -102,7 +102,7 @@ extension ThroughputTests {
     @Test func encodeHotPath() {
         let r = SequencedRecord(seq: 1, timeMs: 2, record: .reserved(
             token: Token(slot: 1, generation: 2, secret: 3), sku: SKU("aurora-jacket-red-M")!, quantity: 1,
-            deadlineMs: 4, customer: ShortBytes("viewer-000123")!, idempotencyKey: .empty, bundle: false))
+            deadlineWallMs: 4, customer: ShortBytes("viewer-000123")!, idempotencyKey: .empty, bundle: false))
         let buffer = RecordBuffer(capacity: 1 << 16)
         let clock = ContinuousClock()
         let n = 1_000_000
