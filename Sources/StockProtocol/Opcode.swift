@@ -56,21 +56,64 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     }
 
     /// What the server must know of this operation before it runs it (PROTOCOL.md §4, the "role"
-    /// column and §3.2's check order). One exhaustive switch: a new opcode does not compile until
-    /// its facts are stated here, and the server reads them nowhere else.
+    /// column and §3.2's check order), and the sizes its request and OK answer payloads can have
+    /// (§4's layouts). One exhaustive switch: a new opcode does not compile until its facts are
+    /// stated here, and the server reads them nowhere else. Tests hold the codec to the sizes.
     @inlinable
     public var facts: OpcodeFacts {
+        typealias S = PayloadSize
+        let sku = S.short(1, Limits.maxSKULength)  // u8 length + 1...64 bytes
+        let text = S.short(0, Limits.maxShortBytes)  // u8 length + 0...64 bytes
+        let info = S.fixed(StockInfo.size)
         switch self {
         // Session: anyone, before and after HELLO.
-        case .hello, .ping: OpcodeFacts(role: .none, changesState: false)
+        case .hello:
+            return OpcodeFacts(role: .none, changesState: false,
+                               request: .fixed(2) + text + .short(0, Limits.maxCredentialLength),
+                               answer: .fixed(23) + .short(0, 255))
+        case .ping: return OpcodeFacts(role: .none, changesState: false, request: .fixed(0), answer: .fixed(0))
         // Reads and the feed: read-only monitors (viewer) and up.
-        case .stockGet, .stockList, .stats, .subscribe, .credit: OpcodeFacts(role: .viewer, changesState: false)
+        case .stockGet: return OpcodeFacts(role: .viewer, changesState: false, request: sku, answer: info)
+        case .stockList:
+            return OpcodeFacts(role: .viewer, changesState: false, request: .fixed(6),
+                               answer: .fixed(6) + (sku + info).times(0, Int(Limits.maxListPage)))
+        case .stats:
+            // Bounded by the frame: the server cuts STATS to fit (no count of its own).
+            return OpcodeFacts(role: .viewer, changesState: false, request: .fixed(0),
+                               answer: PayloadSize(min: 2, max: nil))
+        case .subscribe:
+            return OpcodeFacts(role: .viewer, changesState: false, request: .fixed(14) + text, answer: .fixed(16))
+        case .credit:  // never answered
+            return OpcodeFacts(role: .viewer, changesState: false, request: .fixed(4), answer: nil)
         // Holds: checkout services and up; journaled before they are answered.
-        case .reserve, .reserveBundle, .confirm, .release, .extend: OpcodeFacts(role: .checkout, changesState: true)
+        case .reserve:
+            return OpcodeFacts(role: .checkout, changesState: true, request: .fixed(8) + sku + text + text,
+                               answer: .fixed(Token.size + 16))
+        case .reserveBundle:
+            return OpcodeFacts(role: .checkout, changesState: true,
+                               request: .fixed(4) + text + text + .fixed(1)
+                                   + (.fixed(4) + sku).times(1, Limits.maxBundleLines),
+                               answer: .fixed(Token.size + 8))
+        case .confirm:
+            return OpcodeFacts(role: .checkout, changesState: true, request: .fixed(Token.size + 4) + text,
+                               answer: .fixed(8))
+        case .release:
+            return OpcodeFacts(role: .checkout, changesState: true, request: .fixed(Token.size), answer: .fixed(4))
+        case .extend:
+            return OpcodeFacts(role: .checkout, changesState: true, request: .fixed(Token.size + 4), answer: .fixed(8))
         // Stock changes: operators only; journaled.
-        case .stockSet, .stockAdjust, .backupRelease, .backupHold, .stage: OpcodeFacts(role: .admin, changesState: true)
+        case .stockSet:
+            return OpcodeFacts(role: .admin, changesState: true, request: .fixed(25) + sku, answer: info)
+        case .stockAdjust:
+            return OpcodeFacts(role: .admin, changesState: true, request: .fixed(9) + sku, answer: info)
+        case .backupRelease, .backupHold:
+            return OpcodeFacts(role: .admin, changesState: true, request: .fixed(8) + sku, answer: info)
+        case .stage:
+            return OpcodeFacts(role: .admin, changesState: true,
+                               request: .fixed(2) + (.fixed(24) + sku).times(1, Limits.maxStageLines),
+                               answer: .fixed(4))
         // Server to client only: a client sending it gets UNKNOWN_OPCODE, like any opcode it may not send.
-        case .event: OpcodeFacts(role: .none, changesState: false)
+        case .event: return OpcodeFacts(role: .none, changesState: false, request: nil, answer: nil)
         }
     }
 
@@ -78,11 +121,11 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     /// answered UNKNOWN_OPCODE whoever sends it).
     @inlinable
     public static func facts(_ raw: UInt8) -> OpcodeFacts {
-        Opcode(rawValue: raw)?.facts ?? OpcodeFacts(role: .none, changesState: false)
+        Opcode(rawValue: raw)?.facts ?? .unassigned
     }
 }
 
-/// The per-opcode facts the server checks before running a request.
+/// The per-opcode facts: what the server checks before running a request, and its layouts' sizes.
 public struct OpcodeFacts: Sendable, Equatable {
     /// The least role a session needs (roles ordered none < viewer < checkout < admin: compare by
     /// rank, `needed > role`, never by wire value — viewer's wire value 3 is above admin's 2).
@@ -90,10 +133,54 @@ public struct OpcodeFacts: Sendable, Equatable {
     /// Whether the request changes state: it needs a healthy journal and is answered only once
     /// its record is durable.
     public let changesState: Bool
+    /// The payload sizes a valid request can have; nil: a client never sends it.
+    public let request: PayloadSize?
+    /// The payload sizes an OK answer can have; nil: never answered OK.
+    public let answer: PayloadSize?
 
     @inlinable
-    public init(role: Role, changesState: Bool) {
+    public init(role: Role, changesState: Bool, request: PayloadSize?, answer: PayloadSize?) {
         self.role = role
         self.changesState = changesState
+        self.request = request
+        self.answer = answer
     }
+
+    /// An unassigned opcode byte's facts.
+    public static let unassigned = OpcodeFacts(role: .none, changesState: false, request: nil, answer: nil)
+}
+
+/// The range of sizes (bytes) a payload layout allows: fixed fields add, a u8-length-prefixed
+/// field adds 1 + its bounds, a counted list multiplies. `max` nil: bounded only by the frame.
+public struct PayloadSize: Sendable, Equatable {
+    public let min: Int
+    public let max: Int?
+
+    @inlinable
+    public init(min: Int, max: Int?) {
+        precondition(min >= 0 && (max ?? min) >= min, "a payload size range is 0 <= min <= max")
+        self.min = min
+        self.max = max
+    }
+
+    /// Exactly `bytes`.
+    @inlinable public static func fixed(_ bytes: Int) -> PayloadSize { PayloadSize(min: bytes, max: bytes) }
+
+    /// A field of one length byte and `min...max` bytes after it.
+    @inlinable public static func short(_ min: Int, _ max: Int) -> PayloadSize {
+        PayloadSize(min: 1 + min, max: 1 + max)
+    }
+
+    /// `min...max` repetitions of this layout.
+    @inlinable public func times(_ min: Int, _ max: Int) -> PayloadSize {
+        PayloadSize(min: self.min * min, max: self.max.map { $0 * max })
+    }
+
+    /// One layout after the other.
+    @inlinable public static func + (a: PayloadSize, b: PayloadSize) -> PayloadSize {
+        PayloadSize(min: a.min + b.min, max: a.max.flatMap { x in b.max.map { x + $0 } })
+    }
+
+    /// Whether a payload of `count` bytes fits.
+    @inlinable public func admits(_ count: Int) -> Bool { count >= min && count <= (max ?? .max) }
 }

@@ -134,17 +134,12 @@ public enum ResponseCodec {
             w.writeU32(h.maxInflight)
             w.writeArray8(h.serverName)
         case .pong: break
-        case .reserved(let r):
-            w.writeToken(r.token)
-            w.writeU64(r.expiresAtMs)
-            w.writeU64(r.available)
+        case .reserved(let r): encodeReserved(r, into: &w)
         case .bundleReserved(let b):
             w.writeToken(b.token)
             w.writeU64(b.expiresAtMs)
-        case .confirmed(let c):
-            w.writeU32(c.confirmed)
-            w.writeU32(c.returned)
-        case .released(let units): w.writeU32(units)
+        case .confirmed(let c): encodeConfirmed(c, into: &w)
+        case .released(let units): encodeReleased(units: units, into: &w)
         case .extended(let at): w.writeU64(at)
         case .stock(let info): writeInfo(info, into: &w)
         case .staged(let s):
@@ -171,6 +166,32 @@ public enum ResponseCodec {
         case .failure(_, let detail):
             encodeDetail(detail, into: &w)
         }
+    }
+
+    // The checkout answers, one function each: the general path above and
+    // the server's fast paths (RESERVE, CONFIRM, RELEASE without the
+    // `Response` enum) encode through the same code. Inlinable so a fast
+    // path compiles to the stores themselves.
+
+    /// RESERVE's OK body: token, expiry (wall ms), available (32 bytes).
+    @inlinable
+    public static func encodeReserved(_ r: Reservation, into w: inout ByteWriter) {
+        w.writeToken(r.token)
+        w.writeU64(r.expiresAtMs)
+        w.writeU64(r.available)
+    }
+
+    /// CONFIRM's OK body: units confirmed, units returned (8 bytes).
+    @inlinable
+    public static func encodeConfirmed(_ c: ConfirmReply, into w: inout ByteWriter) {
+        w.writeU32(c.confirmed)
+        w.writeU32(c.returned)
+    }
+
+    /// RELEASE's OK body: units returned (4 bytes).
+    @inlinable
+    public static func encodeReleased(units: UInt32, into w: inout ByteWriter) {
+        w.writeU32(units)
     }
 
     /// Appends a StockInfo's 56 bytes.

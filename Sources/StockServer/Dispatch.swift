@@ -179,9 +179,8 @@ extension Connection {
         }
         reservationMade(o)
         let start = beginOK(header)
-        out.writeToken(o.token)
-        out.writeU64(o.deadlineCoreMs &+ wallOffsetMs)
-        out.writeU64(o.available)
+        ResponseCodec.encodeReserved(Reservation(token: o.token, expiresAtMs: o.deadlineCoreMs &+ wallOffsetMs,
+                                                 available: o.available), into: &out)
         ok(header, start: start)
     }
 
@@ -194,7 +193,7 @@ extension Connection {
             return fail(opcode: header.opcode, requestID: header.requestID, error.status, error.detail)
         }
         let start = beginOK(header)
-        out.writeU32(units)
+        ResponseCodec.encodeReleased(units: units, into: &out)
         ok(header, start: start)
     }
 
@@ -207,8 +206,7 @@ extension Connection {
             return fail(opcode: header.opcode, requestID: header.requestID, error.status, error.detail)
         }
         let start = beginOK(header)
-        out.writeU32(reply.confirmed)
-        out.writeU32(reply.returned)
+        ResponseCodec.encodeConfirmed(reply, into: &out)
         ok(header, start: start)
     }
 

@@ -44,8 +44,95 @@ import Testing
         // Whoever changes state is at least checkout: a viewer can never reach the journal.
         for op in Opcode.allCases where op.facts.changesState { #expect(op.facts.role >= .checkout, "\(op.name)") }
         for raw in 0...255 where Opcode(rawValue: UInt8(raw)) == nil {
-            #expect(Opcode.facts(UInt8(raw)) == OpcodeFacts(role: .none, changesState: false), "byte \(raw)")
+            #expect(Opcode.facts(UInt8(raw)) == .unassigned, "byte \(raw)")
         }
         for op in Opcode.allCases { #expect(Opcode.facts(op.rawValue) == op.facts) }
+    }
+}
+
+/// The table's payload sizes against the codec: every vector's payload fits its opcode's range,
+/// and the largest and smallest valid requests the codec can encode land on the range's ends.
+@Suite struct OpcodeLayoutTests {
+    static let longest = ShortBytes(String(repeating: "x", count: Limits.maxSKULength))!
+    static let token = Token(slot: 7, generation: 1, secret: 42)
+
+    @Test("every request vector the codec accepts, and every OK answer vector, fits its opcode's range")
+    func vectorsFitTheTable() throws {
+        var checked = 0
+        for v in Vectors.requests + Vectors.responses {
+            guard case .frame(let header, let payload) = parseFrame(v.bytes),
+                  let op = Opcode(rawValue: header.opcode) else { continue }
+            let size = payload.count
+            if header.isResponse {
+                guard header.status == Status.ok.rawValue, op != .event else { continue }
+                let answer = try #require(op.facts.answer, "\(v.name): \(op.name) is answered OK")
+                #expect(answer.admits(size), "\(v.name): \(size) bytes outside \(answer)")
+            } else {
+                guard case .success = decodeRequest(header, v.bytes.withUnsafeBytes { UnsafeRawBufferPointer(rebasing: $0[payload]) }) else { continue }
+                let request = try #require(op.facts.request, "\(v.name): \(op.name) is sent by clients")
+                #expect(request.admits(size), "\(v.name): \(size) bytes outside \(request)")
+            }
+            checked += 1
+        }
+        #expect(checked >= 40, "the vectors cover the table (\(checked) checked)")
+    }
+
+    /// The payload the codec writes for `request`.
+    static func payloadSize(_ request: Request) -> Int {
+        var w = ByteWriter()
+        RequestCodec.encode(request, requestID: 1, into: &w)
+        return w.count - Limits.headerSize
+    }
+
+    @Test("the largest valid requests are the table's maxima, the smallest its minima")
+    func requestExtremesAreTheRangeEnds() {
+        let x = Self.longest
+        let one = SKU("A")!
+        let t = Self.token
+        let cases: [(Request, Request)] = [
+            (.hello(Hello(clientName: [])),
+             .hello(Hello(clientName: Array(x.bytes), credential: [UInt8](repeating: 1, count: Limits.maxCredentialLength)))),
+            (.reserve(Reserve(sku: one, quantity: 1)),
+             .reserve(Reserve(sku: x, quantity: 1, customer: x, idempotencyKey: x))),
+            (.reserveBundle(ReserveBundle(lines: [BundleLine(sku: one, quantity: 1)])),
+             .reserveBundle(ReserveBundle(lines: (0..<Limits.maxBundleLines).map { _ in BundleLine(sku: x, quantity: 1) },
+                                          customer: x, idempotencyKey: x))),
+            (.confirm(Confirm(token: t)), .confirm(Confirm(token: t, orderReference: x))),
+            (.stockSet(StockSet(sku: one, onHand: 1)), .stockSet(StockSet(sku: x, onHand: 1))),
+            (.stockAdjust(StockAdjust(sku: one, delta: 1)), .stockAdjust(StockAdjust(sku: x, delta: 1))),
+            (.stockGet(one), .stockGet(x)),
+            (.backupRelease(BackupMove(sku: one, quantity: 1)), .backupHold(BackupMove(sku: x, quantity: 1))),
+            (.stage(Stage(lines: [StageLine(sku: one, onHand: 1)])),
+             .stage(Stage(lines: (0..<Limits.maxStageLines).map { _ in StageLine(sku: x, onHand: 1) }))),
+            (.subscribe(Subscribe(from: 0, credit: 1)), .subscribe(Subscribe(from: 0, credit: 1, skuPrefix: x))),
+            (.release(t), .release(t)), (.extend(Extend(token: t, ttlMs: 1)), .extend(Extend(token: t, ttlMs: 1))),
+            (.ping, .ping), (.stats, .stats), (.stockList(StockList()), .stockList(StockList())), (.credit(1), .credit(1)),
+        ]
+        #expect(Set(cases.map(\.0.opcode)).union(cases.map(\.1.opcode)) == Set(Opcode.allCases.filter { $0 != .event }))
+        for (small, large) in cases {
+            let range = small.opcode.facts.request
+            #expect(range?.min == Self.payloadSize(small), "\(small.opcode.name) smallest")
+            #expect(range?.max == Self.payloadSize(large), "\(large.opcode.name) largest")
+        }
+    }
+
+    @Test("fixed-size OK answers are the sizes the codec writes")
+    func fixedAnswers() {
+        let t = Self.token
+        let info = StockInfo(onHand: 1, available: 1, reserved: 0, confirmed: 0, lowStockThreshold: 0)
+        let bodies: [(Opcode, ResponseBody)] = [
+            (.reserve, .reserved(Reservation(token: t, expiresAtMs: 1, available: 1))),
+            (.reserveBundle, .bundleReserved(BundleReservation(token: t, expiresAtMs: 1))),
+            (.confirm, .confirmed(ConfirmReply(confirmed: 1, returned: 0))), (.release, .released(units: 1)),
+            (.extend, .extended(expiresAtMs: 1)), (.stockSet, .stock(info)), (.stockAdjust, .stock(info)),
+            (.stockGet, .stock(info)), (.backupRelease, .stock(info)), (.backupHold, .stock(info)),
+            (.stage, .staged(StageReply(lines: 1, created: 1))), (.subscribe, .subscribed(FeedStart(start: 1, end: 1))),
+            (.ping, .pong),
+        ]
+        for (op, body) in bodies {
+            var w = ByteWriter()
+            ResponseCodec.encodeBody(body, into: &w)
+            #expect(op.facts.answer == .fixed(w.count), "\(op.name): \(w.count) bytes")
+        }
     }
 }
