@@ -60,7 +60,7 @@ bench: test-deps
 	  $$B compare throughput --connections 16 --pipeline 1 --duration 5s --warmup 1s; \
 	  echo; echo "== flash sale: 20 SKUs x 500 units, a stampede of 20,000 buyers within 200 ms (100k/s), mix 10:7:2:1, ttl 1 s"; \
 	  $$B compare flash-sale --skus 20 --stock 500 --buyers 20000 --within 200ms; \
-	  echo; bench/redis-baseline.sh'
+	  echo; bench/StockBenchRedis-baseline.sh'
 
 # The operator tools the README's walkthrough calls, release builds next to stockd in
 # .build/release (README, "A show, end to end": `export PATH="$$PWD/.build/release:$$PATH"`).

@@ -8,7 +8,7 @@
 //     .package(url: "https://…/stockd.git", from: "0.2.0", traits: [])
 // and then resolves only this package and swift-log: every other dependency below is used only
 // under "Server", and SwiftPM does not fetch what a disabled trait alone uses
-// (clients/swift/README.md; `make consumer-check` proves it with a throwaway package).
+// (clients/StockClient/README.md; `make consumer-check` proves it with a throwaway package).
 import PackageDescription
 
 // Warnings are errors in this repository's debug builds. A safe setting (an unsafe flag would make
@@ -62,23 +62,23 @@ let package = Package(
             dependencies: ["StockProtocol", server("Atomics", "swift-atomics")],
             swiftSettings: strict
         ),
-        // Loopback benchmarks of the server layer (bench/echo, bench/driver).
+        // Loopback benchmarks of the server layer (bench/stockd-echo, bench/stockbench-lite).
         .target(
             name: "BenchSupport",
             dependencies: ["StockProtocol", "CLibUV"],
-            path: "bench/support",
+            path: "bench/BenchSupport",
             swiftSettings: strict
         ),
         .executableTarget(
             name: "stockd-echo",
             dependencies: ["StockProtocol", "CLibUV", "BenchSupport"],
-            path: "bench/echo",
+            path: "bench/stockd-echo",
             swiftSettings: strict
         ),
         .executableTarget(
             name: "stockbench-lite",
             dependencies: ["StockProtocol", "CLibUV", "BenchSupport", "CommandSupport"],
-            path: "bench/driver",
+            path: "bench/stockbench-lite",
             exclude: ["run-matrix.sh"],
             swiftSettings: strict
         ),
@@ -126,7 +126,7 @@ let package = Package(
         .target(
             name: "StockClient",
             dependencies: ["StockProtocol", .product(name: "Logging", package: "swift-log")],
-            path: "clients/swift",
+            path: "clients/StockClient",
             exclude: ["README.md"],
             swiftSettings: strict
         ),
@@ -137,7 +137,7 @@ let package = Package(
                 "StockClient", "CommandSupport",
                 server("ArgumentParser", "swift-argument-parser"),
             ],
-            path: "clients/cli",
+            path: "clients/stockctl",
             swiftSettings: strict
         ),
         // stock-hooks: the event feed bridged to a warehouse / OMS webhook (signed HTTP POSTs).
@@ -149,22 +149,22 @@ let package = Package(
                 server("AsyncHTTPClient", "async-http-client"),
                 server("Crypto", "swift-crypto"),
             ],
-            path: "clients/hooks",
+            path: "clients/stock-hooks",
             exclude: ["README.md"],
             swiftSettings: strict
         ),
         // Benchmarks (bench/): print figures, never assert speed.
-        .target(name: "CMallocCounter", path: "bench/malloc-counter"),
+        .target(name: "CMallocCounter", path: "bench/CMallocCounter"),
         .executableTarget(
             name: "stockcore-bench",
             dependencies: ["StockCore", "CMallocCounter", server("Atomics", "swift-atomics")],
-            path: "bench/core"
+            path: "bench/stockcore-bench"
         ),
         // stockbench: the flash-sale load generator, stockd and the Redis baseline side by side.
         .target(
             name: "StockBenchRedis",
             dependencies: ["BenchSupport"],
-            path: "bench/redis",
+            path: "bench/StockBenchRedis",
             exclude: ["README.md"],
             resources: [.copy("reserve.lua"), .copy("confirm.lua"), .copy("release.lua"), .copy("sweep.lua")],
             swiftSettings: strict
@@ -182,7 +182,7 @@ let package = Package(
         .executableTarget(
             name: "stockproto-bench",
             dependencies: ["StockProtocol"],
-            path: "bench/decode",
+            path: "bench/stockproto-bench",
             swiftSettings: strict
         ),
         // stockd-fuzz: libFuzzer entry points over the frame decoder and the server's dispatch

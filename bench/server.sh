@@ -15,7 +15,7 @@ run_server() { # label cmd...
   "$@" --port 0 --port-file "$tmp/port" 2>"$tmp/server.err" &
   local pid=$!
   for i in $(seq 50); do [ -s "$tmp/port" ] && break; sleep 0.1; done
-  PORT=$(cat "$tmp/port") LABEL=$label OPS="${OPS}" bench/driver/run-matrix.sh
+  PORT=$(cat "$tmp/port") LABEL=$label OPS="${OPS}" bench/stockbench-lite/run-matrix.sh
   kill -TERM $pid; wait $pid
 }
 OPS=ping run_server echo-w1 $B/stockd-echo --workers 1

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A stand-in for the OMS's webhook endpoint, for the README walkthrough ("A show, end to end").
 
-Listens on 127.0.0.1, verifies each stock-hooks POST's HMAC signature (clients/hooks/README.md,
+Listens on 127.0.0.1, verifies each stock-hooks POST's HMAC signature (clients/stock-hooks/README.md,
 "Verifying a request") on the raw body, drops a delivery it has already stored (Stockd-Event-Id
 is the idempotency key), appends every new event to --log as one JSON line, and prints one line
 per event. Answers 204 once stored, 401 for a bad or stale signature, 400 for a body that is not

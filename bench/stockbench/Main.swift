@@ -1,6 +1,6 @@
 // stockbench: the flash-sale load generator. The same workload code drives
 // stockd (its binary protocol) and the Redis baseline (RESP + the Lua scripts
-// in bench/redis/), so a comparison is a ratio measured in one run, on one
+// in bench/StockBenchRedis/), so a comparison is a ratio measured in one run, on one
 // machine. See bench/README.md.
 
 import ArgumentParser

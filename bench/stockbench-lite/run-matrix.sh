@@ -4,8 +4,8 @@
 #   ops {ping, reserve-release} x connections {1, 16, 64} x depth {1, 32},
 #   3-second runs after a 1-second warmup (12 runs, about 50 s).
 #
-# usage: PORT=7878 LABEL=stockd-w2 bench/driver/run-matrix.sh
-#    or: bench/driver/run-matrix.sh PORT LABEL
+# usage: PORT=7878 LABEL=stockd-w2 bench/stockbench-lite/run-matrix.sh
+#    or: bench/stockbench-lite/run-matrix.sh PORT LABEL
 # Optional environment: DRIVER (path to stockbench-lite; default: the release
 # build under .build-bench, else .build), THREADS (driver loops, default 1),
 # SKU (default BENCH-HOT; the server's catalog must hold it for reserve-release),

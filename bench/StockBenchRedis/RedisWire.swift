@@ -8,7 +8,7 @@ import Glibc
 // EVALSHA of reserve.lua / confirm.lua / release.lua in RESP, and each
 // top-level RESP reply becomes one `BenchReply`.
 //
-// Reply scheme (see bench/redis/README.md): the scripts answer an array of
+// Reply scheme (see bench/StockBenchRedis/README.md): the scripts answer an array of
 // integers whose first element is a status that is unique per outcome across
 // all three scripts, so the status and the array length alone say what a
 // reply is — the parser never needs to know which op it answers:
