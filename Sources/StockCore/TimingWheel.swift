@@ -77,24 +77,38 @@ public final class TimingWheel {
 
     /// Entries per storage block (a block is 256 x 16 bytes = 4 KiB).
     static let blockCapacity: Int = 256
+    /// log2 of level 0's bucket count: 256 buckets of 1 ms.
+    static let level0Bits: UInt64 = 8
+    /// log2 of the bucket count of each of levels 1, 2 and 3: 64 buckets, each spanning a whole
+    /// lower level (256 ms, 16.4 s, 17.5 min).
+    static let upperLevelBits: UInt64 = 6
     /// Buckets on level 0 (1 ms each).
-    static let level0BucketCount: Int = 256
+    static let level0BucketCount: Int = 1 << level0Bits
     /// Buckets on each of levels 1, 2 and 3.
-    static let upperBucketCount: Int = 64
-    /// Buckets on levels 0 through 3 together; also the number of occupancy bits.
-    static let wheelBucketCount: Int = 256 + 3 * 64
-    /// Chain index of the overflow bucket (deadlines beyond the level-3 epoch).
-    static let overflowChain: Int = 448
-    /// Chain index of the due queue (the backlog).
-    static let dueChain: Int = 449
-    /// Chain index of the bucket being cascaded.
-    static let pendingChain: Int = 450
-    /// Number of chains: wheel buckets, overflow, due queue, pending cascade.
-    static let chainCount: Int = 451
-    /// Words in the occupancy bitmap (448 bits).
-    static let occupancyWordCount: Int = 7
+    static let upperBucketCount: Int = 1 << upperLevelBits
+    /// Mask of a bucket's index within an upper level.
+    static let upperBucketMask: UInt64 = (1 << upperLevelBits) - 1
+    /// Chain index of level 1's, 2's and 3's first bucket (they follow level 0's, in order).
+    static let level1FirstBucket: Int = level0BucketCount
+    static let level2FirstBucket: Int = level1FirstBucket + upperBucketCount
+    static let level3FirstBucket: Int = level2FirstBucket + upperBucketCount
+    /// log2 of the span of one level-1, level-2 and level-3 epoch in milliseconds.
+    static let level1EpochBits: UInt64 = level0Bits + upperLevelBits
+    static let level2EpochBits: UInt64 = level1EpochBits + upperLevelBits
     /// log2 of one level-3 epoch in milliseconds (2^26 ms ~ 18.6 h).
-    static let topEpochBits: UInt64 = 26
+    static let topEpochBits: UInt64 = level2EpochBits + upperLevelBits
+    /// Buckets on levels 0 through 3 together (448); also the number of occupancy bits.
+    static let wheelBucketCount: Int = level3FirstBucket + upperBucketCount
+    /// Chain index of the overflow bucket (deadlines beyond the level-3 epoch).
+    static let overflowChain: Int = wheelBucketCount
+    /// Chain index of the due queue (the backlog).
+    static let dueChain: Int = overflowChain + 1
+    /// Chain index of the bucket being cascaded.
+    static let pendingChain: Int = dueChain + 1
+    /// Number of chains: wheel buckets, overflow, due queue, pending cascade.
+    static let chainCount: Int = pendingChain + 1
+    /// Words in the occupancy bitmap (one bit per wheel bucket).
+    static let occupancyWordCount: Int = (wheelBucketCount + 63) / 64
     /// Lower bound on the entries one advance may visit while cascading.
     static let minimumCascadeVisitsPerAdvance: Int = 4096
     /// Cascade visits allowed per unit of fire budget (a visit is much cheaper than a fire).
@@ -366,20 +380,24 @@ public final class TimingWheel {
     @inline(__always)
     private func bucketIndex(deadlineMs: UInt64) -> Int {
         assert(deadlineMs > cursorMs, "TimingWheel: placing a deadline that is not after the cursor")
+        typealias W = TimingWheel
         let differingBits = deadlineMs ^ cursorMs
-        if differingBits < (1 << 8) {
-            return Int(truncatingIfNeeded: deadlineMs & 255)
+        let bucket: Int
+        if differingBits < (1 << W.level0Bits) {
+            bucket = Int(truncatingIfNeeded: deadlineMs & UInt64(W.level0BucketCount - 1))
+        } else if differingBits < (1 << W.level1EpochBits) {
+            bucket = W.level1FirstBucket + Int(truncatingIfNeeded: (deadlineMs >> W.level0Bits) & W.upperBucketMask)
+        } else if differingBits < (1 << W.level2EpochBits) {
+            bucket = W.level2FirstBucket
+                + Int(truncatingIfNeeded: (deadlineMs >> W.level1EpochBits) & W.upperBucketMask)
+        } else if differingBits < (1 << W.topEpochBits) {
+            bucket = W.level3FirstBucket
+                + Int(truncatingIfNeeded: (deadlineMs >> W.level2EpochBits) & W.upperBucketMask)
+        } else {
+            return W.overflowChain
         }
-        if differingBits < (1 << 14) {
-            return 256 + Int(truncatingIfNeeded: (deadlineMs >> 8) & 63)
-        }
-        if differingBits < (1 << 20) {
-            return 320 + Int(truncatingIfNeeded: (deadlineMs >> 14) & 63)
-        }
-        if differingBits < (1 << TimingWheel.topEpochBits) {
-            return 384 + Int(truncatingIfNeeded: (deadlineMs >> 20) & 63)
-        }
-        return TimingWheel.overflowChain
+        assert(bucket >= 0 && bucket < W.wheelBucketCount, "TimingWheel: bucket index out of the wheel")
+        return bucket
     }
 
     /// Start time of a bucket's range relative to the current cursor; for the overflow
@@ -391,13 +409,15 @@ public final class TimingWheel {
         let shift: UInt64
         let epochBits: UInt64
         let index: UInt64
+        precondition(bucket >= 0 && bucket < TimingWheel.wheelBucketCount, "TimingWheel: not a wheel bucket")
         if bucket < TimingWheel.level0BucketCount {
-            (shift, epochBits, index) = (0, 8, UInt64(bucket))
+            (shift, epochBits, index) = (0, TimingWheel.level0Bits, UInt64(bucket))
         } else {
-            let level = UInt64((bucket - TimingWheel.level0BucketCount) >> 6)  // 0, 1, 2 for levels 1-3
-            shift = 8 + 6 * level
-            epochBits = shift + 6
-            index = UInt64((bucket - TimingWheel.level0BucketCount) & 63)
+            let upper = bucket - TimingWheel.level1FirstBucket
+            let level = UInt64(upper >> Int(TimingWheel.upperLevelBits))  // 0, 1, 2 for levels 1-3
+            shift = TimingWheel.level0Bits + TimingWheel.upperLevelBits * level
+            epochBits = shift + TimingWheel.upperLevelBits
+            index = UInt64(upper) & TimingWheel.upperBucketMask
         }
         let epochStartMs = cursorMs & ~((UInt64(1) << epochBits) - 1)
         return epochStartMs | (index << shift)

@@ -59,6 +59,16 @@ private func stepMs(_ wheel: TimingWheel, from fromMs: UInt64, to toMs: UInt64) 
 }
 
 @Suite struct TimingWheelTests {
+    /// The named bucket bounds add up to the layout the header comment describes.
+    @Test func bucketLayoutIsTheDocumentedOne() {
+        #expect(TimingWheel.level0BucketCount == 256 && TimingWheel.upperBucketCount == 64)
+        #expect([TimingWheel.level1FirstBucket, TimingWheel.level2FirstBucket, TimingWheel.level3FirstBucket]
+                == [256, 320, 384])
+        #expect(TimingWheel.wheelBucketCount == 448 && TimingWheel.chainCount == 451)
+        #expect(TimingWheel.occupancyWordCount * 64 >= TimingWheel.wheelBucketCount)
+        #expect(TimingWheel.topEpochBits == 26)
+    }
+
     @Test func firesExactlyAtTheDeadlineNotOneMillisecondBefore() {
         let startMs: UInt64 = 1_000_003
         // One deadline per interesting distance: each level, each level boundary, overflow.
