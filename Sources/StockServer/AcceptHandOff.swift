@@ -13,6 +13,9 @@ import StockCore
 extension LoopWorker {
     /// Creates, binds and listens on worker 0's raw socket; returns the bound port.
     func bindHandOff(host: String, port: Int) -> Result<Int, ConfigError> {
+        assertInLoop()
+        // `finishStop` and `acceptAll` rely on it: worker 0 alone polls the socket.
+        precondition(index == 0 && config.acceptMode == .handOff, "hand-off listener on worker \(index)")
         uv_loop_set_data(loop, Unmanaged.passUnretained(self).toOpaque())
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return .failure(ConfigError("socket failed: errno \(errno)")) }
@@ -48,11 +51,14 @@ extension LoopWorker {
 
     /// Joins a worker that accepts nothing itself (hand-off mode, workers 1...).
     func attachWithoutListener() {
+        assertInLoop()
+        precondition(index > 0 && config.acceptMode == .handOff, "worker \(index) without a listener")
         uv_loop_set_data(loop, Unmanaged.passUnretained(self).toOpaque())
     }
 
     /// Accepts everything pending and deals it out.
     func acceptAll() {
+        assertInLoop()
         while true {
             let fd = accept(listenFD, nil, nil)
             if fd < 0 { return }  // EAGAIN: nothing more now (or a transient error: next wake-up)
@@ -67,6 +73,7 @@ extension LoopWorker {
     /// wake it; false once this worker's loop is ending (`finishStop`). The
     /// wake-up is sent under the lock, so it can never reach a closed handle.
     func enqueueHandOff(_ fd: Int32) -> Bool {
+        assertNotInLoop()  // worker 0's thread; it adopts its own share directly
         pthread_mutex_lock(handoffLock)
         defer { pthread_mutex_unlock(handoffLock) }
         guard handOffOpen else { return false }
@@ -77,6 +84,7 @@ extension LoopWorker {
 
     /// Takes the whole queue (any thread may be appending).
     func drainHandOffs() -> [Int32] {
+        assertInLoop()
         pthread_mutex_lock(handoffLock)
         defer { pthread_mutex_unlock(handoffLock) }
         let fds = handoffQueue
@@ -86,11 +94,13 @@ extension LoopWorker {
 
     /// Async callback: adopt every queued descriptor.
     func takeHandOffs() {
+        assertInLoop()
         for fd in drainHandOffs() { adopt(fd) }
     }
 
     /// Wraps an accepted descriptor in a libuv handle on this loop.
     private func adopt(_ fd: Int32) {
+        assertInLoop()
         let tcp = UnsafeMutablePointer<uv_tcp_t>.allocate(capacity: 1)
         uv_tcp_init(loop, tcp)
         guard uv_tcp_open(tcp, fd) == 0 else {

@@ -28,8 +28,21 @@ public final class AuthTable: Sendable {
     public let entries: [AuthEntry]
     /// Shortest secret accepted: 16 characters (about 95 bits when random printable ASCII).
     public static let minSecret = 16
+    /// Longest credential name, bytes (printable ASCII).
+    static let maxNameBytes = 64
+    /// Largest auth file read, bytes.
+    static let maxFileBytes = 1 << 20
+    /// The auth file is read this many bytes at a time.
+    static let readChunkBytes = 4096
 
-    init(entries: [AuthEntry]) { self.entries = entries }
+    init(entries: [AuthEntry]) {
+        // `match` compares `Limits.maxCredentialLength` bytes: a longer secret would match on its
+        // prefix. `parse` checks every line; this is what the comparison relies on.
+        precondition(!entries.isEmpty && entries.allSatisfy {
+            $0.secret.count >= AuthTable.minSecret && $0.secret.count <= Limits.maxCredentialLength
+        }, "auth table with an empty list or a secret outside minSecret...maxCredentialLength")
+        self.entries = entries
+    }
 
     /// The entry whose secret is `credential`, or nil. Every secret is
     /// compared over the full credential limit, whatever the inputs.
@@ -76,8 +89,8 @@ public final class AuthTable: Sendable {
                 continue
             }
             let (name, roleName, secret) = (fields[0], fields[1], Array(fields[2].utf8))
-            guard name.utf8.count <= 64, name.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
-                problems.append("line \(lineNo): name must be 1-64 printable ASCII characters")
+            guard name.utf8.count <= maxNameBytes, name.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+                problems.append("line \(lineNo): name must be 1-\(maxNameBytes) printable ASCII characters")
                 continue
             }
             let role: Role
@@ -124,12 +137,12 @@ public final class AuthTable: Sendable {
         guard let f = fopen(path, "r") else { throw ConfigError("\(path): \(String(cString: strerror(errno)))") }
         defer { fclose(f) }
         var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
+        var chunk = [UInt8](repeating: 0, count: readChunkBytes)
         while true {
             let n = fread(&chunk, 1, chunk.count, f)
             if n > 0 { bytes += chunk[0..<n] }
             if n < chunk.count { break }
-            guard bytes.count <= 1 << 20 else { throw ConfigError("\(path): larger than 1 MiB") }
+            guard bytes.count <= maxFileBytes else { throw ConfigError("\(path): larger than \(maxFileBytes >> 20) MiB") }
         }
         guard let text = String(validating: bytes, as: UTF8.self) else { throw ConfigError("\(path): not UTF-8 text") }
         do {

@@ -20,7 +20,11 @@ import StockProtocol
 /// the worker's thread and never through overlapping accesses, and the
 /// dynamic checks cost about 5% of a request in profiles.
 final class Connection {
-    enum State { case open, draining, closed }
+    /// In the order a connection goes through them (`state` only moves forward).
+    enum State: Int { case open, draining, closed }
+
+    /// Initial capacity of `out`, bytes (it grows past it, up to about `maxOutputBytes`).
+    static let outInitialBytes = 16 * 1024
 
     // unowned(unsafe): the worker outlives its connections, and a checked
     // unowned reference costs two atomic operations per access on the hot path.
@@ -33,13 +37,17 @@ final class Connection {
     let tcp: UnsafeMutablePointer<uv_tcp_t>
     /// Position in `worker.connections` (O(1) removal).
     var slot = -1
-    @exclusivity(unchecked) var state = State.open
+    /// Only forward: open → draining → closed, or open → closed. Never back to open, and never
+    /// set twice to the same state (every closing path checks the state first).
+    @exclusivity(unchecked) var state = State.open {
+        didSet { assert(state.rawValue > oldValue.rawValue, "connection state \(oldValue) -> \(state)") }
+    }
     /// Counts against max-connections (false for a connection refused with BUSY).
     let admitted: Bool
     /// Input not yet consumed: a partial frame, or frames held back by backpressure.
     @exclusivity(unchecked) var pending: [UInt8] = []
     /// Answers not yet handed to the kernel.
-    @exclusivity(unchecked) var out = ByteWriter(capacity: 16 * 1024)
+    @exclusivity(unchecked) var out = ByteWriter(capacity: Connection.outInitialBytes)
     /// Answers in `out`.
     @exclusivity(unchecked) var inflight = 0
     /// The operations of the answers in `out`, for the per-operation latency histogram.
@@ -110,6 +118,7 @@ final class Connection {
     // MARK: reading
 
     func startReading() {
+        worker.assertInLoop()
         guard !reading, state != .closed else { return }
         reading = true
         let rc = uv_read_start(stream, { handle, _, buf in
@@ -122,6 +131,7 @@ final class Connection {
     }
 
     func stopReading() {
+        worker.assertInLoop()
         guard reading, state != .closed else { return }
         reading = false
         uv_read_stop(stream)
@@ -132,6 +142,9 @@ final class Connection {
     }
 
     func onRead(_ nread: Int, _ buf: uv_buf_t) {
+        worker.assertInLoop()
+        worker.readBufferReturned(buf)
+        assert(nread <= LoopWorker.readBufferSize, "read past the lent buffer")
         if nread < 0 {  // EOF or error: whatever was partial is dropped, nothing happened
             close()
             return
@@ -146,6 +159,11 @@ final class Connection {
             if used < nread && state == .open { pending.append(contentsOf: bytes[used...]) }
         } else {
             pending.append(contentsOf: bytes)
+            // Reading is on only while `pending` holds a partial frame at most (shorter than
+            // maxFrame; complete frames held back by backpressure stop reading): "one read plus
+            // one partial frame", the bound of the type's doc comment.
+            assert(pending.count <= worker.config.maxFrame + LoopWorker.readBufferSize,
+                   "pending input \(pending.count) bytes: above one read plus one partial frame")
             processPending()
         }
         pump()
@@ -154,6 +172,7 @@ final class Connection {
     /// Processes held-back input and flushes until done or blocked; then
     /// reads again unless the client is behind.
     func pump() {
+        worker.assertInLoop()
         while true {
             flush()
             guard state == .open, !pending.isEmpty, !backlogged else { break }
@@ -179,6 +198,7 @@ final class Connection {
     /// is left to send: a duplicate descriptor (with the unread input) goes
     /// to the hub, and this connection closes its own.
     private func handOffToFeed() {
+        worker.assertInLoop()
         guard let f = feedRequest, let hub = worker.server.feedHub, state == .open, out.count == 0,
               queuedBytes == 0, !isHeld else { return }
         feedRequest = nil
@@ -205,6 +225,7 @@ final class Connection {
 
     /// Answers the complete frames at the start of `bytes`; returns the bytes consumed.
     private func process(_ bytes: UnsafeRawBufferPointer) -> Int {
+        worker.assertInLoop()
         var offset = 0
         let now = uv_now(worker.loop)
         let burstNs = uv_hrtime()
@@ -219,8 +240,13 @@ final class Connection {
                 return offset
             case .frame(let header, let range):
                 partialSinceMs = 0
+                let answersBefore = inflight
                 dispatch(header, UnsafeRawBufferPointer(rebasing: rest[range]), nowMs: now)
+                // Exactly one answer per request (PROTOCOL.md). Unless it was flushed by a
+                // closeAfterFlush in dispatch, which leaves the connection draining or closed.
+                assert(state != .open || inflight == answersBefore + 1, "a request without exactly one answer")
                 offset += header.frameLength
+                assert(offset <= bytes.count, "a frame past the end of the input")
             case .lengthTooSmall:
                 fail(opcode: 0, requestID: 0, .malformed)
                 closeAfterFlush()
@@ -243,6 +269,9 @@ final class Connection {
         }
         ResponseCodec.encodeFailure(opcode: opcode, requestID: requestID, status: status, detail: detail, into: &out)
         inflight += 1
+        // Requests are read only below maxInflight (`backlogged`); the one answer beyond it is
+        // the SHUTTING_DOWN frame of `shutDown`.
+        assert(inflight <= worker.config.maxInflight + 1, "\(inflight) answers waiting, limit \(worker.config.maxInflight)")
         counters.request(opcode: opcode, status: status, tally: &answeredOps)
     }
 
@@ -262,6 +291,8 @@ final class Connection {
 
     /// Hands `out` to the kernel: `uv_try_write` first, the rest to `uv_write`.
     func flush() {
+        worker.assertInLoop()
+        assert((out.count == 0) == (inflight == 0), "inflight \(inflight) for \(out.count) bytes of answers")
         guard out.count > 0, state != .closed else { return }
         if heldUntil != 0 && heldUntil > worker.durableSeq {
             worker.hold(self)  // answers to state changes go out once those are durable
@@ -287,7 +318,9 @@ final class Connection {
     }
 
     private func onWritten(_ size: Int, status: Int32) {
+        worker.assertInLoop()
         queuedBytes -= size
+        precondition(queuedBytes >= 0, "more bytes written than queued")
         guard state != .closed else { return }
         stalledSinceMs = queuedBytes > 0 ? uv_now(worker.loop) : 0  // progress: the clock restarts
         if status < 0 {
@@ -304,6 +337,7 @@ final class Connection {
     /// closes (or the sweep gives up), so the final answer is not lost to a
     /// reset caused by unread input.
     func closeAfterFlush() {
+        worker.assertInLoop()
         guard state == .open else { return }
         if heldUntil != 0 && heldUntil > worker.durableSeq && out.count > 0 {
             closeWhenReleased = true
@@ -333,6 +367,7 @@ final class Connection {
     /// dropped —, the answers already made go out (after the journal when
     /// they wait for it), then one SHUTTING_DOWN frame, then FIN.
     func shutDown() {
+        worker.assertInLoop()
         guard state == .open else { return }
         pending.removeAll()
         partialSinceMs = 0
@@ -342,6 +377,8 @@ final class Connection {
 
     /// The journal made this connection's answers durable: send them, read on.
     func releaseHeldAnswers() {
+        worker.assertInLoop()
+        assert(!isHeld && heldUntil <= worker.durableSeq, "answers released before their records are durable")
         if closeWhenReleased {
             closeWhenReleased = false
             closeAfterFlush()
@@ -352,6 +389,7 @@ final class Connection {
 
     /// Closes now. Queued writes are cancelled (their callbacks free their blocks).
     func close() {
+        worker.assertInLoop()
         guard state != .closed else { return }
         if feedRequest != nil {
             feedRequest = nil

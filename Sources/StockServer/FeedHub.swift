@@ -14,7 +14,7 @@ import StockProtocol
 /// happens on this thread, so a feed costs the reservation loops nothing
 /// but one `uv_async_send` per journal round (and only while someone
 /// subscribes). The journal thread calls `wake()` after each durable
-/// watermark move; a 100 ms timer sends progress markers and heartbeats.
+/// watermark move; a timer (`tickMs`) sends progress markers and heartbeats.
 ///
 /// Limits: `config.maxSubscribers` feeds at once (beyond: BUSY); per
 /// subscriber, `config.feedOutputBytes` of unsent frames and the reader's
@@ -44,13 +44,18 @@ final class FeedHub: @unchecked Sendable {
     private var adoptions: [Adoption] = []
     private var handlesOpen = false
     private var thread = pthread_t()
+    /// The feed thread (claimed first thing on it; see `OwningThread`).
+    private let loopThread = OwningThread()
     private var started = false
 
     // Loop thread only.
     var subscribers: [FeedSubscriber] = []
     private var pumpAgain: [FeedSubscriber] = []
     private var stopping = false
+    /// The feed loop's one read buffer (CREDIT frames), bytes.
     static let readBufferSize = 64 * 1024
+    /// Progress markers, heartbeats and a pump this often (ms): a missed wake-up costs at most this.
+    static let tickMs: UInt64 = 100
     let readBuffer: UnsafeMutablePointer<CChar>
 
     /// Subscribers open or on their way (`maxSubscribers` bounds it).
@@ -100,6 +105,12 @@ final class FeedHub: @unchecked Sendable {
         UnsafeMutableRawPointer(p).assumingMemoryBound(to: uv_handle_t.self)
     }
 
+    /// Asserts (debug builds only) that the caller runs on the feed thread. Nothing of the loop
+    /// side runs before that thread starts: `start` only initialises the handles.
+    @inline(__always) func assertInLoop(file: StaticString = #file, line: UInt = #line) {
+        assert(loopThread.isCurrent, "event feed state touched off the feed thread", file: file, line: line)
+    }
+
     func start() {
         uv_loop_set_data(loop, Unmanaged.passUnretained(self).toOpaque())
         uv_async_init(loop, wakeAsync) { h in FeedHub.from(UnsafeMutableRawPointer(h!).assumingMemoryBound(to: uv_handle_t.self)).pumpSoon() }
@@ -110,11 +121,12 @@ final class FeedHub: @unchecked Sendable {
         uv_idle_init(loop, againIdle)
         uv_timer_start(timer, { h in
             FeedHub.from(UnsafeMutableRawPointer(h!).assumingMemoryBound(to: uv_handle_t.self)).tick()
-        }, 100, 100)
+        }, Self.tickMs, Self.tickMs)
         handlesOpen = true
         let context = Unmanaged.passUnretained(self).toOpaque()
         let rc = pthread_create(&thread, nil, { arg in
             let hub = Unmanaged<FeedHub>.fromOpaque(arg!).takeUnretainedValue()
+            hub.loopThread.claim("the event feed thread runs once")
             // Below the reservation loops and the journal: on a busy machine the feed waits, not checkout.
             // (On Linux the nice value is per thread, and 0 names the calling one.)
             _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, FeedHub.niceness)
@@ -140,6 +152,7 @@ final class FeedHub: @unchecked Sendable {
     /// A worker wants to hand a SUBSCRIBE over: false if at the limit.
     func reserveSlot() -> Bool {
         let n = active.loadThenWrappingIncrement(ordering: .acquiringAndReleasing)
+        precondition(n >= 0, "negative subscriber count \(n)")
         if n < config.maxSubscribers { return true }
         active.wrappingDecrement(ordering: .acquiringAndReleasing)
         refusedBusy.wrappingIncrement(ordering: .relaxed)
@@ -147,7 +160,11 @@ final class FeedHub: @unchecked Sendable {
     }
 
     /// Gives a slot back that `adopt` will not use.
-    func releaseSlot() { active.wrappingDecrement(ordering: .acquiringAndReleasing) }
+    func releaseSlot() {
+        // One release per granted slot (the connection, or the subscriber's close callback).
+        let n = active.loadThenWrappingDecrement(ordering: .acquiringAndReleasing)
+        precondition(n > 0, "subscriber slot released twice")
+    }
 
     /// Takes a subscriber's socket (its slot reserved); from a worker thread.
     func adopt(_ a: Adoption) {
@@ -191,6 +208,7 @@ final class FeedHub: @unchecked Sendable {
     // MARK: loop thread
 
     private func takeAdoptions() {
+        assertInLoop()
         pthread_mutex_lock(lock)
         let taken = adoptions
         adoptions.removeAll()
@@ -200,6 +218,8 @@ final class FeedHub: @unchecked Sendable {
             let s = FeedSubscriber(hub: self, adoption: a)
             s.slot = subscribers.count
             subscribers.append(s)
+            // Each holds a slot until its close callback, and slots are granted below the limit.
+            precondition(subscribers.count <= config.maxSubscribers, "\(subscribers.count) subscribers")
             s.begin(a)
         }
     }
@@ -209,6 +229,7 @@ final class FeedHub: @unchecked Sendable {
 
     /// A wake-up from the journal: pump now, or at the end of the current batch window.
     private func pumpSoon() {
+        assertInLoop()
         wakePending.store(false, ordering: .releasing)
         guard !batchArmed else { return }
         let now = uv_now(loop)
@@ -222,12 +243,14 @@ final class FeedHub: @unchecked Sendable {
     }
 
     private func pumpAll() {
+        assertInLoop()
         lastPumpMs = uv_now(loop)
         for s in subscribers { s.pump() }
     }
 
     /// Every 100 ms: progress markers, heartbeats, and a pump (a missed wake-up costs at most this).
     private func tick() {
+        assertInLoop()
         let now = uv_now(loop)
         for s in subscribers { s.tick(nowMs: now) }
         let durable = journal.durable.load(ordering: .acquiring)
@@ -238,6 +261,7 @@ final class FeedHub: @unchecked Sendable {
 
     /// A subscriber stopped at its per-pump limit with more to send: pump it again on the next loop turn.
     func schedulePump(_ s: FeedSubscriber) {
+        assertInLoop()
         guard !s.pumpScheduled else { return }
         s.pumpScheduled = true
         pumpAgain.append(s)
@@ -249,6 +273,7 @@ final class FeedHub: @unchecked Sendable {
     }
 
     private func runPumpAgain() {
+        assertInLoop()
         let list = pumpAgain
         pumpAgain.removeAll(keepingCapacity: true)
         uv_idle_stop(againIdle)
@@ -259,6 +284,7 @@ final class FeedHub: @unchecked Sendable {
     }
 
     func remove(_ s: FeedSubscriber) {
+        assertInLoop()
         let i = s.slot
         precondition(i >= 0 && i < subscribers.count && subscribers[i] === s, "subscriber list corrupted")
         let last = subscribers.removeLast()
@@ -271,11 +297,14 @@ final class FeedHub: @unchecked Sendable {
 
     /// Called from a subscriber's close callback.
     func subscriberClosed(_ s: FeedSubscriber) {
+        assertInLoop()
+        precondition(s.state == .closed && s.slot == -1, "close callback of a subscriber still listed")
         releaseSlot()
         if stopping && subscribers.isEmpty { closeHandles() }
     }
 
     private func beginStop() {
+        assertInLoop()
         guard !stopping else { return }
         stopping = true
         pthread_mutex_lock(lock)
@@ -300,6 +329,7 @@ final class FeedHub: @unchecked Sendable {
     private var handlesClosed = false
 
     private func closeHandles() {
+        assertInLoop()
         guard !handlesClosed else { return }
         handlesClosed = true
         pthread_mutex_lock(lock)

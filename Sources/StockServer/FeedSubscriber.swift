@@ -12,9 +12,18 @@ import StockProtocol
 /// that stops reading or granting stops its feed and nothing else; each
 /// pump hands out at most `maxPerPump` records and then yields the loop.
 final class FeedSubscriber {
-    enum State { case open, ending, closed }
+    /// In the order a feed goes through them (`state` only moves forward).
+    enum State: Int { case open, ending, closed }
 
+    /// Records handed out per pump at most, then the loop is yielded (`schedulePump`).
     static let maxPerPump = 8192
+    /// Initial capacity of `out`, bytes (it grows past it, up to about `feedOutputBytes`).
+    static let outInitialBytes = 64 * 1024
+    /// Unprocessed input beyond this many bytes ends the feed MALFORMED: a client sends only
+    /// small CREDIT frames, so a backlog beyond a few of them is not one.
+    static let maxInputBytes = 4096
+    /// The largest frame read on a feed connection, bytes (a CREDIT frame is far smaller).
+    static let maxCreditFrameBytes = 64
     /// Progress markers at most this often; heartbeats after this much silence.
     static let progressEveryMs: UInt64 = 200
     static let heartbeatMs: UInt64 = 5000
@@ -23,11 +32,14 @@ final class FeedSubscriber {
     let tcp: UnsafeMutablePointer<uv_tcp_t>
     let requestID: UInt32
     var slot = -1
-    var state = State.open
+    /// Only forward: open → ending → closed, or open → closed; never back, never set twice.
+    var state = State.open {
+        didSet { assert(state.rawValue > oldValue.rawValue, "feed state \(oldValue) -> \(state)") }
+    }
     var pumpScheduled = false
     private var credit: UInt64
     private var reader: FeedReader?
-    private var out = ByteWriter(capacity: 64 * 1024)
+    private var out = ByteWriter(capacity: FeedSubscriber.outInitialBytes)
     private var queuedBytes = 0
     private var input: [UInt8] = []
     private var reading = false
@@ -41,6 +53,9 @@ final class FeedSubscriber {
         requestID = a.requestID
         credit = UInt64(a.subscribe.credit)
         tcp = .allocate(capacity: 1)
+        hub.assertInLoop()
+        // SUBSCRIBE's decoder bounds one grant by maxFeedCredit, below the total.
+        precondition(credit <= Limits.maxFeedCreditTotal, "SUBSCRIBE credit \(credit) above the total limit")
     }
 
     private var stream: UnsafeMutablePointer<uv_stream_t> {
@@ -57,6 +72,7 @@ final class FeedSubscriber {
 
     /// Takes over the socket, reads what the client sent after SUBSCRIBE, starts feeding.
     func begin(_ a: FeedHub.Adoption) {
+        hub.assertInLoop()
         uv_tcp_init(hub.loop, tcp)
         tcp.pointee.data = Unmanaged.passRetained(self).toOpaque()
         guard uv_tcp_open(tcp, a.fd) == 0 else {
@@ -95,6 +111,7 @@ final class FeedSubscriber {
     // MARK: feeding
 
     func pump() {
+        hub.assertInLoop()
         guard state == .open, let reader else { return }
         let durable = hub.journal.durable.load(ordering: .acquiring)
         let synced = hub.journal.syncedEnd()
@@ -108,6 +125,9 @@ final class FeedSubscriber {
             do {
                 handed = try reader.read(durable: durable, synced: synced, limit: limit) { record in
                     let e = FeedEvent(record)  // the reader's filter has matched it
+                    // Offsets only go up (after a progress marker too), and only durable ones go out.
+                    assert(e.offset > lastSentOffset && e.offset <= durable,
+                           "event offset \(e.offset) after \(lastSentOffset), durable \(durable)")
                     e.encodeFrame(requestID: requestID, into: &out)
                     credit -= 1
                     sent += 1
@@ -116,6 +136,7 @@ final class FeedSubscriber {
             } catch {
                 return fail(error)
             }
+            assert(handed >= 0 && handed <= limit, "the reader handed \(handed) records, limit \(limit)")
             handedTotal += handed
             if handed == 0 { break }
         }
@@ -134,6 +155,8 @@ final class FeedSubscriber {
         guard let reader, out.count + queuedBytes < hub.config.feedOutputBytes else { return }
         precondition(reader.next >= 1, "feed position before offset 1")
         let position = reader.next - 1
+        // The reader's position passed every offset sent: events' (it read them) and markers'.
+        assert(position >= lastSentOffset, "feed position \(position) behind the offset sent \(lastSentOffset)")
         let caughtUp = reader.next > durable
         let now = uv_now(hub.loop)
         let moved = caughtUp && position > lastSentOffset && now &- lastProgressMs >= Self.progressEveryMs
@@ -150,6 +173,7 @@ final class FeedSubscriber {
     var position: UInt64 { (reader?.next ?? 1) - 1 }
 
     func tick(nowMs: UInt64) {
+        hub.assertInLoop()
         guard state == .open else { return }
         pump()
     }
@@ -167,6 +191,7 @@ final class FeedSubscriber {
 
     /// Ends the feed with `status` (an EVENT frame), then closes once it is written.
     func end(_ status: Status, _ detail: ErrorDetail = .none) {
+        hub.assertInLoop()
         guard state == .open else { return }
         ResponseCodec.encodeFailure(opcode: Opcode.event.rawValue, requestID: requestID, status: status,
                                     detail: detail, into: &out)
@@ -177,6 +202,8 @@ final class FeedSubscriber {
     }
 
     private func shutdownAndClose() {
+        hub.assertInLoop()
+        assert(state == .ending && queuedBytes == 0, "FIN before the last frame is written")
         let req = UnsafeMutablePointer<uv_shutdown_t>.allocate(capacity: 1)
         req.pointee.data = Unmanaged.passUnretained(self).toOpaque()
         if uv_shutdown(req, stream, { req, _ in
@@ -192,6 +219,7 @@ final class FeedSubscriber {
     // MARK: reading CREDIT
 
     private func startReading() {
+        hub.assertInLoop()
         guard !reading, state != .closed else { return }
         reading = true
         let rc = uv_read_start(stream, { handle, _, buf in
@@ -204,20 +232,22 @@ final class FeedSubscriber {
     }
 
     private func onRead(_ nread: Int, _ buf: uv_buf_t) {
+        hub.assertInLoop()
+        assert(nread <= FeedHub.readBufferSize, "read past the lent buffer")
         if nread < 0 { return close() }
         guard nread > 0, state == .open else { return }
         input.append(contentsOf: UnsafeRawBufferPointer(start: buf.base, count: nread))
-        // A client sends only small CREDIT frames: a backlog beyond a few frames is not one.
-        if input.count > 4096 { return end(.malformed) }
+        if input.count > Self.maxInputBytes { return end(.malformed) }
         processInput()
         pump()
     }
 
     private func processInput() {
+        hub.assertInLoop()
         var used = 0
         while state == .open {
             let frame: FrameParse = input.withUnsafeBytes { all in
-                FrameParser.parse(UnsafeRawBufferPointer(rebasing: all[used...]), maxFrame: 64)
+                FrameParser.parse(UnsafeRawBufferPointer(rebasing: all[used...]), maxFrame: Self.maxCreditFrameBytes)
             }
             guard case .frame(let header, let range) = frame else {
                 if case .needMore = frame { break }
@@ -237,6 +267,7 @@ final class FeedSubscriber {
     // MARK: writing
 
     private func flush() {
+        hub.assertInLoop()
         guard out.count > 0, state != .closed else { return }
         let queued = out.withUnsafeBytes { raw in
             WriteBlock.send(raw, on: stream, queued: queuedBytes, owner: Unmanaged.passUnretained(self).toOpaque()) {
@@ -251,7 +282,9 @@ final class FeedSubscriber {
     }
 
     private func onWritten(_ size: Int, status: Int32) {
+        hub.assertInLoop()
         queuedBytes -= size
+        precondition(queuedBytes >= 0, "more feed bytes written than queued")
         guard state != .closed else { return }
         if status < 0 { return close() }
         if state == .ending {
@@ -264,6 +297,7 @@ final class FeedSubscriber {
     // MARK: closing
 
     func close() {
+        hub.assertInLoop()
         guard state != .closed else { return }
         state = .closed
         hub.remove(self)

@@ -32,7 +32,19 @@ import StockProtocol
 
 /// The journal thread and what workers share with it.
 final class JournalPipeline: @unchecked Sendable {
+    /// Initial capacity of each worker's hand-over buffers (`handed`, `spare`), bytes.
+    static let handedReserveBytes = 1 << 20
+    /// When records are numbered but not handed over yet, the journal thread
+    /// looks again after this long (ns) instead of waiting for a hand-over.
+    static let recordsOnTheirWayWaitNs = 1_000_000
+    /// `stop` polls for a background snapshot to finish this often (µs).
+    static let compactionPollUs: UInt32 = 1000
+    /// Buckets of the fdatasync latency histogram (`syncLatencyBuckets`).
+    static let syncLatencyBucketCount = 20
+
     let directory: String
+    /// The first sequence number of this run (`durable` starts just below it).
+    private let firstSeq: UInt64
     /// The next sequence number to hand out.
     let nextSeq: ManagedAtomic<UInt64>
     /// Every record numbered at or below this is durable.
@@ -52,6 +64,8 @@ final class JournalPipeline: @unchecked Sendable {
     private var cond = pthread_cond_t()
     private var stopping = false
     private var thread = pthread_t()
+    /// The journal thread (claimed in `run`): everything under "journal thread" runs on it.
+    private let journalThread = OwningThread()
     private let writer: JournalWriter
     /// Called on the journal thread after the watermark moved (wakes the workers).
     var onDurable: (() -> Void)?
@@ -83,7 +97,7 @@ final class JournalPipeline: @unchecked Sendable {
     let bytesWritten = ManagedAtomic<UInt64>(0)
     let batchRecordsMax = ManagedAtomic<UInt64>(0)
     /// fdatasync latency histogram: bucket i counts syncs under 2^i µs (the last: the rest).
-    let syncLatencyBuckets = (0..<20).map { _ in ManagedAtomic<UInt64>(0) }
+    let syncLatencyBuckets = (0..<JournalPipeline.syncLatencyBucketCount).map { _ in ManagedAtomic<UInt64>(0) }
 
     init(directory: String, firstSeq: UInt64, workers: Int, segmentBytes: Int, snapshotEvery: Int,
          retainBytes: Int64 = 0, feedFloor: UInt64 = 1, fateLimit: Int = FateMemory.defaultLimit,
@@ -99,6 +113,8 @@ final class JournalPipeline: @unchecked Sendable {
         } ?? .none
         pthread_mutex_init(syncedLock, nil)
         precondition(firstSeq >= 1)
+        precondition(workers >= 1, "a journal without workers")
+        self.firstSeq = firstSeq
         self.directory = directory
         self.logFailure = logFailure
         nextSeq = ManagedAtomic(firstSeq)
@@ -108,8 +124,8 @@ final class JournalPipeline: @unchecked Sendable {
         spare = Array(repeating: [], count: workers)
         handedRecords = Array(repeating: 0, count: workers)
         for i in 0..<workers {
-            handed[i].reserveCapacity(1 << 20)
-            spare[i].reserveCapacity(1 << 20)
+            handed[i].reserveCapacity(Self.handedReserveBytes)
+            spare[i].reserveCapacity(Self.handedReserveBytes)
         }
         writer = try JournalWriter(directory: directory, segmentBytes: Int64(segmentBytes))
         pthread_mutex_init(&mutex, nil)
@@ -129,6 +145,7 @@ final class JournalPipeline: @unchecked Sendable {
     }
 
     private func publishSyncedEnd() {
+        assert(journalThread.isCurrent, "synced end published off the journal thread")
         let end: SyncedEnd
         if let open = writer.currentSegment {
             end = SyncedEnd(segmentFirstSeq: open.firstSeq, bytes: writer.currentSegmentBytes)
@@ -138,6 +155,11 @@ final class JournalPipeline: @unchecked Sendable {
             return
         }
         pthread_mutex_lock(syncedLock)
+        // Only forward: segments in the order of their names, bytes within one; a closed one is
+        // readable to its end (.max). The event feed reads up to it.
+        assert(end.segmentFirstSeq > syncedEndValue.segmentFirstSeq
+               || (end.segmentFirstSeq == syncedEndValue.segmentFirstSeq && end.bytes >= syncedEndValue.bytes),
+               "synced end moved back: \(syncedEndValue) -> \(end)")
         syncedEndValue = end
         pthread_mutex_unlock(syncedLock)
     }
@@ -154,19 +176,22 @@ final class JournalPipeline: @unchecked Sendable {
 
     /// Stops after writing and syncing everything handed over.
     func stop() {
+        precondition(!journalThread.isCurrent, "the journal thread cannot stop (join) itself")
         pthread_mutex_lock(&mutex)
         stopping = true
         pthread_cond_signal(&cond)
         pthread_mutex_unlock(&mutex)
         pthread_join(thread, nil)
         // A background snapshot must finish before anyone else touches the directory.
-        while compacting.load(ordering: .acquiring) { usleep(1000) }
+        while compacting.load(ordering: .acquiring) { usleep(Self.compactionPollUs) }
     }
 
     // MARK: worker side (each worker's own thread)
 
     /// Before a worker appends its first record since its last hand-over.
     @inline(__always) func willAppend(worker: Int) {
+        // Set only while the worker's buffer holds records; `handOver` clears it.
+        assert(pendingLow[worker].load(ordering: .relaxed) == .max, "worker \(worker) announced records twice")
         pendingLow[worker].store(nextSeq.load(ordering: .sequentiallyConsistent), ordering: .sequentiallyConsistent)
     }
 
@@ -177,6 +202,13 @@ final class JournalPipeline: @unchecked Sendable {
 
     /// Hands a worker's records over (end of a loop iteration), then clears its slot.
     func handOver(worker: Int, _ bytes: UnsafeRawBufferPointer, records: Int) {
+        precondition(records > 0 && bytes.count >= records * RecordCodec.headerBytes,
+                     "\(records) records in \(bytes.count) bytes")
+        // The records were announced (`willAppend`: the slot bounds their numbers from below),
+        // and at least one number was taken since.
+        let low = pendingLow[worker].load(ordering: .sequentiallyConsistent)
+        precondition(low != .max && low < nextSeq.load(ordering: .sequentiallyConsistent),
+                     "worker \(worker) hands over records it did not announce")
         pthread_mutex_lock(&mutex)
         handed[worker].append(contentsOf: bytes)
         handedRecords[worker] += records
@@ -188,6 +220,7 @@ final class JournalPipeline: @unchecked Sendable {
     // MARK: journal thread
 
     private func run() {
+        journalThread.claim("the journal thread runs once")
         while true {
             let g = nextSeq.load(ordering: .sequentiallyConsistent)
             var low = g
@@ -202,11 +235,20 @@ final class JournalPipeline: @unchecked Sendable {
             let done = stopping
             pthread_mutex_unlock(&mutex)
             if records > 0 { writeAndSync(records: records) }
+            // The watermark only moves forward (this guard), and never past what was written:
+            // every number in firstSeq..<low was handed over and written, this round or before.
             if !failed.load(ordering: .acquiring) && low - 1 > durable.load(ordering: .relaxed) {
+                precondition(low - firstSeq <= recordsWritten.load(ordering: .relaxed),
+                             "watermark \(low - 1) past the \(recordsWritten.load(ordering: .relaxed)) records written")
                 durable.store(low - 1, ordering: .releasing)
                 onDurable?()
             }
             if done && records == 0 {
+                // A stop comes after the workers ended (StockServer.wait joins them first), each
+                // having handed everything over: unless the journal failed, every number is durable.
+                assert(failed.load(ordering: .acquiring)
+                       || (durable.load(ordering: .relaxed) == g - 1 && recordsWritten.load(ordering: .relaxed) == g - firstSeq),
+                       "journal stopped with records not durable: watermark \(durable.load(ordering: .relaxed)), next \(g)")
                 // Stops (and joins) the next segment's background preparation, so nothing writes in the
                 // directory after us — also after a failure: a failed writer's close writes nothing (its
                 // sync throws at once) but still joins that thread (a leak ThreadSanitizer found).
@@ -219,12 +261,13 @@ final class JournalPipeline: @unchecked Sendable {
 
     /// Sleeps until a hand-over, or 1 ms when records are still on their way.
     private func waitForWork(moreExpected: Bool) {
+        assert(journalThread.isCurrent, "journal wait off the journal thread")
         pthread_mutex_lock(&mutex)
         if !stopping && handedRecords.allSatisfy({ $0 == 0 }) {
             if moreExpected {
                 var ts = timespec()
                 clock_gettime(CLOCK_REALTIME, &ts)
-                ts.tv_nsec += 1_000_000
+                ts.tv_nsec += Self.recordsOnTheirWayWaitNs
                 if ts.tv_nsec >= 1_000_000_000 { ts.tv_sec += 1; ts.tv_nsec -= 1_000_000_000 }
                 pthread_cond_timedwait(&cond, &mutex, &ts)
             } else {
@@ -235,6 +278,7 @@ final class JournalPipeline: @unchecked Sendable {
     }
 
     private func writeAndSync(records: Int) {
+        assert(journalThread.isCurrent, "journal write off the journal thread")
         guard !failed.load(ordering: .acquiring) else {
             for i in spare.indices { spare[i].removeAll(keepingCapacity: true) }
             return
@@ -275,6 +319,7 @@ final class JournalPipeline: @unchecked Sendable {
     /// Folds the closed segments into a snapshot on a thread of its own (one
     /// at a time; never the open segment, so the journal thread is not held up).
     private func startCompaction() {
+        assert(journalThread.isCurrent, "compaction started off the journal thread")
         // Only when a segment closed since the last look (listing the directory is not free).
         guard !compacting.load(ordering: .acquiring), writer.segmentsClosed != segmentsClosedSeen else { return }
         segmentsClosedSeen = writer.segmentsClosed

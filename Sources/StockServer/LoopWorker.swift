@@ -27,6 +27,7 @@ final class LoopWorker {
     /// Bounds a graceful stop (`shutdownGraceMs`): then every connection left is closed.
     let graceTimer: UnsafeMutablePointer<uv_timer_t>
     let stopAsync: UnsafeMutablePointer<uv_async_t>
+    /// The loop's one read buffer (`lendReadBuffer`), bytes.
     static let readBufferSize = 64 * 1024
     /// The protocol listeners' accept backlog (each worker's, and the hand-off listener's): a
     /// flash-sale stampede connects faster than one loop iteration accepts.
@@ -34,7 +35,18 @@ final class LoopWorker {
     /// How long a connection that was sent its last answer and a FIN may stay half-open before it
     /// is closed without waiting for the client's FIN (the drain sweep runs every 2 s too).
     static let drainTimeoutMs: UInt64 = 2000
+    /// The idle sweep runs at a quarter (`sweepIntervalDivisor`) of the shortest connection timeout,
+    /// clamped to `sweepMinIntervalMs...sweepMaxIntervalMs`; with every timeout off, at the maximum.
+    static let sweepIntervalDivisor: UInt64 = 4
+    static let sweepMinIntervalMs: UInt64 = 10
+    static let sweepMaxIntervalMs: UInt64 = 1000
+    /// Connection slots reserved up front in `connections` (it grows past them).
+    static let connectionsReserved = 1024
+    /// Initial capacity of the per-iteration record buffer, bytes (it grows past it).
+    static let recordBufferBytes = 1 << 20
     private let readBuffer: UnsafeMutablePointer<CChar>
+    /// Between `lendReadBuffer` and the read callback that consumes it (libuv calls them in pairs,
+    /// and reads are processed synchronously, so one buffer serves the whole loop).
     private var readBufferLent = false
     var connections: [Connection] = []
     // Accept hand-off (only in `.handOff` mode): worker 0 polls a raw
@@ -52,7 +64,7 @@ final class LoopWorker {
     // Journal (nil with --sync none): this iteration's records, and
     // connections whose answers wait for them to be durable.
     var journal: JournalPipeline?
-    var recordBuffer = RecordBuffer(capacity: 1 << 20)
+    var recordBuffer = RecordBuffer(capacity: LoopWorker.recordBufferBytes)
     /// The number of the last record this worker journaled.
     var lastSeq: UInt64 = 0
     var heldConnections: [Connection] = []
@@ -63,6 +75,8 @@ final class LoopWorker {
     var durableAsyncOpen = false
     private var openHandles = 0
     var thread = pthread_t()
+    /// The thread running this worker's loop: unclaimed until `run` (see `OwningThread`).
+    let loopThread = OwningThread()
     /// Rate limit of the authentication-failure log line (LoopWorker+Auth).
     var authLog: (lastMs: UInt64, suppressed: Int) = (0, 0)
 
@@ -87,7 +101,7 @@ final class LoopWorker {
         pthread_mutex_init(durableLock, nil)
         handoffLock = .allocate(capacity: 1)
         pthread_mutex_init(handoffLock, nil)
-        connections.reserveCapacity(1024)
+        connections.reserveCapacity(LoopWorker.connectionsReserved)
     }
 
     deinit {
@@ -114,11 +128,27 @@ final class LoopWorker {
         { $0.assumingMemoryBound(to: uv_handle_t.self) }
     }
 
+    // MARK: thread confinement
+
+    /// Asserts (debug builds only) that the caller runs on this worker's loop thread — or that the
+    /// loop has not started yet: setup (`bind`, `prepare`, `attachJournal`, restored expiries) runs
+    /// on the starting thread before the loop thread exists. SwiftNIO's `assertInEventLoop`.
+    @inline(__always) func assertInLoop(file: StaticString = #file, line: UInt = #line) {
+        assert(loopThread.isCurrentOrUnclaimed, "worker \(index) touched off its loop thread", file: file, line: line)
+    }
+
+    /// Asserts (debug builds only) that the caller is not this worker's loop thread: for what
+    /// another thread does to this worker (the journal's wake-up, another worker's hand-off).
+    @inline(__always) func assertNotInLoop(file: StaticString = #file, line: UInt = #line) {
+        assert(!loopThread.isCurrent, "worker \(index): called on its own loop thread", file: file, line: line)
+    }
+
     // MARK: setup (main thread, before the loop runs)
 
     /// Creates the listening socket with SO_REUSEPORT and binds it. Returns
     /// the bound port, or a message naming what failed.
     func bind(host: String, port: Int) -> Result<Int, ConfigError> {
+        assertInLoop()
         uv_loop_set_data(loop, Unmanaged.passUnretained(self).toOpaque())
         // libuv 1.44 has no UV_TCP_REUSEPORT: make the socket now, set the option, then bind.
         guard uv_tcp_init_ex(loop, listener, UInt32(AF_INET)) == 0 else { return .failure(ConfigError("socket failed")) }
@@ -165,6 +195,7 @@ final class LoopWorker {
 
     /// Timers and the stop signal; the loop can then run.
     func prepare() {
+        assertInLoop()
         uv_timer_init(loop, expiryTimer)
         uv_timer_init(loop, sweepTimer)
         uv_timer_init(loop, graceTimer)
@@ -180,7 +211,8 @@ final class LoopWorker {
         }
         // A quarter of the shortest connection timeout, 10 ms to 1 s.
         let timeouts = [config.idleTimeoutMs, config.frameTimeoutMs, config.writeTimeoutMs].filter { $0 > 0 }
-        let interval = max(10, min(1000, (timeouts.min() ?? 4000) / 4))
+        let interval = max(LoopWorker.sweepMinIntervalMs, min(LoopWorker.sweepMaxIntervalMs,
+            timeouts.min().map { $0 / LoopWorker.sweepIntervalDivisor } ?? LoopWorker.sweepMaxIntervalMs))
         uv_timer_start(sweepTimer, { timer in
             LoopWorker.from(UnsafeMutableRawPointer(timer!).assumingMemoryBound(to: uv_handle_t.self)).sweep()
         }, interval, interval)
@@ -191,16 +223,31 @@ final class LoopWorker {
     // MARK: the loop (worker thread)
 
     func run() {
+        loopThread.claim("a worker's loop runs once")
         _ = uv_run(loop, UV_RUN_DEFAULT)
     }
 
     /// The loop's read buffer: reads are processed synchronously in the read
     /// callback, so one buffer per loop serves every connection.
     func lendReadBuffer(_ buf: UnsafeMutablePointer<uv_buf_t>) {
+        assertInLoop()
+        assert(!readBufferLent, "read buffer lent again before its read callback ran")
+        readBufferLent = true
         buf.pointee = uv_buf_init(readBuffer, UInt32(LoopWorker.readBufferSize))
     }
 
+    /// The read callback got the buffer `lendReadBuffer` lent (whatever it read, or an error).
+    /// libuv also reports a hang-up (POLLHUP) as EOF with an empty buffer it never asked
+    /// for (`uv__stream_io`), so a callback without a buffer is not a pairing error.
+    @inline(__always) func readBufferReturned(_ buf: uv_buf_t) {
+        guard buf.base != nil else { return }
+        assert(readBufferLent, "a read callback without a lent buffer")
+        assert(UnsafeMutableRawPointer(buf.base) == UnsafeMutableRawPointer(readBuffer), "a read callback with a foreign buffer")
+        readBufferLent = false
+    }
+
     private func accept() {
+        assertInLoop()
         let tcp = UnsafeMutablePointer<uv_tcp_t>.allocate(capacity: 1)
         uv_tcp_init(loop, tcp)
         let stream = UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_stream_t.self)
@@ -214,6 +261,7 @@ final class LoopWorker {
 
     /// Takes over an accepted TCP handle: options, connection object, limits.
     func register(_ tcp: UnsafeMutablePointer<uv_tcp_t>) {
+        assertInLoop()
         uv_tcp_nodelay(tcp, 1)
         let admitted = !stopping && server.admitConnection()
         let conn = Connection(worker: self, tcp: tcp, admitted: admitted)
@@ -231,6 +279,7 @@ final class LoopWorker {
     }
 
     func remove(_ conn: Connection) {
+        assertInLoop()
         let i = conn.slot
         precondition(i >= 0 && i < connections.count && connections[i] === conn, "connection list corrupted")
         let last = connections.removeLast()
@@ -243,6 +292,8 @@ final class LoopWorker {
 
     /// Called from a connection's close callback.
     func connectionClosed(_ conn: Connection) {
+        assertInLoop()
+        precondition(conn.state == .closed && conn.slot == -1, "close callback of a connection still listed")
         counters.add(.connectionsClosed)
         if conn.admitted { server.releaseConnection() }
         if stopping && connections.isEmpty { finishStop() }
@@ -253,16 +304,19 @@ final class LoopWorker {
     /// Called after a reservation with its deadline: re-arm only if it is
     /// earlier than the armed timer (almost never: TTLs are mostly equal).
     @inline(__always) func expiryMayHaveMoved(_ deadlineMs: UInt64) {
+        assertInLoop()
         guard deadlineMs < expiryArmedAtMs else { return }
         armExpiry(at: deadlineMs)
     }
 
     /// After restored tokens were scheduled on this worker's wheel (before the loop runs).
     func armExpiryAfterRestore() {
+        assertInLoop()
         if let next = coreWorker.nextWakeMs { armExpiry(at: next) }
     }
 
     private func armExpiry(at deadline: UInt64) {
+        assertInLoop()
         let now = uv_now(loop)
         expiryArmedAtMs = deadline
         uv_timer_start(expiryTimer, { timer in
@@ -271,8 +325,10 @@ final class LoopWorker {
     }
 
     private func expire() {
+        assertInLoop()
         expiryArmedAtMs = .max
         let n = coreWorker.tick(nowMs: uv_now(loop), budget: config.expiryBudget)
+        assert(n >= 0 && n <= config.expiryBudget, "expired \(n) tokens, budget \(config.expiryBudget)")
         counters.add(.expired, Int64(n))
         if let next = coreWorker.nextWakeMs { armExpiry(at: next) }  // a backlog re-arms at 0 ms
     }
@@ -280,6 +336,7 @@ final class LoopWorker {
     // MARK: idle sweep
 
     private func sweep() {
+        assertInLoop()
         let now = uv_now(loop)
         var i = connections.count - 1
         while i >= 0 {
@@ -316,6 +373,7 @@ final class LoopWorker {
     /// refused (`register`). The loop ends when the last connection closed
     /// or the grace period ran out; `finishStop` then closes the listener.
     private func beginStop() {
+        assertInLoop()
         guard !stopping else { return }
         stopping = true
         for c in connections where c.state == .open { c.shutDown() }
@@ -330,6 +388,7 @@ final class LoopWorker {
     private var finished = false
 
     private func finishStop() {
+        assertInLoop()
         precondition(stopping, "finishStop before beginStop")
         guard !finished else { return }
         finished = true
@@ -360,4 +419,29 @@ final class LoopWorker {
 
     /// Wall-clock Unix ms for a core deadline.
     @inline(__always) func wallClock(_ coreMs: UInt64) -> UInt64 { coreMs &+ server.wallOffsetMs }
+}
+
+/// The one thread allowed to touch a libuv loop's state, for debug `assert`s in the style of
+/// SwiftNIO's `assertInEventLoop`. Unclaimed (0: glibc's `pthread_t` is a pointer, never 0) until
+/// that thread claims it, first thing in its run function. Atomic (relaxed) so that a check on
+/// another thread is not itself a data race; such a thread reads 0 or the owner, never itself.
+struct OwningThread: Sendable {
+    private let id = ManagedAtomic<pthread_t>(0)
+
+    /// Called once, first thing on the owning thread.
+    func claim(_ message: @autoclosure () -> String) {
+        precondition(id.exchange(pthread_self(), ordering: .relaxed) == 0, message())
+    }
+
+    /// On the owning thread (false before the claim).
+    var isCurrent: Bool {
+        let t = id.load(ordering: .relaxed)
+        return t != 0 && pthread_equal(t, pthread_self()) != 0
+    }
+
+    /// On the owning thread, or not claimed yet (setup on the starting thread).
+    var isCurrentOrUnclaimed: Bool {
+        let t = id.load(ordering: .relaxed)
+        return t == 0 || pthread_equal(t, pthread_self()) != 0
+    }
 }

@@ -1,3 +1,4 @@
+import Atomics
 import CLibUV
 import Glibc
 import Logging
@@ -17,11 +18,18 @@ import StockProtocol
 /// Other paths are 404, other methods 405, a bad request line 400. Bound
 /// to the protocol's host.
 final class MetricsServer: @unchecked Sendable {
+    /// The longest request head read, bytes (beyond: 431).
     static let maxHead = 8 * 1024
+    /// Scrapers connected at once at most (beyond: closed at accept).
     static let maxClients = 16
     /// Scrapers and probes connect a few at a time; beyond `maxClients` they are refused anyway.
     static let listenBacklog: Int32 = 64
+    /// A scraper still connected this long after accept is closed (ms).
     static let clientTimeoutMs: UInt64 = 5000
+    /// How often the client timeout is checked (ms).
+    static let sweepIntervalMs: UInt64 = 1000
+    /// The metrics loop's one read buffer, bytes.
+    static let readBufferSize = 4096
 
     unowned(unsafe) let server: StockServer
     let loop: UnsafeMutablePointer<uv_loop_t>
@@ -29,9 +37,11 @@ final class MetricsServer: @unchecked Sendable {
     private let stopAsync: UnsafeMutablePointer<uv_async_t>
     private let sweep: UnsafeMutablePointer<uv_timer_t>
     private var thread = pthread_t()
+    /// The metrics thread (claimed first thing on it; see `OwningThread`).
+    private let loopThread = OwningThread()
     private var started = false
     var clients: [MetricsClient] = []
-    let readBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: 4096)
+    let readBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: MetricsServer.readBufferSize)
     /// The bound port.
     private(set) var port = 0
 
@@ -59,6 +69,12 @@ final class MetricsServer: @unchecked Sendable {
 
     private func raw<T>(_ p: UnsafeMutablePointer<T>) -> UnsafeMutablePointer<uv_handle_t> {
         UnsafeMutableRawPointer(p).assumingMemoryBound(to: uv_handle_t.self)
+    }
+
+    /// Asserts (debug builds only) that the caller runs on the metrics thread (nothing of the
+    /// loop side runs before it starts: `start` only binds and initialises the handles).
+    @inline(__always) func assertInLoop(file: StaticString = #file, line: UInt = #line) {
+        assert(loopThread.isCurrent, "metrics state touched off the metrics thread", file: file, line: line)
     }
 
     /// Binds `host:port` (0: any free port) and starts the thread.
@@ -93,10 +109,11 @@ final class MetricsServer: @unchecked Sendable {
             let m = MetricsServer.from(UnsafeMutableRawPointer(h!).assumingMemoryBound(to: uv_handle_t.self))
             let now = uv_now(m.loop)
             for c in m.clients where now &- c.startedMs >= MetricsServer.clientTimeoutMs { c.close() }
-        }, 1000, 1000)
+        }, Self.sweepIntervalMs, Self.sweepIntervalMs)
         let context = Unmanaged.passUnretained(self).toOpaque()
         guard pthread_create(&thread, nil, { arg in
             let m = Unmanaged<MetricsServer>.fromOpaque(arg!).takeUnretainedValue()
+            m.loopThread.claim("the metrics thread runs once")
             // Like the feed thread: below the reservation loops when the machine is busy.
             _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, FeedHub.niceness)
             _ = uv_run(m.loop, UV_RUN_DEFAULT)
@@ -114,6 +131,7 @@ final class MetricsServer: @unchecked Sendable {
     }
 
     private func accept() {
+        assertInLoop()
         let tcp = UnsafeMutablePointer<uv_tcp_t>.allocate(capacity: 1)
         uv_tcp_init(loop, tcp)
         guard uv_accept(UnsafeMutableRawPointer(listener).assumingMemoryBound(to: uv_stream_t.self),
@@ -124,14 +142,17 @@ final class MetricsServer: @unchecked Sendable {
         }
         let c = MetricsClient(metrics: self, tcp: tcp)
         clients.append(c)
+        precondition(clients.count <= Self.maxClients, "\(clients.count) metrics clients")
         c.start()
     }
 
     func remove(_ c: MetricsClient) {
+        assertInLoop()
         clients.removeAll { $0 === c }
     }
 
     private func closeAll() {
+        assertInLoop()
         for c in clients { c.close() }
         uv_close(raw(listener), nil)
         uv_close(raw(stopAsync), nil)
@@ -180,28 +201,33 @@ final class MetricsClient {
     private var stream: UnsafeMutablePointer<uv_stream_t> { UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_stream_t.self) }
 
     func start() {
+        metrics.assertInLoop()
         tcp.pointee.data = Unmanaged.passRetained(self).toOpaque()
         uv_read_start(stream, { h, _, buf in
             let c = Unmanaged<MetricsClient>.fromOpaque(h!.pointee.data!).takeUnretainedValue()
-            buf!.pointee = uv_buf_init(c.metrics.readBuffer, 4096)
+            buf!.pointee = uv_buf_init(c.metrics.readBuffer, UInt32(MetricsServer.readBufferSize))
         }, { s, n, buf in
             Unmanaged<MetricsClient>.fromOpaque(s!.pointee.data!).takeUnretainedValue().onRead(n, buf!.pointee)
         })
     }
 
     private func onRead(_ n: Int, _ buf: uv_buf_t) {
+        metrics.assertInLoop()
         guard n >= 0 else { return close() }
         guard !answered else { return }
         head.append(contentsOf: UnsafeRawBufferPointer(start: buf.base, count: n))
+        // Unanswered means the head read so far was at most maxHead: one read more at most.
+        assert(head.count <= MetricsServer.maxHead + MetricsServer.readBufferSize, "request head of \(head.count) bytes")
         let text = String(decoding: head, as: UTF8.self)
         if text.contains("\r\n\r\n") || text.contains("\n\n") {
             answer(metrics.respond(to: text))
         } else if head.count > MetricsServer.maxHead {
-            answer(("431 Request Header Fields Too Large", "text/plain", "request head above 8 KiB\n"))
+            answer(("431 Request Header Fields Too Large", "text/plain", "request head above \(MetricsServer.maxHead >> 10) KiB\n"))
         }
     }
 
     private func answer(_ r: (status: String, contentType: String, body: String)) {
+        metrics.assertInLoop()
         answered = true
         uv_read_stop(stream)
         let body = Array(r.body.utf8)
@@ -220,6 +246,7 @@ final class MetricsClient {
     }
 
     func close() {
+        metrics.assertInLoop()
         guard !closed else { return }
         closed = true
         metrics.remove(self)

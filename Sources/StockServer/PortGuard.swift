@@ -18,6 +18,10 @@ import StockCore
 ///   processes starting at once: both see the other and both refuse, before
 ///   either loop runs, so no connection was ever served twice.
 enum PortGuard {
+    /// Lines of a /proc/net/tcp file read at most: a host has at most ~65k sockets per family, and
+    /// /proc lists each once.
+    static let maxProcLines = 1 << 20
+
     /// The error for a port another process serves.
     static func inUse(_ port: Int) -> ConfigError {
         ConfigError("--port \(port): already in use by another process (stockd refuses to share its port: "
@@ -69,8 +73,7 @@ enum PortGuard {
         var capacity = 0
         defer { free(line) }
         var lines = 0
-        // Bounded: a host has at most ~65k sockets per family; /proc lists each once.
-        while getline(&line, &capacity, f) > 0, lines < 1 << 20 {
+        while getline(&line, &capacity, f) > 0, lines < maxProcLines {
             lines += 1
             let fields = String(cString: line!).split(separator: " ", omittingEmptySubsequences: true)
             guard fields.count > 9, fields[3] == "0A" else { continue }

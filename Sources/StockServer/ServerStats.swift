@@ -6,7 +6,7 @@ import StockProtocol
 /// block is its own allocation, 128-byte aligned: no false sharing.
 final class WorkerCounters: @unchecked Sendable {
     static let statusSlots = 64
-    enum Field: Int {
+    enum Field: Int, CaseIterable {
         case connectionsAccepted = 0, connectionsClosed, requests, bytesIn, bytesOut, expired, readBursts
         /// Closed for a frame arriving too slowly or answers not taken (`--frame-timeout`, `--write-timeout`).
         case slowClientsClosed
@@ -33,6 +33,10 @@ final class WorkerCounters: @unchecked Sendable {
 
     init() {
         precondition(WorkerCounters.matrixRows <= AnswerTally.capacity, "AnswerTally has fewer rows than the matrix")
+        // The layout: fields, then the matrix (a column per status code), then the histograms.
+        precondition(Field.allCases.allSatisfy { $0.rawValue < WorkerCounters.fieldSlots }, "a field past fieldSlots")
+        precondition(Status.allCases.allSatisfy { Int($0.rawValue) < WorkerCounters.statusSlots },
+                     "a status code past statusSlots")
         let raw = UnsafeMutableRawPointer.allocate(byteCount: count * 8, alignment: 128)
         base = raw.bindMemory(to: Int64.AtomicRepresentation.self, capacity: count)
         base.initialize(repeating: .init(0), count: count)
@@ -41,11 +45,15 @@ final class WorkerCounters: @unchecked Sendable {
     deinit { UnsafeMutableRawPointer(base).deallocate() }
 
     @inline(__always) private func bump(_ i: Int, _ by: Int64) {
+        assert(i >= 0 && i < count, "counter slot \(i) outside 0..<\(count)")  // unchecked pointer arithmetic
         let a = UnsafeAtomic<Int64>(at: base + i)
         a.store(a.load(ordering: .relaxed) &+ by, ordering: .relaxed)
     }
 
-    @inline(__always) private func read(_ i: Int) -> Int64 { UnsafeAtomic<Int64>(at: base + i).load(ordering: .relaxed) }
+    @inline(__always) private func read(_ i: Int) -> Int64 {
+        assert(i >= 0 && i < count, "counter slot \(i) outside 0..<\(count)")
+        return UnsafeAtomic<Int64>(at: base + i).load(ordering: .relaxed)
+    }
 
     /// One answer to `opcode` with `status`, counted now; `tally` (the
     /// connection's) remembers its operation until the answer is written.
@@ -117,9 +125,12 @@ struct AnswerTally {
     var rows: UInt32 = 0
     private var counts = InlineArray<32, UInt32>(repeating: 0)
 
-    init() {}
+    init() {
+        assert(counts.count == AnswerTally.capacity, "the inline storage holds `capacity` rows")
+    }
 
     @inline(__always) mutating func add(row: Int) {
+        assert(row >= 0 && row < AnswerTally.capacity, "tally row \(row)")  // `rows` has one bit per row
         counts[row] &+= 1
         rows |= 1 << UInt32(row)
     }
