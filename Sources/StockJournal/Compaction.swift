@@ -134,12 +134,15 @@ public enum Compaction {
         // The snapshot of S, durable before anything goes.
         let state = replayer.state
         let s = state.lastSeq
+        precondition(s == s0 + UInt64(replayer.replayed), "the replay is the contiguous run S0+1 ... S")
+        precondition(replayer.gapAt.map { $0 == s + 1 } ?? true, "the records left wait behind seq S+1")
         var snapshot = loaded.file
         var wrote = false
         if s > s0 {
             try state.checkInvariants()
             snapshot = try Snapshots.write(state, wallTimeMs: nowWallMs, directory: dataDirectory)
             wrote = true
+            precondition(snapshot?.seq == s, "the snapshot written covers exactly S")
         }
 
         var result = CompactionResult(
@@ -149,12 +152,15 @@ public enum Compaction {
             segmentsRemoved: [], segmentsKept: [], snapshotsRemoved: [], bytesFreed: 0, elapsed: .zero)
         guard let covering = snapshot else {
             // No snapshot at all (nothing replayed onto the empty state): nothing is covered.
+            precondition(s == 0, "records were replayed, so a snapshot was written")
             result.segmentsKept = present.map(\.path)
             result.elapsed = clock.now - start
             return result
         }
 
         // Segments whose every record the snapshot covers go, oldest first, beyond the retention budget.
+        precondition(covering.seq == s, "the covering snapshot is S's (S0's when nothing was added)")
+        precondition(present.count == maxSeqs.count)
         var covered: [Retention.Covered] = []
         var keptBytes: Int64 = 0
         for (segment, maxSeq) in zip(present, maxSeqs) {
@@ -164,8 +170,9 @@ public enum Compaction {
                 keptBytes += try dir.size(of: segment.name) ?? 0
             }
         }
-        let pruned = try Retention.prune(directory: dataDirectory, covered: covered, keptBytes: keptBytes,
-                                         retainBytes: retainBytes, willRaiseFloor: willRaiseFloor)
+        let pruned = try Retention.prune(directory: dataDirectory, covered: covered, snapshotSeq: covering.seq,
+                                         keptBytes: keptBytes, retainBytes: retainBytes,
+                                         willRaiseFloor: willRaiseFloor)
         result.bytesFreed += pruned.bytesFreed
         result.segmentsRemoved = pruned.removed
         result.feedFloor = pruned.floor
@@ -175,6 +182,7 @@ public enum Compaction {
             let seq = parseTwentyDigits(name, prefix: Snapshots.prefix, suffix: Snapshots.suffix)
                 ?? parseTwentyDigits(name, prefix: Snapshots.prefix, suffix: Snapshots.tmpSuffix)
             if let seq, seq < covering.seq {
+                precondition(name != covering.name, "never the covering snapshot")
                 result.bytesFreed += try dir.size(of: name) ?? 0
                 try dir.remove(name)
                 result.snapshotsRemoved.append(dir.file(name))

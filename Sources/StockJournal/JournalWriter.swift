@@ -149,13 +149,16 @@ public final class JournalWriter: @unchecked Sendable {
     }
 
     private func append(_ bytes: UnsafeRawBufferPointer, firstSeq: UInt64) throws(JournalError) {
+        precondition(firstSeq >= 1, "records are numbered from 1")
         try checkHealthy()
         do throws(JournalError) {
             let f = if let file { file } else { try openSegment(firstSeq: firstSeq) }
+            assert(currentSegment != nil && currentSegmentBytes >= 0)
             unsynced = true
             try f.writeAll(bytes, at: currentSegmentBytes)
             currentSegmentBytes += Int64(bytes.count)
             bytesWritten += Int64(bytes.count)
+            assert(currentSegmentBytes <= bytesWritten, "a segment holds only bytes this writer wrote")
         } catch {
             throw fail(error)
         }
@@ -169,6 +172,7 @@ public final class JournalWriter: @unchecked Sendable {
         do throws(JournalError) {
             if unsynced { try f.syncData() }
             unsynced = false
+            assert(currentSegmentBytes > 0, "an open segment holds the batch that opened it")
             if currentSegmentBytes >= segmentBytes {
                 try closeSegment(f)
             } else if currentSegmentBytes >= segmentBytes / 2, !preparationHurried, let p = preparation {
@@ -202,10 +206,12 @@ public final class JournalWriter: @unchecked Sendable {
     }
 
     private func openSegment(firstSeq: UInt64) throws(JournalError) -> PosixFile {
+        precondition(file == nil && currentSegment == nil, "one open segment at a time")
         // Named after the first record, but never below an earlier segment's
         // name (a worker's late buffer could carry a lower seq): listing the
         // directory must give the segments in the order they were written.
         let seq = max(firstSeq, lastSegmentSeq + 1)
+        precondition(seq > lastSegmentSeq, "segment names only go up")
         let name = SegmentFiles.name(firstSeq: seq)
         let f: PosixFile
         if preallocate {
@@ -228,6 +234,7 @@ public final class JournalWriter: @unchecked Sendable {
         currentSegmentBytes = 0
         lastSegmentSeq = seq
         segmentsCreated += 1
+        assert(segmentsCreated == segmentsClosed + 1, "every segment but the open one is closed")
         try dir.sync()  // the new entry must survive a crash before its records are acknowledged
         if preallocate { startPreparation() }
         return f
@@ -286,11 +293,16 @@ public final class JournalWriter: @unchecked Sendable {
     }
 
     private func closeSegment(_ f: PosixFile) throws(JournalError) {
+        // Recovery calls a bad record in any segment but the last corruption,
+        // never a torn write: that holds only if no segment closes unsynced.
+        precondition(!unsynced, "a segment is closed only once its records are synced")
+        precondition(currentSegment != nil && f.fd == file?.fd, "closing the open segment")
         file = nil
         lastClosedSegment = currentSegment
         segmentsClosed += 1
         currentSegment = nil
         currentSegmentBytes = 0
+        assert(segmentsClosed == segmentsCreated, "the open segment was the only one not closed")
         try f.close()
     }
 
@@ -411,13 +423,17 @@ final class SegmentPreparation: @unchecked Sendable {
 
     /// Waits for the preparation and returns its file. Call once.
     func finish() -> Result<PosixFile, JournalError> {
+        precondition(!finished, "a preparation's file is taken once")
+        finished = true
         if started {
             hurry()
             pthread_join(thread, nil)
             started = false
         }
+        precondition(isDone, "joined, or prepared inline: the outcome is set")
         return outcome!
     }
+    private var finished = false
 
     /// Time from start to completion (valid once done).
     private(set) var elapsedNanos: UInt64 = 0

@@ -63,13 +63,18 @@ public final class RecordBuffer: @unchecked Sendable {
     /// `commit`. Grows (copying) only when the free space is short.
     @inline(__always)
     func reserve(_ n: Int) -> UnsafeMutableRawPointer {
+        assert(n >= 0)
         if capacity - count < n { grow(count + n) }
+        assert(capacity - count >= n)
         return base + count
     }
 
     /// Counts `n` bytes written after `reserve` as one record with `seq`.
     @inline(__always)
     func commitRecord(_ n: Int, seq: UInt64) {
+        assert(n >= RecordCodec.headerBytes && n <= RecordCodec.maxRecordBytes, "one whole record")
+        assert(count + n <= capacity, "commit only what reserve made room for")
+        assert(seq >= 1, "records are numbered from 1")
         count += n
         if recordCount == 0 { firstSeq = seq }
         if seq > maxSeq { maxSeq = seq }
@@ -79,6 +84,7 @@ public final class RecordBuffer: @unchecked Sendable {
     /// Counts `n` bytes written after `reserve` (not a record: snapshots).
     @inline(__always)
     func commitBytes(_ n: Int) {
+        assert(n >= 0 && count + n <= capacity, "commit only what reserve made room for")
         count += n
     }
 

@@ -108,12 +108,21 @@ public enum Recovery {
             (r, segment, offset) throws(JournalError) in try replayer.offer(r, path: segment.path, offset: offset)
         }
         var state = replayer.state
+        precondition(base == (loaded.file?.seq ?? 0), "the replay starts at the snapshot's seq")
+        precondition(state.lastSeq == base + UInt64(replayer.replayed), "step 4 applied one seq per record, no gaps")
+        precondition(replayer.gapAt.map { $0 == state.lastSeq + 1 } ?? (replayer.droppedAfterGap == 0),
+                     "only records behind the first missing seq are dropped")
+        precondition(replayer.highestSeen >= state.lastSeq)
         if let bad = loaded.skipped.first, bad.file.seq > state.lastSeq {
             throw .snapshotGap(badSnapshot: bad.file.path, badSeq: bad.file.seq, usableSeq: replayer.base,
                                journalReached: state.lastSeq)
         }
         let replayedThrough = state.lastSeq
         let expired = try expire(&state, nowWallMs: nowWallMs)
+        precondition(state.lastSeq == replayedThrough + UInt64(expired.reduce(0) { $0 + $1.records.count }),
+                     "step 5's expiries number right after the replay")
+        precondition(state.tokens.values.allSatisfy { $0.deadlineWallMs > nowWallMs },
+                     "after step 5 no live token is past its deadline")
         try state.checkInvariants()
         return RecoveryResult(
             state: state, nextSeq: state.lastSeq + 1, snapshot: loaded.file, snapshotSeq: replayer.base,
@@ -168,6 +177,7 @@ public enum Recovery {
             let isLast = i == result.segmentSummaries.count - 1
             var maxSeq = summary.maxSeq
             if summary.maxSeq > result.replayedThrough {
+                precondition(result.gapAt != nil, "records above the replay exist only behind a gap")
                 maxSeq = try rewrite(summary.segment, keepingThrough: result.replayedThrough)
             } else if isLast && summary.zeroTailBytes > 0 {
                 let f = try PosixFile.open(summary.segment.path, O_RDWR)
@@ -175,6 +185,7 @@ public enum Recovery {
                 try f.truncate(to: summary.validBytes)
                 try f.syncAll()
             }
+            precondition(maxSeq <= result.replayedThrough, "after (a) no file holds a seq that will be issued again")
             covered.append(Retention.Covered(segment: summary.segment, maxSeq: maxSeq))
         }
         // c: the startup records, as a segment of their own.
@@ -193,8 +204,9 @@ public enum Recovery {
         }
         // d: the snapshot, then what it lets go.
         let snapshot = try Snapshots.write(result.state, wallTimeMs: nowWallMs, directory: dataDirectory)
-        let pruned = try Retention.prune(directory: dataDirectory, covered: covered, keptBytes: 0,
-                                         retainBytes: retainBytes)
+        precondition(snapshot.seq == result.nextSeq - 1, "the snapshot covers every segment, startup one included")
+        let pruned = try Retention.prune(directory: dataDirectory, covered: covered, snapshotSeq: snapshot.seq,
+                                         keptBytes: 0, retainBytes: retainBytes)
         for name in try dir.names() where SegmentFiles.isPrepared(name) || name.hasSuffix(".rewrite") {
             try dir.remove(name)  // a writer's unused next segment; a rewrite cut short by a crash
         }
@@ -206,6 +218,7 @@ public enum Recovery {
         } else {
             floor = try FeedFloor.read(directory: dataDirectory) ?? oldestRetained(covered, removed: pruned.removed)
         }
+        precondition(floor >= 1 && floor <= result.nextSeq, "the feed floor is an offset the journal has or issues next")
         return (snapshot, floor)
     }
 
@@ -226,6 +239,7 @@ public enum Recovery {
             RecordCodec.encode(r, into: buffer)
             maxSeq = max(maxSeq, r.seq)
         }
+        assert(maxSeq <= seq)
         let dir = DataDirectory(segment.path.split(separator: "/", omittingEmptySubsequences: false).dropLast()
             .joined(separator: "/"))
         let tmp = segment.name + ".rewrite"

@@ -48,6 +48,7 @@ public struct Replayer: Sendable {
             try state.apply(r)
             replayed += 1
             try drain()
+            checkProgress()
         } else if r.seq < next || pending.updateValue(r, forKey: r.seq) != nil {
             throw .duplicateSeq(seq: r.seq, path: path, offset: offset)
         }
@@ -65,6 +66,14 @@ public struct Replayer: Sendable {
             try state.apply(r)
             replayed += 1
         }
+        assert(pending[state.lastSeq + 1] == nil, "drained up to the next missing seq")
+    }
+
+    /// What must hold after every applied record: the state moved exactly
+    /// one seq per record applied, past nothing the replay has not seen.
+    private func checkProgress() {
+        precondition(state.lastSeq == base + UInt64(replayed), "one seq per record applied, no gaps")
+        precondition(highestSeen >= state.lastSeq, "nothing applied beyond what was offered")
     }
 
     /// The first missing seq, if records after it are waiting.

@@ -90,14 +90,22 @@ public enum Retention {
         public var floor: UInt64?
     }
 
-    /// Deletes the oldest of `covered` (every one covered by a durable
-    /// snapshot) until the covered ones left take at most `retainBytes`.
+    /// Deletes the oldest of `covered` (every one covered by the durable
+    /// snapshot of `snapshotSeq`: checked, a segment holding a record above
+    /// it is a caller's bug that would lose acknowledged changes) until the
+    /// covered ones left take at most `retainBytes`.
     /// `keptBytes`: bytes of other segments (not covered, or open) that
     /// count against the budget too. Raises the floor durably first, and
     /// tells `willRaiseFloor` before deleting anything. Does not fsync the
     /// directory afterwards (the caller does, once for all its changes).
-    public static func prune(directory: String, covered: [Covered], keptBytes: Int64, retainBytes: Int64,
-                             willRaiseFloor: ((UInt64) -> Void)? = nil) throws(JournalError) -> Pruned {
+    public static func prune(directory: String, covered: [Covered], snapshotSeq: UInt64, keptBytes: Int64,
+                             retainBytes: Int64, willRaiseFloor: ((UInt64) -> Void)? = nil)
+        throws(JournalError) -> Pruned
+    {
+        for c in covered {
+            precondition(c.maxSeq <= snapshotSeq, "deleting \(c.segment.name): the snapshot does not cover it")
+        }
+        precondition(keptBytes >= 0 && retainBytes >= 0, "byte counts are never negative")
         let dir = DataDirectory(directory)
         let sorted = covered.sorted { $0.segment < $1.segment }
         var sizes: [Int64] = []
@@ -115,8 +123,10 @@ public enum Retention {
         // segment overlaps its neighbours by a few records, so the floor is
         // the largest seq of any deleted one, plus one.
         let floor = sorted[0..<cut].map(\.maxSeq).max()! + 1
+        precondition(floor <= snapshotSeq + 1, "the floor never passes what the snapshot covers")
         willRaiseFloor?(floor)
         result.floor = try FeedFloor.raise(directory: directory, to: floor)
+        precondition(result.floor! >= floor, "the floor is durable at or above every deleted record before any goes")
         for i in 0..<cut {
             try dir.remove(sorted[i].segment.name)
             result.removed.append(sorted[i].segment.path)

@@ -197,6 +197,7 @@ public enum Snapshots {
         for file in try list(in: directory).reversed() {
             do throws(JournalError) {
                 let (state, header) = try load(file)
+                precondition(state.lastSeq == file.seq && header.seq == file.seq, "a snapshot holds the state its name says")
                 return Loaded(state: state, file: file, header: header, skipped: skipped)
             } catch {
                 skipped.append(SkippedSnapshot(file: file, reason: "\(error)"))
@@ -344,7 +345,9 @@ public enum Snapshots {
     {
         let dir = DataDirectory(directory)
         var removed = Removed()
-        for name in try dir.names() {
+        let names = try dir.names()
+        precondition(seq == 0 || names.contains(name(seq: seq)), "removeCovered runs only once the snapshot of seq is on disk")
+        for name in names {
             let s = parseTwentyDigits(name, prefix: prefix, suffix: suffix)
                 ?? parseTwentyDigits(name, prefix: prefix, suffix: tmpSuffix)
             if let s, s < seq {
