@@ -99,37 +99,9 @@ public enum Compaction {
     {
         let clock = ContinuousClock()
         let start = clock.now
-        let dir = DataDirectory(dataDirectory)
         let loaded = try Snapshots.loadNewestValid(in: dataDirectory)
-        var replayer = Replayer(state: loaded.state, fateLimit: fateLimit)
-        let s0 = replayer.base
-
-        // Read (checksums, decoding, replay as records arrive), remembering each segment's largest seq.
-        let segments = closedSegments.sorted()
-        var maxSeqs: [UInt64] = []
-        var recordsRead = 0
-        var present: [SegmentFile] = []
-        var missing: [String] = []
-        for segment in segments {
-            let summary: SegmentSummary
-            do throws(JournalError) {
-                summary = try JournalReader.read(segment, isLast: false, repairTornTail: false, decodeAbove: s0,
-                                                 covered: { replayer.skipCovered($0) }) {
-                    (r, offset) throws(JournalError) in try replayer.offer(r, path: segment.path, offset: offset)
-                }
-            } catch {
-                // Gone since it was listed: only a compaction deletes a closed segment, and only
-                // what a durable snapshot covers. Without it the replay may stop earlier; that is all.
-                if case .io("open", _, ENOENT) = error {
-                    missing.append(segment.path)
-                    continue
-                }
-                throw error
-            }
-            present.append(segment)
-            maxSeqs.append(summary.maxSeq)
-            recordsRead += summary.records
-        }
+        let s0 = loaded.state.lastSeq
+        let (read, replayer) = try readClosed(closedSegments, onto: Replayer(state: loaded.state, fateLimit: fateLimit))
 
         // The snapshot of S, durable before anything goes.
         let state = replayer.state
@@ -147,23 +119,72 @@ public enum Compaction {
 
         var result = CompactionResult(
             snapshot: snapshot, snapshotSeq: snapshot?.seq ?? 0, previousSnapshotSeq: s0, wroteSnapshot: wrote,
-            segmentsRead: present.count, segmentsMissing: missing, recordsRead: recordsRead, recordsReplayed: replayer.replayed,
-            recordsCoveredBefore: replayer.covered, recordsAfterGap: replayer.droppedAfterGap, gapAt: replayer.gapAt,
+            segmentsRead: read.present.count, segmentsMissing: read.missing, recordsRead: read.records,
+            recordsReplayed: replayer.replayed, recordsCoveredBefore: replayer.covered,
+            recordsAfterGap: replayer.droppedAfterGap, gapAt: replayer.gapAt,
             segmentsRemoved: [], segmentsKept: [], snapshotsRemoved: [], bytesFreed: 0, elapsed: .zero)
-        guard let covering = snapshot else {
+        if let covering = snapshot {
+            precondition(covering.seq == s, "the covering snapshot is S's (S0's when nothing was added)")
+            try removeCovered(read, by: covering, in: dataDirectory, retainBytes: retainBytes,
+                              willRaiseFloor: willRaiseFloor, into: &result)
+        } else {
             // No snapshot at all (nothing replayed onto the empty state): nothing is covered.
             precondition(s == 0, "records were replayed, so a snapshot was written")
-            result.segmentsKept = present.map(\.path)
-            result.elapsed = clock.now - start
-            return result
+            result.segmentsKept = read.present.map(\.segment.path)
         }
+        result.elapsed = clock.now - start
+        return result
+    }
 
-        // Segments whose every record the snapshot covers go, oldest first, beyond the retention budget.
-        precondition(covering.seq == s, "the covering snapshot is S's (S0's when nothing was added)")
-        precondition(present.count == maxSeqs.count)
+    /// What reading the closed segments found.
+    struct ClosedRead {
+        /// Segments read, oldest first, each with its largest seq.
+        var present: [(segment: SegmentFile, maxSeq: UInt64)] = []
+        /// Given segments gone since they were listed.
+        var missing: [String] = []
+        var records = 0
+    }
+
+    /// Reads `segments` (checksums, decoding, replay onto `start` as records arrive).
+    private static func readClosed(_ segments: [SegmentFile], onto start: Replayer)
+        throws(JournalError) -> (ClosedRead, Replayer)
+    {
+        var replayer = start
+        var read = ClosedRead()
+        let s0 = replayer.base
+        for segment in segments.sorted() {
+            let summary: SegmentSummary
+            do throws(JournalError) {
+                summary = try JournalReader.read(segment, isLast: false, repairTornTail: false, decodeAbove: s0,
+                                                 covered: { replayer.skipCovered($0) }) {
+                    (r, offset) throws(JournalError) in try replayer.offer(r, path: segment.path, offset: offset)
+                }
+            } catch {
+                // Gone since it was listed: only a compaction deletes a closed segment, and only
+                // what a durable snapshot covers. Without it the replay may stop earlier; that is all.
+                if case .io("open", _, ENOENT) = error {
+                    read.missing.append(segment.path)
+                    continue
+                }
+                throw error
+            }
+            read.present.append((segment, summary.maxSeq))
+            read.records += summary.records
+        }
+        return (read, replayer)
+    }
+
+    /// Deletes the segments whose every record `covering` (durable) holds,
+    /// oldest first, beyond the retention budget; then older snapshots and
+    /// `.tmp` leftovers of them (a crash inside `Snapshots.write`).
+    private static func removeCovered(_ read: ClosedRead, by covering: SnapshotFile, in dataDirectory: String,
+                                      retainBytes: Int64, willRaiseFloor: ((UInt64) -> Void)?,
+                                      into result: inout CompactionResult) throws(JournalError)
+    {
+        let dir = DataDirectory(dataDirectory)
         var covered: [Retention.Covered] = []
         var keptBytes: Int64 = 0
-        for (segment, maxSeq) in zip(present, maxSeqs) {
+        for (segment, maxSeq) in read.present {
             if maxSeq <= covering.seq {
                 covered.append(Retention.Covered(segment: segment, maxSeq: maxSeq))
             } else {
@@ -176,8 +197,7 @@ public enum Compaction {
         result.bytesFreed += pruned.bytesFreed
         result.segmentsRemoved = pruned.removed
         result.feedFloor = pruned.floor
-        result.segmentsKept = present.map(\.path).filter { !pruned.removed.contains($0) }
-        // Older snapshots, and `.tmp` files of older snapshots (a crash inside `Snapshots.write`).
+        result.segmentsKept = read.present.map(\.segment.path).filter { !pruned.removed.contains($0) }
         for name in try dir.names() {
             let seq = parseTwentyDigits(name, prefix: Snapshots.prefix, suffix: Snapshots.suffix)
                 ?? parseTwentyDigits(name, prefix: Snapshots.prefix, suffix: Snapshots.tmpSuffix)
@@ -189,7 +209,5 @@ public enum Compaction {
             }
         }
         if !result.segmentsRemoved.isEmpty || !result.snapshotsRemoved.isEmpty { try dir.sync() }
-        result.elapsed = clock.now - start
-        return result
     }
 }
