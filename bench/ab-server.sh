@@ -3,8 +3,9 @@
 # matrix against stockd A, then B, then A, then B (ROUNDS times), one worker,
 # --sync none, so a change in the hot path shows as a ratio and not as a
 # difference between two days. Prints one JSON line per run prefixed by
-# "A " or "B ", then the per-configuration B/A throughput ratio over the
-# mean of each side's rounds.
+# "A " or "B ", then the per-configuration B/A ratio of each side's median
+# throughput over its rounds (the median: one disturbed 3-second run on a
+# 2-core machine must not decide the ratio).
 #
 # usage: bench/ab-server.sh STOCKD_A STOCKD_B
 # Environment: ROUNDS (default 2), OPS (default "ping reserve-release"),
@@ -48,13 +49,16 @@ for line in open(sys.argv[1]):
     side, js = line.split(" ", 1)
     r = json.loads(js)
     runs[(r["op"], r["connections"], r["depth"])][side].append(r)
+print(f"medians over {len(next(iter(runs.values()))['A'])} rounds per side")
 print("op               conns depth      A req/s      B req/s   B/A   A p99 us  B p99 us")
 ratios = []
 for key, sides in runs.items():
-    mean = lambda side, f: sum(r[f] for r in sides[side]) / len(sides[side])
-    a, b = mean("A", "requests_per_sec"), mean("B", "requests_per_sec")
+    def median(side, f):
+        v = sorted(r[f] for r in sides[side])
+        return (v[(len(v) - 1) // 2] + v[len(v) // 2]) / 2
+    a, b = median("A", "requests_per_sec"), median("B", "requests_per_sec")
     ratios.append(b / a)
-    print(f"{key[0]:16} {key[1]:5} {key[2]:5} {a:12.0f} {b:12.0f} {b / a:5.3f} {mean('A', 'p99_us'):9.1f} {mean('B', 'p99_us'):9.1f}")
+    print(f"{key[0]:16} {key[1]:5} {key[2]:5} {a:12.0f} {b:12.0f} {b / a:5.3f} {median('A', 'p99_us'):9.1f} {median('B', 'p99_us'):9.1f}")
 geo = 1.0
 for r in ratios: geo *= r
 print(f"geometric mean of B/A over {len(ratios)} configurations: {geo ** (1 / len(ratios)):.3f}")

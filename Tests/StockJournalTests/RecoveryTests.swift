@@ -213,6 +213,22 @@ struct RecoveryTests {
         var records = gen.generate(100)
         records.append(records[40])
         try writeJournal(records, to: dir.path, segmentBytes: 1 << 20)
-        #expect(throws: JournalError.self) { try Recovery.run(dataDirectory: dir.path, nowWallMs: 0) }
+        // One segment (1 MiB holds them all); the copy is the last record, after the other 100.
+        let encoded = RecordBuffer(capacity: 1 << 16)
+        for r in records.dropLast() { RecordCodec.encode(r, into: encoded) }
+        let segment = try #require(try SegmentFiles.list(in: dir.path).first)
+        #expect(try SegmentFiles.list(in: dir.path).count == 1)
+        do {
+            _ = try Recovery.run(dataDirectory: dir.path, nowWallMs: 0)
+            Issue.record("recovery accepted a journal with seq \(records[40].seq) twice")
+        } catch {
+            guard case let .duplicateSeq(seq, path, offset) = error else {
+                Issue.record("expected duplicateSeq, got \(error)")
+                return
+            }
+            #expect(seq == records[40].seq)
+            #expect(path == segment.path)
+            #expect(offset == Int64(encoded.count), "the second copy starts after the first 100 records")
+        }
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import StockProtocol
 import Testing
+import TestSupport
 
 /// `stockd --auth-file`: roles enforced per request, wrong credentials
 /// refused and closed, failures counted and logged without secrets,

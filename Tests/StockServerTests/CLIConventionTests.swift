@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// stockctl's command-line conventions (issue 17, item 3) against a real stockd: global options
 /// before the subcommand, `--version` with the commit, errors as JSON on stderr with --json, the

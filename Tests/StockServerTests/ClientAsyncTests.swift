@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import StockClient
 import Testing
+import TestSupport
 
 /// StockClient's async hygiene: cancellation, per-call deadlines, a checked
 /// configuration, graceful shutdown, AUTH_FAILED surfaced without retries,

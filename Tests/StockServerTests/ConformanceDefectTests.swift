@@ -3,6 +3,7 @@ import Glibc
 import StockClient
 import StockProtocol
 import Testing
+import TestSupport
 
 // The defects an independent client found (issue 16), each over TCP against
 // a real stockd: `lines` of a plain reservation's event, token fates across

@@ -3,6 +3,7 @@ import Glibc
 import StockClient
 import StockProtocol
 import Testing
+import TestSupport
 
 // The failing-disk test: a real, kernel-enforced write failure under a live
 // load, without mounting anything (so it runs unprivileged).

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import Glibc
 import StockClient
+import TestSupport
 
 // Running the built `stock-hooks` binary, and what the tests check its
 // requests against.

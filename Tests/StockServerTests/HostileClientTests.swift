@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+import TestSupport
 
 // `stockbench hostile`, run as a binary: a checkout client's steady load
 // alone and beside bounded attackers (garbage, oversized and zero lengths,

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import StockProtocol
 import Testing
+import TestSupport
 
 // MARK: - 9–12. Expiry, graceful stop, bad flags, idle timeout
 

@@ -3,6 +3,7 @@ import Glibc
 import StockClient
 import StockProtocol
 import Testing
+import TestSupport
 
 // `stockd --metrics-port`: a real stockd, scraped over HTTP by the test.
 

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// `stockctl audit` and `stockctl drill` (issue 9) against a real stockd,
 /// through the built stockctl binary.

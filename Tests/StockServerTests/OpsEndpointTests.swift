@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import StockProtocol
 import Testing
+import TestSupport
 
 // The operator-facing surface of a real stockd: GET /healthz and /ready on the metrics port,
 // stockd_build_info, the per-operation latency histogram, drill SKUs kept out of the per-SKU

@@ -1,6 +1,7 @@
 import Foundation
 import StockClient
 import Testing
+import TestSupport
 
 /// `stockctl report` against a real stockd: a small seeded show driven with
 /// StockClient, the report's numbers checked against a ledger of the same

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import TestSupport
 
 // Starting and stopping a real `stockd` process for the integration tests.
 // Every wait here is bounded; a server left running is killed in `deinit`.
@@ -61,27 +62,6 @@ enum StockdBinary {
     }
 }
 
-/// A private temporary directory, removed by `remove()`.
-struct TempDirectory {
-    let url: URL
-
-    init(prefix: String = "stockd-test") throws {
-        url = FileManager.default.temporaryDirectory
-            .appendingPathComponent("\(prefix)-\(getpid())-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-
-    func path(_ name: String) -> String { url.appendingPathComponent(name).path }
-
-    func write(_ name: String, _ text: String) throws -> String {
-        let p = path(name)
-        try Data(text.utf8).write(to: URL(fileURLWithPath: p))
-        return p
-    }
-
-    func remove() { try? FileManager.default.removeItem(at: url) }
-}
-
 /// How a process ended.
 struct ExitResult: CustomStringConvertible {
     /// Exit code, or the signal number when `signaled`.
@@ -120,7 +100,7 @@ final class StockdProcess {
     /// passed as `--catalog`. Flags in `extra` come after the defaults, so
     /// they win where ArgumentParser keeps the last value.
     init(_ extra: [String] = [], catalog: String? = nil, startTimeout: Double = 10) throws {
-        dir = try TempDirectory()
+        dir = try TempDirectory(prefix: "stockd-test")
         let portFile = dir.path("port")
         stderrPath = dir.path("stderr.log")
         var args = ["--host", "127.0.0.1", "--port", "0", "--port-file", portFile, "--log-level", "info"]

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import StockProtocol
 import Testing
+import TestSupport
 
 // The rules PROTOCOL.md states where an independent client implementer had
 // to guess, each over TCP against a real stockd: the session's HELLO order,

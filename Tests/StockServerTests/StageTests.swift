@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// `stockctl stage` and `stockctl backup` (issue 9) against a real stockd:
 /// a show's catalog goes in whole or not at all, and backup units are never

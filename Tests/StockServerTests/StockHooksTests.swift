@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import StockClient
 import Testing
+import TestSupport
 
 // stock-hooks against real processes: a stockd on port 0 with its own data
 // directory, a local HTTP receiver (HooksReceiver) that fails a seeded

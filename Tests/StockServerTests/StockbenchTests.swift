@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 // stockbench, run as a binary: small runs of every scenario against both
 // backends (stockbench starts stockd and redis-server itself). These check

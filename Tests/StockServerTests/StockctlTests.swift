@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+import TestSupport
 
 /// What one run of a built tool (`stockctl`, `stockbench`) produced.
 struct ToolRun: CustomStringConvertible {

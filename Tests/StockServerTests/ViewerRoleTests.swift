@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import StockProtocol
 import Testing
+import TestSupport
 
 /// The read-only `viewer` role (`stockd --auth-file`, PROTOCOL.md §3, §4 "role"):
 /// a viewer reads stock, STATS and the event feed and is FORBIDDEN everything

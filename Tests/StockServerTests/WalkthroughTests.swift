@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+import TestSupport
 
 /// README.md "A show, end to end", run as written against a real stockd started with the demo
 /// catalog (as `make run` starts it), so the walkthrough cannot drift from the tools.

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import StockClient
 import Testing
+import TestSupport
 
 /// `stockctl watch` on a terminal (a pseudo-terminal of a chosen size, so the
 /// real binary takes its terminal branch and reads the size with TIOCGWINSZ):
