@@ -5,7 +5,7 @@ APT_PACKAGES := libuv1-dev pkg-config
 # The tests and `make bench` run the Redis baseline against a real redis-server.
 APT_TEST_PACKAGES := redis-server
 
-.PHONY: run tools docs install consumer-check ops-check test deps test-deps build release bench bench-durable bench-feed bench-metrics bench-hostile bench-core bench-decode bench-server tsan asan fuzz clean
+.PHONY: run tools docs install consumer-check ops-check test deps test-deps build release bench bench-durable bench-feed bench-metrics bench-hostile bench-core bench-journal bench-decode bench-server tsan asan fuzz clean
 
 # Installs the Debian packages the build needs when they are missing.
 deps:
@@ -127,6 +127,10 @@ bench-hostile: deps
 # Core micro-benchmarks (release): reserve+release pairs/s, allocations/op, bytes/token.
 bench-core: deps
 	$(SWIFT) run -c release stockcore-bench
+
+# The journal alone (release): encode ns and allocations per record, append + fdatasync latency.
+bench-journal: deps
+	$(SWIFT) run -c release stockjournal-bench
 
 # Decode throughput of 1M pipelined frames (release).
 bench-decode: deps

@@ -160,6 +160,13 @@ let package = Package(
             dependencies: ["StockCore", "CMallocCounter", server("Atomics", "swift-atomics")],
             path: "bench/stockcore-bench"
         ),
+        // stockjournal-bench: record encoding and append + fdatasync latency (make bench-journal).
+        .executableTarget(
+            name: "stockjournal-bench",
+            dependencies: ["StockJournal", "StockProtocol", "CMallocCounter"],
+            path: "bench/stockjournal-bench",
+            swiftSettings: strict
+        ),
         // stockbench: the flash-sale load generator, stockd and the Redis baseline side by side.
         .target(
             name: "StockBenchRedis",

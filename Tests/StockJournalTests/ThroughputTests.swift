@@ -97,23 +97,3 @@ struct ThroughputTests {
             """)
     }
 }
-
-extension ThroughputTests {
-    /// The server's hot path: one record encoded into a reused buffer.
-    @Test func encodeHotPath() {
-        let r = SequencedRecord(seq: 1, timeMs: 2, record: .reserved(
-            token: Token(slot: 1, generation: 2, secret: 3), sku: SKU("aurora-jacket-red-M")!, quantity: 1,
-            deadlineWallMs: 4, customer: ShortBytes("viewer-000123")!, idempotencyKey: .empty, bundle: false))
-        let buffer = RecordBuffer(capacity: 1 << 16)
-        let clock = ContinuousClock()
-        let n = 1_000_000
-        let t = clock.now
-        for i in 0..<n {
-            if i & 255 == 0 { buffer.reset() }
-            RecordCodec.encode(r, into: buffer)
-        }
-        let d = clock.now - t
-        #expect(buffer.recordCount > 0)
-        print("encode into a reused buffer: \(Self.rate(n, d))")
-    }
-}

@@ -1,20 +1,51 @@
+// bench-journal: the journal alone, release build. Prints figures; not a test.
+//   make bench-journal     (swift run -c release stockjournal-bench)
+// 1. The server's hot path: one record encoded into a reused buffer (ns and
+//    heap allocations per record).
+// 2. append + fdatasync latency of ~3 KB batches, with and without
+//    preallocated segments, alternated; rotations happen during the run, so
+//    the background preparation of the next segment runs alongside the
+//    measured syncs. Scale with STOCKJOURNAL_LATENCY_BATCHES (default 4000)
+//    and STOCKJOURNAL_LATENCY_SEGMENT_MIB (default 4). The temp directory
+//    must be on the disk of interest (TMPDIR).
+import CMallocCounter
 import Foundation
 import StockJournal
 import StockProtocol
-import Testing
-import TestSupport
 
-/// Prints append + fdatasync latency of ~3 KB batches with and without
-/// preallocated segments (asserts only that the records read back: speed is
-/// for the report). Rotations happen during the run, so the background
-/// preparation of the next segment runs alongside the measured syncs.
-/// Scale with STOCKJOURNAL_LATENCY_BATCHES (default 4000) and
-/// STOCKJOURNAL_LATENCY_SEGMENT_MIB (default 4). The temp directory must be
-/// on the disk of interest (TMPDIR).
-@Suite("Sync latency")
-struct SyncLatencyTests {
+@main
+struct JournalBench {
+    static func main() throws {
+        encodeHotPath()
+        try appendAndSyncLatency()
+    }
+
     static func env(_ name: String, _ fallback: Int) -> Int {
         ProcessInfo.processInfo.environment[name].flatMap(Int.init) ?? fallback
+    }
+
+    static func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+    }
+
+    static func encodeHotPath() {
+        let r = SequencedRecord(seq: 1, timeMs: 2, record: .reserved(
+            token: Token(slot: 1, generation: 2, secret: 3), sku: SKU("aurora-jacket-red-M")!, quantity: 1,
+            deadlineWallMs: 4, customer: ShortBytes("viewer-000123")!, idempotencyKey: .empty, bundle: false))
+        let buffer = RecordBuffer(capacity: 1 << 16)
+        let clock = ContinuousClock()
+        let n = 1_000_000
+        let allocsBefore = malloc_counter_allocations()
+        let t = clock.now
+        for i in 0..<n {
+            if i & 255 == 0 { buffer.reset() }
+            RecordCodec.encode(r, into: buffer)
+        }
+        let d = clock.now - t
+        let allocs = malloc_counter_allocations() - allocsBefore
+        precondition(buffer.recordCount > 0)
+        print(String(format: "encode into a reused buffer: %.1f M records/s, %.1f ns/record, %.4f allocations/record",
+                     Double(n) / seconds(d) / 1e6, seconds(d) * 1e9 / Double(n), Double(allocs) / Double(n)))
     }
 
     struct Figures: CustomStringConvertible {
@@ -44,9 +75,11 @@ struct SyncLatencyTests {
     }
 
     static func run(preallocate: Bool, batches: Int, segmentBytes: Int64) throws -> Figures {
-        let dir = TempDirectory(preallocate ? "lat-prealloc" : "lat-append")
-        defer { dir.remove() }
-        let writer = try JournalWriter(directory: dir.path, segmentBytes: segmentBytes, preallocate: preallocate)
+        let dir = FileManager.default.temporaryDirectory
+            .appendingPathComponent("stockjournal-bench-\(getpid())-\(UUID().uuidString)", isDirectory: true).path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let writer = try JournalWriter(directory: dir, segmentBytes: segmentBytes, preallocate: preallocate)
         // Let init's background preparation finish (stockd's startup takes longer than that, too).
         while preallocate && !writer.nextSegmentReady { usleep(1000) }
         let buffer = RecordBuffer(capacity: 8192)
@@ -70,8 +103,7 @@ struct SyncLatencyTests {
             let t0 = clock.now
             try writer.append(buffer)
             try writer.sync()
-            let d = clock.now - t0
-            micros.append(Double(d.components.seconds) * 1e6 + Double(d.components.attoseconds) * 1e-12)
+            micros.append(seconds(clock.now - t0) * 1e6)
             if writer.segmentsCreated != created {
                 created = writer.segmentsCreated
                 lastOpen = b
@@ -80,21 +112,21 @@ struct SyncLatencyTests {
         }
         try writer.close()
         var read: UInt64 = 0
-        _ = try JournalReader.readAll(directory: dir.path, repairTornTail: false) { _, _, _ in read += 1 }
-        #expect(read == seq)
+        _ = try JournalReader.readAll(directory: dir, repairTornTail: false) { _, _, _ in read += 1 }
+        precondition(read == seq, "\(read) records read back of \(seq) written")
         return Figures(label: preallocate ? "preallocated" : "append     ", micros: micros, writer: writer,
                        sinceOpen: sinceOpen)
     }
 
-    @Test func appendAndSyncLatency() throws {
-        let batches = Self.env("STOCKJOURNAL_LATENCY_BATCHES", 4000)
-        let segmentBytes = Int64(Self.env("STOCKJOURNAL_LATENCY_SEGMENT_MIB", 4)) << 20
+    static func appendAndSyncLatency() throws {
+        let batches = env("STOCKJOURNAL_LATENCY_BATCHES", 4000)
+        let segmentBytes = Int64(env("STOCKJOURNAL_LATENCY_SEGMENT_MIB", 4)) << 20
         // Alternate to spread any drift of the disk over both.
         var lines: [String] = []
         for round in 0..<2 {
             for preallocate in round == 0 ? [false, true] : [true, false] {
-                lines.append("  round \(round + 1) " + (try Self.run(preallocate: preallocate, batches: batches / 2,
-                                                                       segmentBytes: segmentBytes)).description)
+                lines.append("  round \(round + 1) "
+                    + (try run(preallocate: preallocate, batches: batches / 2, segmentBytes: segmentBytes)).description)
             }
         }
         print("append + fdatasync of ~3 KB batches, \(segmentBytes >> 20) MiB segments:\n" + lines.joined(separator: "\n"))
