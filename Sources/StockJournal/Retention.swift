@@ -24,6 +24,22 @@ public enum FeedFloor {
     /// The stored floor, or nil when the directory never deleted a segment
     /// under this scheme.
     public static func read(directory: String) throws(JournalError) -> UInt64? {
+        try DurableCounter.read(directory: directory, fileName: fileName)
+    }
+
+    /// Makes `seq` the stored floor if it is higher (temp file, fsync,
+    /// rename, directory fsync). Returns the floor now stored.
+    @discardableResult
+    public static func raise(directory: String, to seq: UInt64) throws(JournalError) -> UInt64 {
+        try DurableCounter.raise(directory: directory, fileName: fileName, to: seq, initial: 1)
+    }
+}
+
+/// A number in a small file of its own (decimal) that only goes up, durably:
+/// the feed floor, and a node's highest epoch seen (NodeEpoch).
+enum DurableCounter {
+    /// The stored value, or nil when the file does not exist. A value below 1 is corruption.
+    static func read(directory: String, fileName: String) throws(JournalError) -> UInt64? {
         let path = DataDirectory(directory).file(fileName)
         let f: PosixFile
         do throws(JournalError) { f = try PosixFile.open(path, O_RDONLY) } catch {
@@ -36,23 +52,24 @@ public enum FeedFloor {
         let n = try f.read(into: buffer.baseAddress!, count: 32, at: 0)
         let text = String(decoding: UnsafeRawBufferPointer(rebasing: buffer[0..<n]), as: UTF8.self).trimmingNewline
         guard let v = UInt64(text), v >= 1 else {
-            throw .corrupt(path: path, offset: 0, reason: "not a sequence number: \(text)")
+            throw .corrupt(path: path, offset: 0, reason: "not a positive number: \(text)")
         }
         return v
     }
 
-    /// Makes `seq` the stored floor if it is higher (temp file, fsync,
-    /// rename, directory fsync). Returns the floor now stored.
-    @discardableResult
-    public static func raise(directory: String, to seq: UInt64) throws(JournalError) -> UInt64 {
-        let current = try read(directory: directory) ?? 1
-        guard seq > current else { return current }
+    /// Stores `value` if it is above the stored one (`initial` when there is
+    /// none): temp file, fsync, rename, directory fsync. Returns what is stored.
+    static func raise(directory: String, fileName: String, to value: UInt64, initial: UInt64)
+        throws(JournalError) -> UInt64
+    {
+        let current = try read(directory: directory, fileName: fileName) ?? initial
+        guard value > current else { return current }
         let dir = DataDirectory(directory)
         let tmp = fileName + ".tmp"
         try dir.remove(tmp)
         let f = try PosixFile.open(dir.file(tmp), O_WRONLY | O_CREAT | O_EXCL)
         do throws(JournalError) {
-            let text = Array("\(seq)\n".utf8)
+            let text = Array("\(value)\n".utf8)
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: text.count, alignment: 1)
             defer { buffer.deallocate() }
             buffer.copyBytes(from: text)
@@ -65,7 +82,29 @@ public enum FeedFloor {
         }
         try dir.rename(tmp, to: fileName)
         try dir.sync()
-        return seq
+        let stored = try read(directory: directory, fileName: fileName)
+        precondition(stored == value, "the stored value is the one written")
+        return value
+    }
+}
+
+/// The highest replication epoch a node has seen (docs/replication.md §3):
+/// stored before the node acts on a frame of a new epoch, so that after a
+/// restart it still refuses every frame of a lower one.
+public enum NodeEpoch {
+    public static let fileName = "epoch"
+
+    /// The stored epoch; 0 when the node has never seen one.
+    public static func read(directory: String) throws(JournalError) -> UInt64 {
+        try DurableCounter.read(directory: directory, fileName: fileName) ?? 0
+    }
+
+    /// Stores `epoch` if it is above the stored one; returns the epoch now
+    /// stored (higher than `epoch` means `epoch` is stale).
+    @discardableResult
+    public static func raise(directory: String, to epoch: UInt64) throws(JournalError) -> UInt64 {
+        precondition(epoch >= 1, "epochs are etcd revisions, from 1")
+        return try DurableCounter.raise(directory: directory, fileName: fileName, to: epoch, initial: 0)
     }
 }
 
