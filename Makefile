@@ -144,9 +144,9 @@ bench-server: deps
 # $(TSAN_SCRATCH)/tsan-reports; any report fails the run. Left out: StockHooksTests and the
 # stalled-subscriber RSS test (README, "Sanitizers and fuzzing": toolchain false positives; RSS under TSan).
 TSAN_SCRATCH ?= .build-tsan
-TSAN_SERVER := hotSKUStampede|clientConcurrency|pipelined10k|slowReaderQueuedWrites|oneByteAtATime|disconnectMidFrame|sigtermDuringLoad|ttlExpiresOverTheWire|idleTimeout|busy|atCapacity
+TSAN_SERVER := hotSKUStampede|pipelined10k|slowReaderQueuedWrites|oneByteAtATime|disconnectMidFrame|sigtermDuringLoad|ttlExpiresOverTheWire|idleTimeout|busy|atCapacity
 TSAN_FEED := orderAndFields|filters|resumeAcrossRestarts|autoResume|compactedOffset|badInput
-TSAN_SERVER_TESTS := StockServerTests\.(StockServerTests/($(TSAN_SERVER))|FeedTests/($(TSAN_FEED))|DiskFaultTests|MetricsTests/scrape)
+TSAN_SERVER_TESTS := StockdTests\.(StockServerTests/($(TSAN_SERVER))|FeedTests/($(TSAN_FEED))|DiskFaultTests|MetricsTests/scrape)|StockClientTests\.ClientTests/clientConcurrency
 tsan: deps
 	$(SWIFT) build --build-tests --sanitize=thread --scratch-path $(TSAN_SCRATCH)
 	@rm -rf $(TSAN_SCRATCH)/tsan-reports && mkdir -p $(TSAN_SCRATCH)/tsan-reports

@@ -2,6 +2,7 @@ import Foundation
 import StockJournal
 import StockProtocol
 import Testing
+import TestSupport
 
 /// Prints append + fdatasync latency of ~3 KB batches with and without
 /// preallocated segments (asserts only that the records read back: speed is

@@ -1,6 +1,7 @@
 import StockJournal
 import StockProtocol
 import Testing
+import TestSupport
 
 /// Prints throughput figures (asserts only correctness: speed is for the
 /// report, not a pass/fail criterion). Build with `-c release` for real numbers.

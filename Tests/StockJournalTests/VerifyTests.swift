@@ -1,6 +1,7 @@
 import StockJournal
 import StockProtocol
 import Testing
+import TestSupport
 
 @Suite("Verify")
 struct VerifyTests {
