@@ -217,6 +217,15 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // A StockServer in the test process: Connection and JournalPipeline over loopback TCP, no stockd binary.
+        .testTarget(
+            name: "StockServerInProcessTests",
+            dependencies: [
+                "StockServer", "StockCore", "StockJournal", "StockProtocol", "TestSupport",
+                server("Logging", "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         // The StockClient library against a real stockd and against a scripted fake server.
         .testTarget(
             name: "StockClientTests",
