@@ -5,7 +5,7 @@ APT_PACKAGES := libuv1-dev pkg-config
 # The tests and `make bench` run the Redis baseline against a real redis-server.
 APT_TEST_PACKAGES := redis-server
 
-.PHONY: run tools docs install consumer-check ops-check test deps test-deps build release bench bench-durable bench-feed bench-metrics bench-hostile bench-core bench-decode bench-server tsan asan fuzz clean
+.PHONY: run tools docs install consumer-check ops-check test deps test-deps build release bench bench-durable bench-feed bench-metrics bench-hostile bench-core bench-decode bench-journal bench-server tsan asan fuzz clean
 
 # Installs the Debian packages the build needs when they are missing.
 deps:
@@ -131,6 +131,12 @@ bench-core: deps
 # Decode throughput of 1M pipelined frames (release).
 bench-decode: deps
 	$(SWIFT) run -c release stockproto-bench
+
+# The journal alone (release): the encode hot path (records/s, allocations/record) and append +
+# fdatasync latency of ~3 KB batches with and without preallocated segments, on the disk of TMPDIR
+# (default /tmp; STOCKJOURNAL_LATENCY_BATCHES and STOCKJOURNAL_LATENCY_SEGMENT_MIB scale it).
+bench-journal: deps
+	$(SWIFT) run -c release stockjournal-bench
 
 # Server throughput and latency: the echo ceiling and stockd, same driver, same run
 # (bench/server.sh; about 4 minutes).

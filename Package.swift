@@ -179,6 +179,13 @@ let package = Package(
             path: "bench/stockbench",
             swiftSettings: strict
         ),
+        // The journal's hot path (encode into a reused buffer, allocations) and append + fdatasync latency.
+        .executableTarget(
+            name: "stockjournal-bench",
+            dependencies: ["StockJournal", "StockProtocol", "CMallocCounter"],
+            path: "bench/stockjournal-bench",
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "stockproto-bench",
             dependencies: ["StockProtocol"],

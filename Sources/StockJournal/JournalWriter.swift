@@ -328,7 +328,7 @@ final class SegmentPreparation: @unchecked Sendable {
     /// a zero-fill floods the disk's queue and write cache, and the journal's
     /// fdatasyncs (whose cache flush carries whatever else is in flight) went
     /// from ~100 µs to 5–10 ms for the first dozens of batches of each
-    /// segment; paced, the worst sync stays around 1 ms (SyncLatencyTests).
+    /// segment; paced, the worst sync stays around 1 ms (make bench-journal).
     /// 64 MiB then take about a second; the writer calls `hurry()` when its
     /// segment is half full and the file is not ready yet, and before waiting
     /// for it.

@@ -5,6 +5,8 @@ import TestSupport
 
 /// Prints throughput figures (asserts only correctness: speed is for the
 /// report, not a pass/fail criterion). Build with `-c release` for real numbers.
+/// The pure speed measurements (the encode hot path, append + fdatasync
+/// latency) are `make bench-journal` (bench/stockjournal-bench).
 @Suite("Throughput")
 struct ThroughputTests {
     static let count = 1_000_000
@@ -95,25 +97,5 @@ struct ThroughputTests {
               write + fdatasync:     \(Int(Self.seconds(write) * 1000)) ms
               Recovery.run (files):  \(Self.rate(records.count, recovery))
             """)
-    }
-}
-
-extension ThroughputTests {
-    /// The server's hot path: one record encoded into a reused buffer.
-    @Test func encodeHotPath() {
-        let r = SequencedRecord(seq: 1, timeMs: 2, record: .reserved(
-            token: Token(slot: 1, generation: 2, secret: 3), sku: SKU("aurora-jacket-red-M")!, quantity: 1,
-            deadlineWallMs: 4, customer: ShortBytes("viewer-000123")!, idempotencyKey: .empty, bundle: false))
-        let buffer = RecordBuffer(capacity: 1 << 16)
-        let clock = ContinuousClock()
-        let n = 1_000_000
-        let t = clock.now
-        for i in 0..<n {
-            if i & 255 == 0 { buffer.reset() }
-            RecordCodec.encode(r, into: buffer)
-        }
-        let d = clock.now - t
-        #expect(buffer.recordCount > 0)
-        print("encode into a reused buffer: \(Self.rate(n, d))")
     }
 }

@@ -1,21 +1,61 @@
+// bench-journal: the journal alone, release build. Prints figures; not a test.
+//   make bench-journal     (swift run -c release stockjournal-bench)
+// Moved out of StockJournalTests (ThroughputTests.encodeHotPath, SyncLatencyTests.appendAndSyncLatency):
+// speed is for the report, never a pass/fail criterion.
+//
+// 1. The server's hot path: one RESERVE record encoded into a reused buffer, 1M times, with the heap
+//    allocations it made (CMallocCounter).
+// 2. append + fdatasync latency of ~3 KB batches with and without preallocated segments. Rotations
+//    happen during the run, so the background preparation of the next segment runs alongside the
+//    measured syncs. Scale with STOCKJOURNAL_LATENCY_BATCHES (default 4000) and
+//    STOCKJOURNAL_LATENCY_SEGMENT_MIB (default 4). The temp directory must be on the disk of
+//    interest (TMPDIR).
+import CMallocCounter
 import Foundation
 import StockJournal
 import StockProtocol
-import Testing
-import TestSupport
 
-/// Prints append + fdatasync latency of ~3 KB batches with and without
-/// preallocated segments (asserts only that the records read back: speed is
-/// for the report). Rotations happen during the run, so the background
-/// preparation of the next segment runs alongside the measured syncs.
-/// Scale with STOCKJOURNAL_LATENCY_BATCHES (default 4000) and
-/// STOCKJOURNAL_LATENCY_SEGMENT_MIB (default 4). The temp directory must be
-/// on the disk of interest (TMPDIR).
-@Suite("Sync latency")
-struct SyncLatencyTests {
+@main
+struct JournalBench {
     static func env(_ name: String, _ fallback: Int) -> Int {
         ProcessInfo.processInfo.environment[name].flatMap(Int.init) ?? fallback
     }
+
+    static func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+    }
+
+    static func rate(_ n: Int, _ d: Duration) -> String {
+        let s = seconds(d)
+        return "\(Int(Double(n) / s / 1000)) k records/s (\(Int(s * 1000)) ms, \(Int(s * 1e9 / Double(n))) ns/record)"
+    }
+
+    // MARK: 1. encode hot path
+
+    /// One record encoded into a reused buffer (reset every 256 records), `n` times.
+    static func encodeHotPath(n: Int = 1_000_000) -> String {
+        let r = SequencedRecord(seq: 1, timeMs: 2, record: .reserved(
+            token: Token(slot: 1, generation: 2, secret: 3), sku: SKU("aurora-jacket-red-M")!, quantity: 1,
+            deadlineWallMs: 4, customer: ShortBytes("viewer-000123")!, idempotencyKey: .empty, bundle: false))
+        let buffer = RecordBuffer(capacity: 1 << 16)
+        // Warm up: the buffer's storage exists before the count starts.
+        for _ in 0..<256 { RecordCodec.encode(r, into: buffer) }
+        buffer.reset()
+        let clock = ContinuousClock()
+        let allocsBefore = malloc_counter_allocations()
+        let t = clock.now
+        for i in 0..<n {
+            if i & 255 == 0 { buffer.reset() }
+            RecordCodec.encode(r, into: buffer)
+        }
+        let d = clock.now - t
+        let allocs = malloc_counter_allocations() - allocsBefore
+        precondition(buffer.recordCount > 0, "nothing encoded")
+        return "encode into a reused buffer: \(rate(n, d)); "
+            + "\(String(format: "%.3f", Double(allocs) / Double(n))) allocations/record"
+    }
+
+    // MARK: 2. append + fdatasync latency
 
     struct Figures: CustomStringConvertible {
         let label: String
@@ -43,10 +83,12 @@ struct SyncLatencyTests {
         }
     }
 
-    static func run(preallocate: Bool, batches: Int, segmentBytes: Int64) throws -> Figures {
-        let dir = TempDirectory(preallocate ? "lat-prealloc" : "lat-append")
-        defer { dir.remove() }
-        let writer = try JournalWriter(directory: dir.path, segmentBytes: segmentBytes, preallocate: preallocate)
+    static func syncLatency(preallocate: Bool, batches: Int, segmentBytes: Int64) throws -> Figures {
+        let dir = FileManager.default.temporaryDirectory
+            .appendingPathComponent("stockjournal-\(preallocate ? "lat-prealloc" : "lat-append")-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let writer = try JournalWriter(directory: dir, segmentBytes: segmentBytes, preallocate: preallocate)
         // Let init's background preparation finish (stockd's startup takes longer than that, too).
         while preallocate && !writer.nextSegmentReady { usleep(1000) }
         let buffer = RecordBuffer(capacity: 8192)
@@ -80,20 +122,21 @@ struct SyncLatencyTests {
         }
         try writer.close()
         var read: UInt64 = 0
-        _ = try JournalReader.readAll(directory: dir.path, repairTornTail: false) { _, _, _ in read += 1 }
-        #expect(read == seq)
+        _ = try JournalReader.readAll(directory: dir, repairTornTail: false) { _, _, _ in read += 1 }
+        precondition(read == seq, "\(read) of \(seq) records read back")
         return Figures(label: preallocate ? "preallocated" : "append     ", micros: micros, writer: writer,
                        sinceOpen: sinceOpen)
     }
 
-    @Test func appendAndSyncLatency() throws {
-        let batches = Self.env("STOCKJOURNAL_LATENCY_BATCHES", 4000)
-        let segmentBytes = Int64(Self.env("STOCKJOURNAL_LATENCY_SEGMENT_MIB", 4)) << 20
+    static func main() throws {
+        print(encodeHotPath())
+        let batches = env("STOCKJOURNAL_LATENCY_BATCHES", 4000)
+        let segmentBytes = Int64(env("STOCKJOURNAL_LATENCY_SEGMENT_MIB", 4)) << 20
         // Alternate to spread any drift of the disk over both.
         var lines: [String] = []
         for round in 0..<2 {
             for preallocate in round == 0 ? [false, true] : [true, false] {
-                lines.append("  round \(round + 1) " + (try Self.run(preallocate: preallocate, batches: batches / 2,
+                lines.append("  round \(round + 1) " + (try syncLatency(preallocate: preallocate, batches: batches / 2,
                                                                        segmentBytes: segmentBytes)).description)
             }
         }
