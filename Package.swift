@@ -208,14 +208,54 @@ let package = Package(
             dependencies: ["StockCore", "TestSupport"],
             swiftSettings: strict
         ),
-        // Helpers shared by the test targets (seeded randomness).
-        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
+        // What the test targets share: seeded randomness, temporary directories, a real stockd process
+        // (StockdProcess), the raw-frame client (RawClient), running the built tools (runTool, CtlFixture),
+        // the fake webhook receiver. Foundation and StockProtocol only.
+        .target(name: "TestSupport", dependencies: ["StockProtocol"], path: "Tests/TestSupport", swiftSettings: strict),
+        // One test target per program. The executables a target's tests run are among its
+        // dependencies, so SwiftPM builds them next to the test bundle (the tests find them through
+        // /proc/self/exe's directory).
+        // stockd over TCP: every opcode and status, limits, auth, journal, feed, crash, ops endpoints; the
+        // README example and walkthrough (which runs stockctl, stock-hooks and stockbench too).
         .testTarget(
-            name: "StockServerTests",
+            name: "StockdTests",
             dependencies: [
-                "StockProtocol", "StockClient", "stockd", "stockctl", "stockbench", "stock-hooks", "TestSupport",
-                server("Crypto", "swift-crypto"),
+                "StockProtocol", "StockClient", "TestSupport", "stockd", "stockctl", "stock-hooks", "stockbench",
             ],
+            swiftSettings: strict
+        ),
+        // A StockServer in the test process: Connection and JournalPipeline over loopback TCP, no stockd binary.
+        .testTarget(
+            name: "StockServerInProcessTests",
+            dependencies: [
+                "StockServer", "StockCore", "StockJournal", "StockProtocol", "TestSupport",
+                server("Logging", "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // The StockClient library against a real stockd and against a scripted fake server.
+        .testTarget(
+            name: "StockClientTests",
+            dependencies: ["StockClient", "TestSupport", "stockd"],
+            swiftSettings: strict
+        ),
+        // The stockctl binary against a real stockd (CLIConventionTests checks --version of stock-hooks and
+        // stockbench as well).
+        .testTarget(
+            name: "StockctlTests",
+            dependencies: ["StockClient", "TestSupport", "stockd", "stockctl", "stock-hooks", "stockbench"],
+            swiftSettings: strict
+        ),
+        // The stock-hooks binary against a real stockd and a faulty HTTP receiver (signatures checked with Crypto).
+        .testTarget(
+            name: "StockHooksTests",
+            dependencies: ["StockClient", "TestSupport", "stockd", "stock-hooks", server("Crypto", "swift-crypto")],
+            swiftSettings: strict
+        ),
+        // The stockbench binary: both backends (it starts stockd and redis-server itself), the hostile suite.
+        .testTarget(
+            name: "StockbenchTests",
+            dependencies: ["TestSupport", "stockd", "stockbench"],
             swiftSettings: strict
         ),
         .testTarget(

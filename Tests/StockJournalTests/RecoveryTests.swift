@@ -213,22 +213,18 @@ struct RecoveryTests {
         var records = gen.generate(100)
         records.append(records[40])
         try writeJournal(records, to: dir.path, segmentBytes: 1 << 20)
-        // One segment (1 MiB holds them all); the copy is the last record, after the other 100.
-        let encoded = RecordBuffer(capacity: 1 << 16)
-        for r in records.dropLast() { RecordCodec.encode(r, into: encoded) }
-        let segment = try #require(try SegmentFiles.list(in: dir.path).first)
-        #expect(try SegmentFiles.list(in: dir.path).count == 1)
-        do {
-            _ = try Recovery.run(dataDirectory: dir.path, nowWallMs: 0)
-            Issue.record("recovery accepted a journal with seq \(records[40].seq) twice")
-        } catch {
-            guard case let .duplicateSeq(seq, path, offset) = error else {
-                Issue.record("expected duplicateSeq, got \(error)")
-                return
-            }
-            #expect(seq == records[40].seq)
-            #expect(path == segment.path)
-            #expect(offset == Int64(encoded.count), "the second copy starts after the first 100 records")
+        // Where each record sits, as the reader finds them (no replay): the copy is the last one.
+        var located: [(seq: UInt64, path: String, offset: Int64)] = []
+        _ = try JournalReader.readAll(directory: dir.path, repairTornTail: false) { r, segment, offset in
+            located.append((r.seq, segment.path, offset))
         }
+        let copy = try #require(located.last)
+        let original = try #require(located.first { $0.seq == records[40].seq })
+        #expect(located.count == 101 && copy.seq == records[40].seq && original.offset < copy.offset)
+        #expect(try SegmentFiles.list(in: dir.path).map(\.path) == [copy.path])
+        // The error names the duplicated seq and the copy (the second occurrence): its file and byte offset.
+        let error = journalError { _ = try Recovery.run(dataDirectory: dir.path, nowWallMs: 0) }
+        #expect(error == .duplicateSeq(seq: records[40].seq, path: copy.path, offset: copy.offset),
+                "\(String(describing: error))")
     }
 }

@@ -40,6 +40,44 @@ struct SegmentTests {
         #expect(!dir.names().contains(SegmentFiles.preparedName), "close() removes the prepared file")
     }
 
+    /// What the sync-latency benchmark (`make bench-journal`) used to assert as a test: ~3 KB batches
+    /// of RESERVE records, each appended and synced, across rotations while the next segment is
+    /// prepared in the background, all read back. No timing is checked.
+    @Test(arguments: [false, true])
+    func syncedBatchesReadBackAcrossRotations(preallocate: Bool) throws {
+        let dir = TempDirectory(preallocate ? "lat-prealloc" : "lat-append")
+        defer { dir.remove() }
+        let segmentBytes: Int64 = 1 << 20
+        let writer = try JournalWriter(directory: dir.path, segmentBytes: segmentBytes, preallocate: preallocate)
+        // As the benchmark does: let init's background preparation finish (bounded).
+        let deadline = ContinuousClock.now + .seconds(10)
+        while preallocate && !writer.nextSegmentReady && ContinuousClock.now < deadline { usleep(1000) }
+        let buffer = RecordBuffer(capacity: 8192)
+        let customer = ShortBytes("viewer-000123")!
+        var seq: UInt64 = 0
+        for b in 0..<800 {
+            buffer.reset()
+            while buffer.count < 3000 {
+                seq += 1
+                RecordCodec.encode(SequencedRecord(seq: seq, timeMs: 1_700_000_000_000 + seq, record: .reserved(
+                    token: Token(slot: UInt32(seq), generation: 1, secret: seq &* 0x9E37_79B9_7F4A_7C15),
+                    sku: SKU("aurora-jacket-\(b % 100)")!, quantity: 1, deadlineWallMs: 1_800_000_000_000,
+                    customer: customer, idempotencyKey: .empty, bundle: false)), into: buffer)
+            }
+            try writer.append(buffer)
+            try writer.sync()
+        }
+        try writer.close()
+        #expect(writer.segmentsCreated >= 3, "2.4 MB in 1 MiB segments rotates")
+        var read: UInt64 = 0
+        var last: UInt64 = 0
+        _ = try JournalReader.readAll(directory: dir.path, repairTornTail: false) { r, _, _ in
+            read += 1
+            last = r.seq
+        }
+        #expect(read == seq && last == seq)
+    }
+
     @Test func writerRefusesToReuseASegmentName() throws {
         let dir = TempDirectory("exists")
         defer { dir.remove() }

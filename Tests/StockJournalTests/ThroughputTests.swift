@@ -5,6 +5,8 @@ import TestSupport
 
 /// Prints throughput figures (asserts only correctness: speed is for the
 /// report, not a pass/fail criterion). Build with `-c release` for real numbers.
+/// The pure speed measurements (the encode hot path, append + fdatasync
+/// latency) are `make bench-journal` (bench/stockjournal-bench).
 @Suite("Throughput")
 struct ThroughputTests {
     static let count = 1_000_000

@@ -258,11 +258,11 @@ import TestSupport
         // And from a real stockd with an auth file: the wrong credential, then the same answer without a connect.
         let dir = try TempDirectory(prefix: "client-auth")
         defer { dir.remove() }
-        let server = try StockdProcess(["--auth-file", try AuthTests.authFile(dir)], catalog: "A,5\n")
+        let server = try StockdProcess(["--auth-file", try AuthFixture.authFile(dir)], catalog: "A,5\n")
         let wrong = try StockClient(configuration: .init(port: server.port, credential: "not-the-secret"))
         #expect(await stockError { try await wrong.ping() } == .rejected(.authFailed))
         #expect(await stockError { try await wrong.ping() } == .rejected(.authFailed))
-        let right = try StockClient(configuration: .init(port: server.port, credential: AuthTests.checkoutSecret))
+        let right = try StockClient(configuration: .init(port: server.port, credential: AuthFixture.checkoutSecret))
         #expect(try await right.stock("A").onHand == 5)
         await wrong.shutdown()
         await right.shutdown()

@@ -7,9 +7,9 @@ import StockProtocol
 ///
 /// Every wait is bounded: reads wait with `poll` for at most their timeout,
 /// sends are bounded by `SO_SNDTIMEO` (which on Linux also bounds `connect`).
-final class RawClient {
+public final class RawClient {
     /// What the socket said when asked for more bytes.
-    enum Fill: Equatable {
+    public enum Fill: Equatable {
         case bytes(Int)
         case eof
         case reset
@@ -17,26 +17,26 @@ final class RawClient {
     }
 
     /// Decoded frames received until the connection ended or the wait ran out.
-    struct Drain {
-        var responses: [Response]
+    public struct Drain {
+        public var responses: [Response]
         /// EOF (or a reset) was seen.
-        var closed: Bool
+        public var closed: Bool
         /// The end was a reset rather than an orderly EOF.
-        var reset: Bool
+        public var reset: Bool
     }
 
-    private(set) var fd: Int32
-    let port: Int
+    public private(set) var fd: Int32
+    public let port: Int
     private var decoder = FrameDecoder(maxFrame: Limits.maxFrameCeiling)
     private var nextID: UInt32 = 1
     /// Bytes of the last frame decoded (header included).
-    private(set) var lastFrameSize = 0
+    public private(set) var lastFrameSize = 0
     /// Whether EOF or a reset was seen.
-    private(set) var sawEnd = false
+    public private(set) var sawEnd = false
     /// Whether the end was a reset (or another socket error) rather than EOF.
-    private(set) var sawReset = false
+    public private(set) var sawReset = false
 
-    init(port: Int, timeout: Double = 5, noDelay: Bool = true) throws {
+    public init(port: Int, timeout: Double = 5, noDelay: Bool = true) throws {
         self.port = port
         // CLOEXEC: a stockd started later must not inherit (and so keep open) this socket.
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -68,7 +68,7 @@ final class RawClient {
     deinit { close() }
 
     /// Closes the socket (idempotent).
-    func close() {
+    public func close() {
         if fd >= 0 {
             Glibc.close(fd)
             fd = -1
@@ -76,19 +76,19 @@ final class RawClient {
     }
 
     /// Shuts down the sending side only (the peer reads EOF).
-    func shutdownWrite() {
+    public func shutdownWrite() {
         if fd >= 0 { _ = shutdown(fd, Int32(SHUT_WR)) }
     }
 
     /// Shuts down both directions without releasing the descriptor, so a
     /// `sendInBackground` still running fails at once instead of writing
     /// into a reused descriptor; `close` afterwards.
-    func shutdownBoth() {
+    public func shutdownBoth() {
         if fd >= 0 { _ = shutdown(fd, Int32(SHUT_RDWR)) }
     }
 
     /// A fresh request id (1, 2, 3…).
-    func freshID() -> UInt32 {
+    public func freshID() -> UInt32 {
         defer { nextID &+= 1 }
         return nextID
     }
@@ -96,14 +96,14 @@ final class RawClient {
     // MARK: sending
 
     /// Sends all of `bytes`; throws if the socket fails or stays full past its send timeout.
-    func send(_ bytes: [UInt8]) throws {
+    public func send(_ bytes: [UInt8]) throws {
         try RawClient.sendAll(fd: fd, bytes)
     }
 
     /// Alias of `send`, for tests that send deliberately broken bytes.
-    func sendRaw(_ bytes: [UInt8]) throws { try send(bytes) }
+    public func sendRaw(_ bytes: [UInt8]) throws { try send(bytes) }
 
-    static func sendAll(fd: Int32, _ bytes: [UInt8]) throws {
+    public static func sendAll(fd: Int32, _ bytes: [UInt8]) throws {
         guard fd >= 0 else { throw HarnessError("send on a closed client") }
         var offset = 0
         while offset < bytes.count {
@@ -121,7 +121,7 @@ final class RawClient {
 
     /// Sends `bytes` on another thread, so that a large pipelined write and
     /// the reading of its answers can proceed together.
-    func sendInBackground(_ bytes: [UInt8]) -> BackgroundJob {
+    public func sendInBackground(_ bytes: [UInt8]) -> BackgroundJob {
         let fd = self.fd
         return BackgroundJob {
             try RawClient.sendAll(fd: fd, bytes)
@@ -130,7 +130,7 @@ final class RawClient {
 
     /// Encodes `request` with a fresh id and sends it; returns the id.
     @discardableResult
-    func sendRequest(_ request: Request) throws -> UInt32 {
+    public func sendRequest(_ request: Request) throws -> UInt32 {
         let id = freshID()
         try send(Wire.frame(request, id: id))
         return id
@@ -139,12 +139,12 @@ final class RawClient {
     // MARK: receiving
 
     /// Decodes a response, turning the typed throw into a value.
-    static func decode(_ header: FrameHeader, _ payload: UnsafeRawBufferPointer) -> Result<Response, Status> {
+    public static func decode(_ header: FrameHeader, _ payload: UnsafeRawBufferPointer) -> Result<Response, Status> {
         do { return .success(try ResponseCodec.decode(header: header, payload: payload)) } catch { return .failure(error) }
     }
 
     /// Waits up to `timeout` for bytes and feeds them to the decoder.
-    func fill(timeout: Double) -> Fill {
+    public func fill(timeout: Double) -> Fill {
         guard fd >= 0 else { return .eof }
         let deadline = monotonicSeconds() + timeout
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
@@ -179,7 +179,7 @@ final class RawClient {
 
     /// The next complete response already received, if any. Throws if the
     /// bytes are not a well-formed response frame.
-    func nextBuffered() throws -> Response? {
+    public func nextBuffered() throws -> Response? {
         var size = 0
         let result: Result<Response, Status>?
         do {
@@ -200,13 +200,13 @@ final class RawClient {
 
     /// The next response, waiting at most `timeout`. Throws on timeout, on
     /// EOF or reset before a full frame, or on a frame that does not decode.
-    func readResponse(timeout: Double = 5) throws -> Response {
+    public func readResponse(timeout: Double = 5) throws -> Response {
         if let r = try readResponseOrEnd(timeout: timeout) { return r }
         throw HarnessError("connection closed before a response arrived")
     }
 
     /// The next response, or nil when the connection ended first. Throws on timeout.
-    func readResponseOrEnd(timeout: Double = 5) throws -> Response? {
+    public func readResponseOrEnd(timeout: Double = 5) throws -> Response? {
         let deadline = monotonicSeconds() + timeout
         while true {
             if let r = try nextBuffered() { return r }
@@ -222,7 +222,7 @@ final class RawClient {
     }
 
     /// Reads `count` responses (each wait bounded by the overall `timeout`).
-    func readResponses(_ count: Int, timeout: Double = 10) throws -> [Response] {
+    public func readResponses(_ count: Int, timeout: Double = 10) throws -> [Response] {
         let deadline = monotonicSeconds() + timeout
         var out: [Response] = []
         out.reserveCapacity(count)
@@ -237,7 +237,7 @@ final class RawClient {
 
     /// Reads every response until the connection ends or `timeout` passes.
     /// `closed` tells whether EOF (or a reset) was seen; this never waits past `timeout`.
-    func readUntilClosed(timeout: Double) throws -> Drain {
+    public func readUntilClosed(timeout: Double) throws -> Drain {
         let deadline = monotonicSeconds() + timeout
         var drain = Drain(responses: [], closed: false, reset: false)
         while true {
@@ -260,13 +260,13 @@ final class RawClient {
     }
 
     /// Whether nothing at all arrives for `seconds` (no bytes, no EOF).
-    func staysSilent(for seconds: Double) -> Bool {
+    public func staysSilent(for seconds: Double) -> Bool {
         fill(timeout: seconds) == .timeout && decoder.buffered == 0
     }
 
     /// Sends `request` with a fresh id and waits for its answer; throws if
     /// the answer carries another id.
-    func request(_ request: Request, timeout: Double = 5) throws -> Response {
+    public func request(_ request: Request, timeout: Double = 5) throws -> Response {
         let id = try sendRequest(request)
         let r = try readResponse(timeout: timeout)
         guard r.requestID == id else {
@@ -276,7 +276,7 @@ final class RawClient {
     }
 
     /// Sends a raw frame built by `Wire.rawFrame` with a fresh id and waits for the answer.
-    func rawRequest(opcode: UInt8, payload: [UInt8], timeout: Double = 5) throws -> Response {
+    public func rawRequest(opcode: UInt8, payload: [UInt8], timeout: Double = 5) throws -> Response {
         let id = freshID()
         try send(Wire.rawFrame(opcode: opcode, id: id, payload: payload))
         let r = try readResponse(timeout: timeout)
@@ -288,47 +288,47 @@ final class RawClient {
 
     // MARK: shorthands
 
-    func ping() throws -> Response { try request(.ping) }
+    public func ping() throws -> Response { try request(.ping) }
 
-    func stockGet(_ sku: String) throws -> Response { try request(.stockGet(SKU(sku)!)) }
+    public func stockGet(_ sku: String) throws -> Response { try request(.stockGet(SKU(sku)!)) }
 
     /// STOCK_GET that must succeed.
-    func info(_ sku: String) throws -> StockInfo {
+    public func info(_ sku: String) throws -> StockInfo {
         let r = try stockGet(sku)
         guard let info = r.stockInfo else { throw HarnessError("STOCK_GET \(sku): \(r.status.name) \(r.body)") }
         return info
     }
 
-    func stockSet(_ sku: String, onHand: UInt64, expected: UInt64? = nil, threshold: UInt32? = nil,
+    public func stockSet(_ sku: String, onHand: UInt64, expected: UInt64? = nil, threshold: UInt32? = nil,
                   limit: UInt32? = nil) throws -> Response {
         try request(.stockSet(StockSet(sku: SKU(sku)!, onHand: onHand, expectedOnHand: expected,
                                        lowStockThreshold: threshold, perCustomerLimit: limit)))
     }
 
-    func reserve(_ sku: String, _ quantity: UInt32, ttlMs: UInt32 = 0, customer: String = "",
+    public func reserve(_ sku: String, _ quantity: UInt32, ttlMs: UInt32 = 0, customer: String = "",
                  key: String = "") throws -> Response {
         try request(.reserve(Reserve(sku: SKU(sku)!, quantity: quantity, ttlMs: ttlMs,
                                      customer: ShortBytes(customer)!, idempotencyKey: ShortBytes(key)!)))
     }
 
     /// RESERVE that must succeed.
-    func reserveOK(_ sku: String, _ quantity: UInt32, ttlMs: UInt32 = 0, customer: String = "",
+    public func reserveOK(_ sku: String, _ quantity: UInt32, ttlMs: UInt32 = 0, customer: String = "",
                    key: String = "") throws -> Reservation {
         let r = try reserve(sku, quantity, ttlMs: ttlMs, customer: customer, key: key)
         guard let res = r.reservation else { throw HarnessError("RESERVE \(sku) x\(quantity): \(r.status.name) \(r.body)") }
         return res
     }
 
-    func confirm(_ token: Token, quantity: UInt32 = 0, orderReference: String = "") throws -> Response {
+    public func confirm(_ token: Token, quantity: UInt32 = 0, orderReference: String = "") throws -> Response {
         try request(.confirm(Confirm(token: token, quantity: quantity, orderReference: ShortBytes(orderReference)!)))
     }
 
-    func release(_ token: Token) throws -> Response { try request(.release(token)) }
+    public func release(_ token: Token) throws -> Response { try request(.release(token)) }
 
-    func extend(_ token: Token, ttlMs: UInt32) throws -> Response { try request(.extend(Extend(token: token, ttlMs: ttlMs))) }
+    public func extend(_ token: Token, ttlMs: UInt32) throws -> Response { try request(.extend(Extend(token: token, ttlMs: ttlMs))) }
 
     /// STATS as a dictionary.
-    func stats() throws -> [String: UInt64] {
+    public func stats() throws -> [String: UInt64] {
         let r = try request(.stats)
         guard case .stats(let entries) = r.body else { throw HarnessError("STATS: \(r.status.name) \(r.body)") }
         var out: [String: UInt64] = [:]
@@ -338,11 +338,11 @@ final class RawClient {
 }
 
 /// Work on a separate thread whose outcome is collected with `wait`.
-final class BackgroundJob: Sendable {
+public final class BackgroundJob: Sendable {
     private let done = DispatchSemaphore(value: 0)
     private let outcome = Locked<String?>(nil)
 
-    init(_ body: @escaping @Sendable () throws -> Void) {
+    public init(_ body: @escaping @Sendable () throws -> Void) {
         let thread = Thread { [done, outcome] in
             do { try body() } catch { outcome.set("\(error)") }
             done.signal()
@@ -353,7 +353,7 @@ final class BackgroundJob: Sendable {
 
     /// Waits at most `timeout`; nil when the job finished without error,
     /// else what went wrong (including "still running").
-    func wait(timeout: Double) -> String? {
+    public func wait(timeout: Double) -> String? {
         if done.wait(timeout: .now() + timeout) == .timedOut { return "background job still running after \(timeout) s" }
         return outcome.get()
     }
@@ -362,7 +362,7 @@ final class BackgroundJob: Sendable {
 /// Runs `count` threads of `body(index)` and waits for all of them, at most
 /// `timeout`. Returns false if some were still running (their sockets have
 /// timeouts, so they end on their own soon after).
-func runThreads(_ count: Int, timeout: Double, _ body: @escaping @Sendable (Int) -> Void) -> Bool {
+public func runThreads(_ count: Int, timeout: Double, _ body: @escaping @Sendable (Int) -> Void) -> Bool {
     let group = DispatchGroup()
     for i in 0..<count {
         group.enter()
@@ -377,25 +377,25 @@ func runThreads(_ count: Int, timeout: Double, _ body: @escaping @Sendable (Int)
 }
 
 /// A value shared between threads under a lock.
-final class Locked<Value: Sendable>: @unchecked Sendable {
+public final class Locked<Value: Sendable>: @unchecked Sendable {
     private let lock = NSLock()
     private var value: Value
 
-    init(_ value: Value) { self.value = value }
+    public init(_ value: Value) { self.value = value }
 
-    func get() -> Value {
+    public func get() -> Value {
         lock.lock()
         defer { lock.unlock() }
         return value
     }
 
-    func set(_ v: Value) {
+    public func set(_ v: Value) {
         lock.lock()
         value = v
         lock.unlock()
     }
 
-    func update<R>(_ body: (inout Value) -> R) -> R {
+    public func update<R>(_ body: (inout Value) -> R) -> R {
         lock.lock()
         defer { lock.unlock() }
         return body(&value)

@@ -1,6 +1,7 @@
 import Foundation
 import StockClient
 import Testing
+import TestSupport
 
 // MARK: - StockClient against a real stockd
 
@@ -17,7 +18,10 @@ func stockError<R>(_ body: () async throws -> R) async -> StockError? {
     }
 }
 
-extension StockServerTests {
+/// StockClient against real stockd processes, one test at a time: these were part of the serialized
+/// "stockd over TCP" suite (StockdTests' StockServerTests) and stay serialized, with its time limit.
+@Suite("StockClient against a real stockd", .serialized, .timeLimit(.minutes(2)))
+struct ClientTests {
     @Test("a --catalog saved with CRLF line ends loads every line")
     func crlfCatalog() async throws {
         let server = try StockdProcess(catalog: "sku,on_hand,low,limit\r\nA,10,2,3\r\n# note\r\nB,5\r\n")

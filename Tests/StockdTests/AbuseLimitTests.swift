@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import StockProtocol
 import Testing
+import TestSupport
 
 /// The per-connection abuse limits against a real stockd: a frame dribbled
 /// in too slowly (slowloris), a client that never reads its answers, and

@@ -1,6 +1,5 @@
 import Foundation
 import Glibc
-import TestSupport
 
 // A webhook receiver for the stock-hooks tests: plain POSIX sockets on
 // 127.0.0.1 port 0, one thread per connection, HTTP/1.1 with keep-alive
@@ -10,7 +9,7 @@ import TestSupport
 // ids, recording everything it saw.
 
 /// What the receiver does with one request.
-enum HooksFate: String, Sendable {
+public enum HooksFate: String, Sendable {
     /// 200 at once: accepted.
     case ok
     /// 500 at once: not accepted.
@@ -26,26 +25,32 @@ enum HooksFate: String, Sendable {
 }
 
 /// Fault shares, in percent of requests (the rest are answered 200).
-struct HooksFaults: Sendable {
-    var fail500 = 0
-    var slow = 0
-    var drop = 0
-    static let none = HooksFaults()
+public struct HooksFaults: Sendable {
+    public var fail500 = 0
+    public var slow = 0
+    public var drop = 0
+    public static let none = HooksFaults()
+
+    public init(fail500: Int = 0, slow: Int = 0, drop: Int = 0) {
+        self.fail500 = fail500
+        self.slow = slow
+        self.drop = drop
+    }
 }
 
-final class HooksReceiver: @unchecked Sendable {
+public final class HooksReceiver: @unchecked Sendable {
     /// One request as received.
-    struct Request: Sendable {
-        let method: String
-        let path: String
+    public struct Request: Sendable {
+        public let method: String
+        public let path: String
         /// Header names lower-cased.
-        let headers: [String: String]
-        let body: Data
-        let fate: HooksFate
-        var eventID: String { headers["stockd-event-id"] ?? "" }
+        public let headers: [String: String]
+        public let body: Data
+        public let fate: HooksFate
+        public var eventID: String { headers["stockd-event-id"] ?? "" }
     }
 
-    let port: Int
+    public let port: Int
     private let listenFD: Int32
     private let seed: UInt64
     private let faults: HooksFaults
@@ -66,7 +71,7 @@ final class HooksReceiver: @unchecked Sendable {
     /// - Parameters:
     ///   - seed: the fault draw for request n of event id X is a function of (seed, X, n) only.
     ///   - answerDelaySeconds: added before every answer (to keep a run going long enough to kill it).
-    init(seed: UInt64, faults: HooksFaults = .none, slowSeconds: Double = 0.8,
+    public init(seed: UInt64, faults: HooksFaults = .none, slowSeconds: Double = 0.8,
          answerDelaySeconds: Double = 0) throws {
         self.seed = seed
         self.faults = faults
@@ -79,19 +84,19 @@ final class HooksReceiver: @unchecked Sendable {
 
     deinit { stop() }
 
-    var url: String { "http://127.0.0.1:\(port)/hooks/stock" }
+    public var url: String { "http://127.0.0.1:\(port)/hooks/stock" }
 
     /// Event ids answered 400 (every time).
-    func reject(_ ids: Set<String>) { lock.withLock { _rejectIDs.formUnion(ids) } }
+    public func reject(_ ids: Set<String>) { lock.withLock { _rejectIDs.formUnion(ids) } }
     /// Event ids answered 503 (every time).
-    func alwaysFail(_ ids: Set<String>) { lock.withLock { _alwaysFailIDs.formUnion(ids) } }
+    public func alwaysFail(_ ids: Set<String>) { lock.withLock { _alwaysFailIDs.formUnion(ids) } }
 
-    var requests: [Request] { lock.withLock { _requests } }
-    var firstAccepted: [(id: String, body: Data)] { lock.withLock { _firstAccepted } }
-    var acceptedCount: Int { lock.withLock { acceptedIDs.count } }
+    public var requests: [Request] { lock.withLock { _requests } }
+    public var firstAccepted: [(id: String, body: Data)] { lock.withLock { _firstAccepted } }
+    public var acceptedCount: Int { lock.withLock { acceptedIDs.count } }
 
     /// Stops accepting, closes every connection, waits (bounded) for the threads.
-    func stop() {
+    public func stop() {
         // Under the lock `serve` closes under: a closed number may already be another test's socket.
         lock.withLock {
             guard !stopped else { return }

@@ -1,41 +1,40 @@
 import Foundation
 import Glibc
-import TestSupport
 
 // Starting and stopping a real `stockd` process for the integration tests.
 // Every wait here is bounded; a server left running is killed in `deinit`.
 
 /// A failure of the harness itself (not an assertion about the server).
-struct HarnessError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+public struct HarnessError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }
 
 /// Seconds on a monotonic clock, for deadlines and elapsed times.
-func monotonicSeconds() -> Double {
+public func monotonicSeconds() -> Double {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
 
 /// Unix epoch milliseconds (the clock `expires_at_ms` is given in).
-func wallClockMs() -> UInt64 {
+public func wallClockMs() -> UInt64 {
     UInt64(Date().timeIntervalSince1970 * 1000)
 }
 
 /// Sleeps the calling thread.
-func sleepSeconds(_ s: Double) {
+public func sleepSeconds(_ s: Double) {
     guard s > 0 else { return }
     usleep(useconds_t(s * 1_000_000))
 }
 
 /// Locating the `stockd` executable.
-enum StockdBinary {
+public enum StockdBinary {
     /// `STOCKD_BINARY` if set; else `stockd` next to the running test
     /// executable (SwiftPM puts the xctest bundle and the products it depends
     /// on in one directory); else `.build/debug/stockd` found by walking up
     /// from this source file.
-    static func path() throws -> String {
+    public static func path() throws -> String {
         let fm = FileManager.default
         if let env = ProcessInfo.processInfo.environment["STOCKD_BINARY"], !env.isEmpty {
             guard fm.isExecutableFile(atPath: env) else { throw HarnessError("STOCKD_BINARY=\(env) is not executable") }
@@ -63,19 +62,19 @@ enum StockdBinary {
 }
 
 /// How a process ended.
-struct ExitResult: CustomStringConvertible {
+public struct ExitResult: CustomStringConvertible {
     /// Exit code, or the signal number when `signaled`.
-    let code: Int32
-    let signaled: Bool
-    let stderr: String
-    let elapsedSeconds: Double
+    public let code: Int32
+    public let signaled: Bool
+    public let stderr: String
+    public let elapsedSeconds: Double
 
     /// Non-empty lines of stderr.
-    var stderrLines: [String] {
+    public var stderrLines: [String] {
         stderr.split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
     }
 
-    var description: String {
+    public var description: String {
         "\(signaled ? "signal" : "exit") \(code) after \(String(format: "%.2f", elapsedSeconds)) s; stderr: \(stderr)"
     }
 }
@@ -85,12 +84,12 @@ struct ExitResult: CustomStringConvertible {
 /// `init` returns once the port file is written (at most `startTimeout`);
 /// the process is always killed and its temporary directory removed in
 /// `deinit`, whatever the test did.
-final class StockdProcess {
-    let process = Process()
-    let dir: TempDirectory
-    let arguments: [String]
+public final class StockdProcess {
+    public let process = Process()
+    public let dir: TempDirectory
+    public let arguments: [String]
     /// The port stockd bound.
-    private(set) var port = 0
+    public private(set) var port = 0
     private let stderrPath: String
     private var exitResult: ExitResult?
     private let started = monotonicSeconds()
@@ -99,8 +98,8 @@ final class StockdProcess {
     /// plus `extra`; with `catalog`, that text is written to a CSV file and
     /// passed as `--catalog`. Flags in `extra` come after the defaults, so
     /// they win where ArgumentParser keeps the last value.
-    init(_ extra: [String] = [], catalog: String? = nil, startTimeout: Double = 10) throws {
-        dir = try TempDirectory(prefix: "stockd-test")
+    public init(_ extra: [String] = [], catalog: String? = nil, startTimeout: Double = 10) throws {
+        dir = try TempDirectory()
         let portFile = dir.path("port")
         stderrPath = dir.path("stderr.log")
         var args = ["--host", "127.0.0.1", "--port", "0", "--port-file", portFile, "--log-level", "info"]
@@ -144,7 +143,7 @@ final class StockdProcess {
         dir.remove()
     }
 
-    static func launch(_ process: Process, args: [String], stderrPath: String, stdoutPath: String) throws {
+    public static func launch(_ process: Process, args: [String], stderrPath: String, stdoutPath: String) throws {
         process.executableURL = URL(fileURLWithPath: try StockdBinary.path())
         process.arguments = args
         _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
@@ -158,7 +157,7 @@ final class StockdProcess {
     }
 
     /// Polls until `process` ended; false on timeout.
-    static func waitForExit(_ process: Process, timeout: Double) -> Bool {
+    public static func waitForExit(_ process: Process, timeout: Double) -> Bool {
         let deadline = monotonicSeconds() + timeout
         while process.isRunning {
             if monotonicSeconds() > deadline { return false }
@@ -168,25 +167,25 @@ final class StockdProcess {
     }
 
     /// Everything stockd wrote to stderr so far.
-    var stderrText: String {
+    public var stderrText: String {
         (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? ""
     }
 
     /// The last part of stderr, for failure messages.
-    var diagnostics: String {
+    public var diagnostics: String {
         let text = stderrText
         return text.count > 3000 ? "…" + String(text.suffix(3000)) : text
     }
 
-    var isRunning: Bool { process.isRunning }
+    public var isRunning: Bool { process.isRunning }
 
-    var pid: Int32 { process.processIdentifier }
+    public var pid: Int32 { process.processIdentifier }
 
     /// Sends `signal` (SIGTERM by default) and waits up to `timeout` for the
     /// exit. Returns how it ended, or nil if it is still running (then it is
     /// killed, so nothing outlives the test).
     @discardableResult
-    func terminate(signal: Int32 = SIGTERM, timeout: Double = 5) -> ExitResult? {
+    public func terminate(signal: Int32 = SIGTERM, timeout: Double = 5) -> ExitResult? {
         if let exitResult { return exitResult }
         let t0 = monotonicSeconds()
         if process.isRunning { Glibc.kill(process.processIdentifier, signal) }
@@ -201,7 +200,7 @@ final class StockdProcess {
     }
 
     /// SIGKILL, then a bounded wait.
-    func kill() {
+    public func kill() {
         if process.isRunning {
             Glibc.kill(process.processIdentifier, SIGKILL)
             _ = StockdProcess.waitForExit(process, timeout: 5)
@@ -209,13 +208,13 @@ final class StockdProcess {
     }
 
     /// A new connection to this server.
-    func connect(timeout: Double = 5) throws -> RawClient {
+    public func connect(timeout: Double = 5) throws -> RawClient {
         try RawClient(port: port, timeout: timeout)
     }
 
     /// Runs `stockd` with exactly `args` (no defaults added) until it exits,
     /// at most `timeout` seconds (then it is killed and nil is returned).
-    static func runToExit(_ args: [String], timeout: Double = 5) throws -> ExitResult? {
+    public static func runToExit(_ args: [String], timeout: Double = 5) throws -> ExitResult? {
         let dir = try TempDirectory(prefix: "stockd-flags")
         defer { dir.remove() }
         let process = Process()

@@ -1,6 +1,7 @@
 import Foundation
 import StockProtocol
 import Testing
+import TestSupport
 
 // MARK: - 8. Many connections racing for one hot SKU
 

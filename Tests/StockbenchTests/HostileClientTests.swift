@@ -86,10 +86,10 @@ private func expectSound(_ r: ToolRun, _ o: [String: Any], refusal: String,
     func authenticatedServer() throws {
         let dir = try TempDirectory(prefix: "hostile")
         defer { dir.remove() }
-        let server = try StockdProcess(["--auth-file", try AuthTests.authFile(dir), "--log-level", "warning"],
+        let server = try StockdProcess(["--auth-file", try AuthFixture.authFile(dir), "--log-level", "warning"],
                                        catalog: "HOSTILE-SKU,1000000000\n")
         let r = try runTool("stockbench", shortRun + [
-            "--server", "127.0.0.1:\(server.port)", "--token", AuthTests.checkoutSecret, "--sku", "HOSTILE-SKU",
+            "--server", "127.0.0.1:\(server.port)", "--token", AuthFixture.checkoutSecret, "--sku", "HOSTILE-SKU",
             "--stockd-pid", "\(server.pid)",
         ], timeout: 60)
         let o = r.object ?? [:]
@@ -100,6 +100,6 @@ private func expectSound(_ r: ToolRun, _ o: [String: Any], refusal: String,
         #expect(int(single["answers"] as? [String: Any] ?? [:], "AUTH_FAILED") == int(single, "sent"), "\(single)")
         #expect(int(single, "closes_seen") == int(single, "sent"), "\(single)")
         #expect(server.isRunning, "\(server.diagnostics)")
-        #expect(!server.stderrText.contains(AuthTests.checkoutSecret), "a secret reached the log")
+        #expect(!server.stderrText.contains(AuthFixture.checkoutSecret), "a secret reached the log")
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import StockProtocol
 import Testing
+import TestSupport
 
 // MARK: - 2. Every status the server produces, over the wire
 

@@ -8,20 +8,14 @@ import TestSupport
 /// refused and closed, failures counted and logged without secrets,
 /// rotation on SIGHUP, and no unauthenticated non-loopback listener.
 @Suite struct AuthTests {
-    static let checkoutSecret = "chk-7f3a9c2e1b4d8f60a5e2"
-    static let adminSecret = "adm-2b8e4f1a9c7d3e5f6a0b"
-    static let authText = """
-        # name      role      secret
-        shop        checkout  \(checkoutSecret)
-        ops         admin     \(adminSecret)
-        """
+    static let checkoutSecret = AuthFixture.checkoutSecret
+    static let adminSecret = AuthFixture.adminSecret
+    static let authText = AuthFixture.authText
 
     /// An auth file (mode 600) in `dir`.
     @discardableResult
     static func authFile(_ dir: TempDirectory, _ text: String = authText, name: String = "auth") throws -> String {
-        let path = try dir.write(name, text)
-        chmod(path, 0o600)
-        return path
+        try AuthFixture.authFile(dir, text, name: name)
     }
 
     static func hello(_ c: RawClient, _ credential: String) throws -> Response {

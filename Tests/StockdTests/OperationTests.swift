@@ -1,6 +1,7 @@
 import Foundation
 import StockProtocol
 import Testing
+import TestSupport
 
 /// Integration tests: each starts a real `stockd` process (`StockdProcess`)
 /// and talks raw TCP to it (`RawClient`). Serialized, so that timing-sensitive

@@ -3,7 +3,7 @@ import Glibc
 
 /// A TCP socket bound to 127.0.0.1 on a port the kernel picked, listening when `backlog` is given:
 /// its descriptor and port. The fakes (FakeStockd, HooksReceiver) and `unusedPort` share it.
-func loopbackSocket(listening backlog: Int32? = nil, reuseAddress: Bool = false) throws -> (fd: Int32, port: Int) {
+public func loopbackSocket(listening backlog: Int32? = nil, reuseAddress: Bool = false) throws -> (fd: Int32, port: Int) {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw HarnessError("socket failed: \(String(cString: strerror(errno)))") }
     if reuseAddress {
@@ -36,4 +36,11 @@ func loopbackSocket(listening backlog: Int32? = nil, reuseAddress: Bool = false)
 /// The per-call timeout of the tests' StockClients where the test is not about timeouts. A call's
 /// deadline runs from the moment it is made, and the whole suite runs in parallel on two cores, where
 /// the synchronous tests can hold both cooperative threads for seconds: 5 s was too tight.
-let testCallTimeout: Duration = .seconds(30)
+public let testCallTimeout: Duration = .seconds(30)
+
+/// A port nobody listens on: bound, read, closed.
+public func unusedPort() throws -> Int {
+    let (fd, port) = try loopbackSocket()
+    close(fd)
+    return port
+}

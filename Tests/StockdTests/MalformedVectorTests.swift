@@ -1,6 +1,7 @@
 import Foundation
 import StockProtocol
 import Testing
+import TestSupport
 
 // MARK: - 3. protocol/vectors/malformed.json against the server
 

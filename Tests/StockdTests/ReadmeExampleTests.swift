@@ -1,5 +1,6 @@
 import StockClient
 import Testing
+import TestSupport
 
 /// The checkout-service example of README.md, verbatim but for the client's
 /// port, run against a real server, so the README cannot drift from the API.
