@@ -9,7 +9,9 @@
 #
 # usage: bench/ab-server.sh STOCKD_A STOCKD_B
 # Environment: ROUNDS (default 2), OPS (default "ping reserve-release"),
-# CONNECTIONS, DEPTHS, DURATION, WARMUP, DRIVER (see stockbench-lite/run-matrix.sh).
+# CONNECTIONS, DEPTHS, DURATION, WARMUP, DRIVER (see stockbench-lite/run-matrix.sh);
+# SERVER_CPU and DRIVER_CPU (taskset CPU lists, e.g. 0 and 1) pin the server and the
+# driver to separate cores, so neither's scheduling noise lands on the other.
 # Build first, for example (A = an older commit in a worktree):
 #   git worktree add /tmp/a <commit>; (cd /tmp/a && swift build -c release --scratch-path .build-bench --product stockd)
 #   swift build -c release --scratch-path .build-bench --product stockd --product stockbench-lite
@@ -22,6 +24,10 @@ fi
 A=$1 B=$2
 ROUNDS="${ROUNDS:-2}"
 export OPS="${OPS:-ping reserve-release}"
+pin() { # cpu-list command... : runs the command on those CPUs when a list is given
+    local cpus=$1; shift
+    if [[ -n "$cpus" ]]; then taskset -c "$cpus" "$@"; else "$@"; fi
+}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 printf 'BENCH-HOT,1000000000\n' > "$tmp/catalog.csv"
@@ -29,11 +35,11 @@ printf 'BENCH-HOT,1000000000\n' > "$tmp/catalog.csv"
 run_one() { # label stockd
     local label=$1 stockd=$2
     rm -f "$tmp/port"
-    "$stockd" --workers 1 --sync none --catalog "$tmp/catalog.csv" --log-level warning \
+    pin "${SERVER_CPU:-}" "$stockd" --workers 1 --sync none --catalog "$tmp/catalog.csv" --log-level warning \
         --port 0 --port-file "$tmp/port" 2>"$tmp/server.err" &
     local pid=$!
     for _ in $(seq 50); do [[ -s "$tmp/port" ]] && break; sleep 0.1; done
-    PORT=$(cat "$tmp/port") LABEL=$label bench/stockbench-lite/run-matrix.sh | tee -a "$tmp/lines"
+    PORT=$(cat "$tmp/port") LABEL=$label pin "${DRIVER_CPU:-}" bench/stockbench-lite/run-matrix.sh | tee -a "$tmp/lines"
     kill -TERM "$pid"; wait "$pid" || true
 }
 

@@ -50,4 +50,8 @@ public enum Limits {
     public static let feedFromOldest: UInt64 = 0
     /// SUBSCRIBE `from`: only events after the current end.
     public static let feedFromNow: UInt64 = .max
+    /// Most nodes an ISR_SET or a CLUSTER_STATUS lists (PROTOCOL.md §10); `--max-standbys` is at most this.
+    public static let maxStandbys = 16
+    /// Longest node id, cluster name and primary address (`host:port`), bytes of text.
+    public static let maxNodeName = 64
 }

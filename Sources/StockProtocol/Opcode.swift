@@ -5,7 +5,8 @@
 /// that old clients can recognise and reject them cleanly:
 /// `0x01–0x0F` session, `0x10–0x1F` reservations, `0x20–0x2F` stock,
 /// `0x30–0x3F` observability, `0x40–0x4F` event feed (`SUBSCRIBE`),
-/// `0x50–0x7F` future operations, `0x80–0xFF` never assigned.
+/// `0x50–0x5F` replication and cluster control (§10), `0x60–0x7F` future
+/// operations, `0x80–0xFF` never assigned.
 public enum Opcode: UInt8, Sendable, CaseIterable {
     case hello = 0x01
     case ping = 0x02
@@ -30,6 +31,22 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     case event = 0x41
     /// Client to server on a feed connection: more credit; never answered.
     case credit = 0x42
+    /// A standby opens a replication connection (PROTOCOL.md §10).
+    case replHello = 0x50
+    /// Primary to standby only: journal records of one round.
+    case replRound = 0x51
+    /// Standby to primary on a replication connection: its durable end; never answered.
+    case replAck = 0x52
+    /// Primary to standby only: a chunk of the snapshot file a catch-up starts from.
+    case replSnapshot = 0x53
+    /// Agent to node: become primary of an epoch, or standby of a primary.
+    case role = 0x58
+    /// Agent to primary: the monotonic time until which it may commit.
+    case fence = 0x59
+    /// Agent to primary: the standbys it waits for.
+    case isrSet = 0x5A
+    /// Role, epoch, commit point and each standby's lag.
+    case clusterStatus = 0x5B
 
     /// The spec's upper-case name, as used in logs, STATS keys and vectors.
     public var name: String {
@@ -52,6 +69,14 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
         case .subscribe: "SUBSCRIBE"
         case .event: "EVENT"
         case .credit: "CREDIT"
+        case .replHello: "REPL_HELLO"
+        case .replRound: "REPL_ROUND"
+        case .replAck: "REPL_ACK"
+        case .replSnapshot: "REPL_SNAPSHOT"
+        case .role: "ROLE"
+        case .fence: "FENCE"
+        case .isrSet: "ISR_SET"
+        case .clusterStatus: "CLUSTER_STATUS"
         }
     }
 
@@ -114,6 +139,33 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
                                answer: .fixed(4))
         // Server to client only: a client sending it gets UNKNOWN_OPCODE, like any opcode it may not send.
         case .event: return OpcodeFacts(role: .none, changesState: false, request: nil, answer: nil)
+        // Replication and cluster control (§10): standbys and agents hold an admin credential. None
+        // of them is a client's state change: ROLE's term start record is the node's own, and the
+        // rest move the commit point or read it.
+        case .replHello:
+            let name = S.short(1, Limits.maxNodeName)
+            return OpcodeFacts(role: .admin, changesState: false, request: .fixed(32) + name + name,
+                               answer: .fixed(24))
+        case .replRound, .replSnapshot:  // primary to standby only, bounded by the frame
+            let header = self == .replRound ? ReplRound.headerSize : ReplSnapshotChunk.headerSize
+            return OpcodeFacts(role: .none, changesState: false, request: nil,
+                               answer: PayloadSize(min: header, max: nil))
+        case .replAck:  // never answered
+            return OpcodeFacts(role: .admin, changesState: false, request: .fixed(ReplAck.size), answer: nil)
+        case .role:
+            return OpcodeFacts(role: .admin, changesState: false,
+                               request: .fixed(9) + S.short(0, Limits.maxNodeName), answer: .fixed(17))
+        case .fence:
+            return OpcodeFacts(role: .admin, changesState: false, request: .fixed(8), answer: .fixed(8))
+        case .isrSet:
+            return OpcodeFacts(role: .admin, changesState: false,
+                               request: .fixed(9) + S.short(1, Limits.maxNodeName).times(0, Limits.maxStandbys),
+                               answer: .fixed(8))
+        case .clusterStatus:
+            let name = S.short(0, Limits.maxNodeName)
+            let standby = S.short(1, Limits.maxNodeName) + .fixed(13)
+            return OpcodeFacts(role: .viewer, changesState: false, request: .fixed(0),
+                               answer: .fixed(25) + name + name + .fixed(1) + standby.times(0, Limits.maxStandbys))
         }
     }
 

@@ -20,6 +20,17 @@ public enum Request: Sendable, Equatable {
     case subscribe(Subscribe)
     /// CREDIT: more events the server may send on this feed connection.
     case credit(UInt32)
+    /// REPL_HELLO: a standby opens a replication connection (PROTOCOL.md §10).
+    case replHello(ReplHello)
+    /// REPL_ACK: a standby's durable end, on a replication connection.
+    case replAck(ReplAck)
+    /// ROLE: the agent changes its node's role.
+    case role(RoleChange)
+    /// FENCE: the primary may commit until this CLOCK_MONOTONIC time (ns).
+    case fence(untilNs: UInt64)
+    /// ISR_SET: the standbys the primary waits for.
+    case isrSet(ISRSet)
+    case clusterStatus
 
     /// The opcode this request is sent with.
     public var opcode: Opcode {
@@ -41,6 +52,12 @@ public enum Request: Sendable, Equatable {
         case .stats: .stats
         case .subscribe: .subscribe
         case .credit: .credit
+        case .replHello: .replHello
+        case .replAck: .replAck
+        case .role: .role
+        case .fence: .fence
+        case .isrSet: .isrSet
+        case .clusterStatus: .clusterStatus
         }
     }
 }

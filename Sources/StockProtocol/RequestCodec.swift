@@ -53,7 +53,20 @@ public enum RequestCodec {
             try r.finish()
             guard n >= 1, n <= Limits.maxFeedCredit else { throw .invalidArgument }
             return .credit(n)
-        case .event: throw .unknownOpcode  // server to client only
+        case .replHello: return .replHello(try decodeReplHello(&r))
+        case .replAck:
+            let ack = ReplAck(epoch: try r.readU64(), durable: try r.readU64())
+            try r.finish()
+            guard ack.epoch >= 1 else { throw .invalidArgument }  // only a primary of some epoch is acked
+            return .replAck(ack)
+        case .role: return .role(try decodeRole(&r))
+        case .fence:
+            let until = try r.readU64()
+            try r.finish()
+            return .fence(untilNs: until)
+        case .isrSet: return .isrSet(try decodeISRSet(&r))
+        case .clusterStatus: try r.finish(); return .clusterStatus
+        case .event, .replRound, .replSnapshot: throw .unknownOpcode  // server to client only
         }
     }
 
@@ -117,6 +130,55 @@ public enum RequestCodec {
     }
 
     // MARK: per-opcode decoders
+
+    /// A node id or cluster name: 1...64 bytes of text (the SKU's rules; a bad one is
+    /// INVALID_ARGUMENT, not INVALID_SKU: it names no SKU).
+    static func nodeName(_ b: UnsafeRawBufferPointer) throws(Status) -> ShortBytes {
+        guard b.count > 0, b.count <= Limits.maxNodeName, ShortBytes.isValidText(b) else { throw .invalidArgument }
+        return ShortBytes(b)
+    }
+
+    static func decodeReplHello(_ r: inout ByteReader) throws(Status) -> ReplHello {
+        let fingerprint = try r.readU64()
+        let highest = try r.readU64()
+        let lastEpoch = try r.readU64()
+        let lastSeq = try r.readU64()
+        let node = try r.readBytes(Int(try r.readU8()))
+        let cluster = try r.readBytes(Int(try r.readU8()))
+        try r.finish()
+        return ReplHello(fingerprint: fingerprint, highestEpoch: highest, lastEpoch: lastEpoch, lastSeq: lastSeq,
+                         node: try nodeName(node), cluster: try nodeName(cluster))
+    }
+
+    static func decodeRole(_ r: inout ByteReader) throws(Status) -> RoleChange {
+        let raw = try r.readU8()
+        let epoch = try r.readU64()
+        let primary = try r.readBytes(Int(try r.readU8()))
+        try r.finish()
+        guard let role = NodeRole(rawValue: raw), role != .standalone, epoch >= 1 else { throw .invalidArgument }
+        let address = try text8(primary)
+        // A primary names no primary; a standby must name the one it follows.
+        guard (role == .primary) == address.isEmpty else { throw .invalidArgument }
+        return RoleChange(role: role, epoch: epoch, primary: address)
+    }
+
+    static func decodeISRSet(_ r: inout ByteReader) throws(Status) -> ISRSet {
+        let epoch = try r.readU64()
+        let count = Int(try r.readU8())
+        let start = r.offset
+        for _ in 0..<count { _ = try r.readBytes(Int(try r.readU8())) }  // structure first
+        try r.finish()
+        guard epoch >= 1, count <= Limits.maxStandbys else { throw .invalidArgument }
+        r.rewind(to: start)
+        var nodes = [ShortBytes]()
+        nodes.reserveCapacity(count)
+        for _ in 0..<count {
+            let node = try nodeName(try r.readBytes(Int(try r.readU8())))
+            guard !nodes.contains(node) else { throw .invalidArgument }
+            nodes.append(node)
+        }
+        return ISRSet(epoch: epoch, nodes: nodes)
+    }
 
     static func decodeHello(_ r: inout ByteReader) throws(Status) -> Hello {
         let version = try r.readU16()
@@ -341,6 +403,29 @@ public enum RequestCodec {
             w.writeShort(s.skuPrefix)
         case .credit(let n):
             w.writeU32(n)
+        case .replHello(let h):
+            w.writeU64(h.fingerprint)
+            w.writeU64(h.highestEpoch)
+            w.writeU64(h.lastEpoch)
+            w.writeU64(h.lastSeq)
+            w.writeShort(h.node)
+            w.writeShort(h.cluster)
+        case .replAck(let a):
+            w.writeU64(a.epoch)
+            w.writeU64(a.durable)
+        case .role(let c):
+            w.writeU8(c.role.rawValue)
+            w.writeU64(c.epoch)
+            w.writeShort(c.primary)
+        case .fence(let until):
+            w.writeU64(until)
+        case .isrSet(let set):
+            precondition(set.nodes.count <= 255, "a count u8 holds at most 255 nodes")
+            w.writeU64(set.epoch)
+            w.writeU8(UInt8(set.nodes.count))
+            for node in set.nodes { w.writeShort(node) }
+        case .clusterStatus:
+            break
         }
     }
 }

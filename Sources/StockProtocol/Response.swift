@@ -37,6 +37,17 @@ public enum ResponseBody: Sendable, Equatable {
     case subscribed(FeedStart)
     /// One event of a feed (an EVENT frame with status OK).
     case event(FeedEvent)
+    /// REPL_HELLO accepted: the primary's epoch, first seq it sends, commit point (§10).
+    case replStarted(ReplStart)
+    /// One REPL_ROUND frame on a replication connection.
+    case replRound(ReplRound)
+    /// One REPL_SNAPSHOT frame on a replication connection.
+    case replSnapshot(ReplSnapshotChunk)
+    /// ROLE done: the node's role, epoch and last seq.
+    case role(RoleReply)
+    /// FENCE and ISR_SET: the commit point after the change.
+    case committed(UInt64)
+    case clusterStatus(ClusterStatus)
     /// Any status other than OK, with its detail.
     case failure(Status, ErrorDetail)
 }
@@ -259,6 +270,16 @@ public enum ErrorDetail: Sendable, Equatable {
     case insufficientBackup(backup: UInt64)
     /// STAGE_REFUSED: every line refused (at most `Limits.maxStageLines`).
     case stageRefused([StageRefusal])
+    /// NOT_PRIMARY: the newest epoch the node knows, the primary's address (empty: unknown).
+    case notPrimary(epoch: UInt64, primary: ShortBytes)
+    /// NOT_ENOUGH_REPLICAS: members of the in-sync set now, and the minimum.
+    case notEnoughReplicas(inSync: UInt8, required: UInt8)
+    /// STALE_EPOCH: the answering node's epoch.
+    case staleEpoch(epoch: UInt64)
+    /// TRUNCATE_TO: the seq to cut the journal back to.
+    case truncateTo(seq: UInt64)
+    /// CONFIG_MISMATCH: the first setting that differs (`cluster`, `fingerprint`, `node`).
+    case configMismatch(field: ShortBytes)
 }
 
 extension ErrorDetail {
@@ -270,12 +291,15 @@ extension ErrorDetail {
              (.stockChanged, .stockChanged), (.insufficientAvailable, .insufficientAvailable),
              (.ttlTooLong, .ttlTooLong), (.frameTooLarge, .frameTooLarge),
              (.unsupportedVersion, .unsupportedVersion), (.offsetCompacted, .offsetCompacted),
-             (.insufficientBackup, .insufficientBackup), (.stageRefused, .stageRefused):
+             (.insufficientBackup, .insufficientBackup), (.stageRefused, .stageRefused),
+             (.notPrimary, .notPrimary), (.notEnoughReplicas, .notEnoughReplicas), (.staleEpoch, .staleEpoch),
+             (.truncateTo, .truncateTo), (.configMismatch, .configMismatch):
             return true
         case (.none, _):
             switch status {
             case .outOfStock, .unknownSKU, .customerLimit, .stockChanged, .insufficientAvailable, .ttlTooLong,
-                 .frameTooLarge, .unsupportedVersion, .offsetCompacted, .insufficientBackup, .stageRefused, .ok:
+                 .frameTooLarge, .unsupportedVersion, .offsetCompacted, .insufficientBackup, .stageRefused, .ok,
+                 .notPrimary, .notEnoughReplicas, .staleEpoch, .truncateTo, .configMismatch:
                 return false
             default:
                 return true

@@ -31,6 +31,11 @@ public enum ResponseCodec {
         case .unsupportedVersion: return .unsupportedVersion(min: try r.readU16(), max: try r.readU16())
         case .offsetCompacted: return .offsetCompacted(oldest: try r.readU64())
         case .insufficientBackup: return .insufficientBackup(backup: try r.readU64())
+        case .notPrimary: return .notPrimary(epoch: try r.readU64(), primary: try readName(&r, min: 0))
+        case .notEnoughReplicas: return .notEnoughReplicas(inSync: try r.readU8(), required: try r.readU8())
+        case .staleEpoch: return .staleEpoch(epoch: try r.readU64())
+        case .truncateTo: return .truncateTo(seq: try r.readU64())
+        case .configMismatch: return .configMismatch(field: try readName(&r, min: 1))
         case .stageRefused:
             let n = Int(try r.readU16())
             guard n >= 1, n <= Limits.maxStageLines else { throw .malformed }
@@ -88,8 +93,46 @@ public enum ResponseCodec {
             return .stats(entries)
         case .subscribe: return .subscribed(FeedStart(start: try r.readU64(), end: try r.readU64()))
         case .event: return .event(try FeedEvent.decode(&r))
-        case .credit: throw .malformed  // CREDIT is never answered
+        case .credit, .replAck: throw .malformed  // never answered
+        case .replHello:
+            return .replStarted(ReplStart(epoch: try r.readU64(), start: try r.readU64(), committed: try r.readU64()))
+        case .replRound:
+            let epoch = try r.readU64(), end = try r.readU64(), count = try r.readU16()
+            return .replRound(ReplRound(epoch: epoch, end: end, count: count,
+                                        records: Array(try r.readBytes(r.remaining))))
+        case .replSnapshot:
+            let epoch = try r.readU64(), seq = try r.readU64(), offset = try r.readU64(), total = try r.readU64()
+            return .replSnapshot(ReplSnapshotChunk(epoch: epoch, snapshotSeq: seq, offset: offset, total: total,
+                                                   chunk: Array(try r.readBytes(r.remaining))))
+        case .role:
+            guard let role = NodeRole(rawValue: try r.readU8()) else { throw .malformed }
+            return .role(RoleReply(role: role, epoch: try r.readU64(), lastSeq: try r.readU64()))
+        case .fence, .isrSet: return .committed(try r.readU64())
+        case .clusterStatus: return .clusterStatus(try readClusterStatus(&r))
         }
+    }
+
+    /// A node id, cluster name or address in an answer: `min`...64 bytes of text, else MALFORMED.
+    static func readName(_ r: inout ByteReader, min: Int) throws(Status) -> ShortBytes {
+        let b = try r.readBytes(Int(try r.readU8()))
+        guard b.count >= min, b.count <= Limits.maxNodeName, ShortBytes.isValidText(b) else { throw .malformed }
+        return ShortBytes(b)
+    }
+
+    static func readClusterStatus(_ r: inout ByteReader) throws(Status) -> ClusterStatus {
+        guard let role = NodeRole(rawValue: try r.readU8()) else { throw .malformed }
+        var status = ClusterStatus(role: role, epoch: try r.readU64(), durable: try r.readU64(),
+                                   committed: try r.readU64(), node: try readName(&r, min: 0),
+                                   primary: try readName(&r, min: 0))
+        let count = Int(try r.readU8())
+        guard count <= Limits.maxStandbys else { throw .malformed }
+        for _ in 0..<count {
+            let node = try readName(&r, min: 1)
+            let acked = try r.readU64(), lag = try r.readU32(), flags = try r.readU8()
+            guard flags & ~1 == 0 else { throw .malformed }
+            status.standbys.append(StandbyStatus(node: node, acked: acked, lagMs: lag, inWaitSet: flags & 1 == 1))
+        }
+        return status
     }
 
     static func readInfo(_ r: inout ByteReader) throws(Status) -> StockInfo {
@@ -163,8 +206,55 @@ public enum ResponseCodec {
             w.writeU64(f.end)
         case .event(let e):
             e.encodePayload(into: &w)
+        case .replStarted(let s):
+            w.writeU64(s.epoch)
+            w.writeU64(s.start)
+            w.writeU64(s.committed)
+        case .replRound(let round):
+            encodeRoundHeader(epoch: round.epoch, end: round.end, count: round.count, into: &w)
+            round.records.withUnsafeBytes { w.writeBytes($0) }
+        case .replSnapshot(let c):
+            w.writeU64(c.epoch)
+            w.writeU64(c.snapshotSeq)
+            w.writeU64(c.offset)
+            w.writeU64(c.total)
+            c.chunk.withUnsafeBytes { w.writeBytes($0) }
+        case .role(let r):
+            w.writeU8(r.role.rawValue)
+            w.writeU64(r.epoch)
+            w.writeU64(r.lastSeq)
+        case .committed(let seq):
+            w.writeU64(seq)
+        case .clusterStatus(let s):
+            encodeClusterStatus(s, into: &w)
         case .failure(_, let detail):
             encodeDetail(detail, into: &w)
+        }
+    }
+
+    /// A REPL_ROUND's fields before its records (the primary's sender writes the records after it
+    /// straight from the journal round's buffer).
+    @inlinable
+    public static func encodeRoundHeader(epoch: UInt64, end: UInt64, count: UInt16, into w: inout ByteWriter) {
+        w.writeU64(epoch)
+        w.writeU64(end)
+        w.writeU16(count)
+    }
+
+    static func encodeClusterStatus(_ s: ClusterStatus, into w: inout ByteWriter) {
+        precondition(s.standbys.count <= Limits.maxStandbys, "CLUSTER_STATUS lists at most 16 standbys")
+        w.writeU8(s.role.rawValue)
+        w.writeU64(s.epoch)
+        w.writeU64(s.durable)
+        w.writeU64(s.committed)
+        w.writeShort(s.node)
+        w.writeShort(s.primary)
+        w.writeU8(UInt8(s.standbys.count))
+        for standby in s.standbys {
+            w.writeShort(standby.node)
+            w.writeU64(standby.acked)
+            w.writeU32(standby.lagMs)
+            w.writeU8(standby.inWaitSet ? 1 : 0)
         }
     }
 
@@ -233,6 +323,15 @@ public enum ResponseCodec {
         case .unsupportedVersion(let lo, let hi):
             w.writeU16(lo)
             w.writeU16(hi)
+        case .notPrimary(let epoch, let primary):
+            w.writeU64(epoch)
+            w.writeShort(primary)
+        case .notEnoughReplicas(let inSync, let required):
+            w.writeU8(inSync)
+            w.writeU8(required)
+        case .staleEpoch(let epoch): w.writeU64(epoch)
+        case .truncateTo(let seq): w.writeU64(seq)
+        case .configMismatch(let field): w.writeShort(field)
         }
     }
 }

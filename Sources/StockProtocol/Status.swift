@@ -43,6 +43,21 @@ public enum Status: UInt8, Sendable, CaseIterable, Error {
     case insufficientBackup = 17
     /// STAGE refused: nothing was applied. Payload: count u16, count × (line u16, status u8, value u64).
     case stageRefused = 18
+    /// This node does not execute state changes (a standby, a fenced or handing-over primary); no
+    /// effect. Payload: epoch u64, primary str8 (PROTOCOL.md §10).
+    case notPrimary = 19
+    /// The in-sync set is below `--min-insync`: refused before it ran. Payload: in_sync u8, required u8.
+    case notEnoughReplicas = 20
+    /// Executed and journaled here but not committed before the node was fenced: fate unknown.
+    case uncommitted = 21
+    /// A replication or cluster request named an epoch below the receiver's. Payload: epoch u64.
+    case staleEpoch = 22
+    /// REPL_HELLO: cut the journal back to `seq` and hello again. Payload: seq u64. Closes.
+    case truncateTo = 23
+    /// REPL_HELLO: the standby's last epoch is not in the primary's history. Closes.
+    case diverged = 24
+    /// A setting differs between the nodes, or the node has no cluster name. Payload: field str8.
+    case configMismatch = 25
 
     /// The payload does not match the opcode's layout (truncated, trailing bytes, bad header bits).
     case malformed = 32
@@ -77,7 +92,9 @@ public enum Status: UInt8, Sendable, CaseIterable, Error {
     /// Whether the server closes the connection after sending this status.
     public var closesConnection: Bool {
         switch self {
-        case .frameTooLarge, .unsupportedVersion, .authFailed, .busy, .shuttingDown: true
+        // TRUNCATE_TO and DIVERGED answer only REPL_HELLO, whose failures all close; STALE_EPOCH and
+        // CONFIG_MISMATCH close there too (the replication handler closes), but not after ROLE or ISR_SET.
+        case .frameTooLarge, .unsupportedVersion, .authFailed, .busy, .shuttingDown, .truncateTo, .diverged: true
         default: false
         }
     }
@@ -104,6 +121,13 @@ public enum Status: UInt8, Sendable, CaseIterable, Error {
         case .feedUnavailable: "FEED_UNAVAILABLE"
         case .insufficientBackup: "INSUFFICIENT_BACKUP"
         case .stageRefused: "STAGE_REFUSED"
+        case .notPrimary: "NOT_PRIMARY"
+        case .notEnoughReplicas: "NOT_ENOUGH_REPLICAS"
+        case .uncommitted: "UNCOMMITTED"
+        case .staleEpoch: "STALE_EPOCH"
+        case .truncateTo: "TRUNCATE_TO"
+        case .diverged: "DIVERGED"
+        case .configMismatch: "CONFIG_MISMATCH"
         case .malformed: "MALFORMED"
         case .frameTooLarge: "FRAME_TOO_LARGE"
         case .unknownOpcode: "UNKNOWN_OPCODE"

@@ -130,10 +130,22 @@ extension Connection {
             return .subscribed(try subscribe(s, requestID: requestID))
         case .credit:
             throw Failure(.invalidArgument)  // only a feed connection takes credit
+        case .replAck:
+            throw Failure(.invalidArgument)  // only a replication connection takes acks
+        case .replHello, .role, .fence, .isrSet:
+            // This node was started without a cluster name (docs/replication.md): it has no
+            // standbys to serve, no role to change and no commit point but its own durable one.
+            throw Failure(.configMismatch, .configMismatch(field: Self.clusterField))
+        case .clusterStatus:
+            let durable = worker.journal?.durable.load(ordering: .acquiring) ?? 0
+            return .clusterStatus(ClusterStatus(role: .standalone, epoch: 0, durable: durable, committed: durable))
         case .hello, .ping:
             preconditionFailure("handled above")
         }
     }
+
+    /// CONFIG_MISMATCH's field when the node has no cluster name.
+    static let clusterField = ShortBytes("cluster")!
 
     /// SUBSCRIBE: checks the offset against the feed's range, and marks the
     /// connection for the hand-off to the feed thread (after this answer).

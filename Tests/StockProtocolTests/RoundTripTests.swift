@@ -124,9 +124,30 @@ struct Gen {
                                         kinds: chance(30) ? 0 : u16() & EventKind.allKindsMask,
                                         skuPrefix: optionalText()))
         case .credit: return .credit(pick(1...Limits.maxFeedCredit))
-        case .event: preconditionFailure("EVENT is server to client only: clientOpcodes leaves it out")
+        case .replHello:
+            return .replHello(ReplHello(fingerprint: u64(), highestEpoch: u64(), lastEpoch: u64(), lastSeq: u64(),
+                                        node: name(), cluster: name()))
+        case .replAck: return .replAck(ReplAck(epoch: u64(), durable: u64()))
+        case .role:
+            return chance(50) ? .role(RoleChange(role: .primary, epoch: pick(1...UInt64.max)))
+                : .role(RoleChange(role: .standby, epoch: pick(1...UInt64.max), primary: name()))
+        case .fence: return .fence(untilNs: u64())
+        case .isrSet:
+            var nodes = [ShortBytes]()
+            let n = int(0...Limits.maxStandbys)
+            while nodes.count < n {
+                let node = name()
+                if !nodes.contains(node) { nodes.append(node) }
+            }
+            return .isrSet(ISRSet(epoch: pick(1...UInt64.max), nodes: nodes))
+        case .clusterStatus: return .clusterStatus
+        case .event, .replRound, .replSnapshot:
+            preconditionFailure("server to client only: clientOpcodes leaves it out")
         }
     }
+
+    /// A node id, cluster name or address: 1...64 bytes of text.
+    mutating func name() -> ShortBytes { ShortBytes(bytes: text(1, Limits.maxNodeName))! }
 
     /// An EVENT payload. The codec judges only its structure (and that the
     /// kind is one of §9's), so any values of the right sizes round-trip.
@@ -154,6 +175,11 @@ struct Gen {
         case .unsupportedVersion: .unsupportedVersion(min: u16(), max: u16())
         case .offsetCompacted: .offsetCompacted(oldest: u64())
         case .insufficientBackup: .insufficientBackup(backup: u64())
+        case .notPrimary: .notPrimary(epoch: u64(), primary: chance(30) ? .empty : name())
+        case .notEnoughReplicas: .notEnoughReplicas(inSync: u8(), required: u8())
+        case .staleEpoch: .staleEpoch(epoch: u64())
+        case .truncateTo: .truncateTo(seq: u64())
+        case .configMismatch: .configMismatch(field: name())
         case .stageRefused:
             .stageRefused((0..<int(1...20)).map { _ in
                 StageRefusal(line: u16(), status: chance(80) ? .insufficientAvailable : .atCapacity, value: u64())
@@ -197,7 +223,22 @@ struct Gen {
             })
         case .subscribe: body = .subscribed(FeedStart(start: u64(), end: u64()))
         case .event: body = .event(event())
-        case .credit: preconditionFailure("CREDIT is never answered: answeredOpcodes leaves it out")
+        case .replHello: body = .replStarted(ReplStart(epoch: u64(), start: u64(), committed: u64()))
+        case .replRound: body = .replRound(ReplRound(epoch: u64(), end: u64(), count: u16(), records: opaque(300)))
+        case .replSnapshot:
+            body = .replSnapshot(ReplSnapshotChunk(epoch: u64(), snapshotSeq: u64(), offset: u64(), total: u64(),
+                                                   chunk: opaque(300)))
+        case .role:
+            body = .role(RoleReply(role: NodeRole.allCases[int(0...2)], epoch: u64(), lastSeq: u64()))
+        case .fence, .isrSet: body = .committed(u64())
+        case .clusterStatus:
+            body = .clusterStatus(ClusterStatus(
+                role: NodeRole.allCases[int(0...2)], epoch: u64(), durable: u64(), committed: u64(),
+                node: chance(30) ? .empty : name(), primary: chance(30) ? .empty : name(),
+                standbys: (0..<int(0...Limits.maxStandbys)).map { _ in
+                    StandbyStatus(node: name(), acked: u64(), lagMs: u32(), inWaitSet: chance(50))
+                }))
+        case .credit, .replAck: preconditionFailure("never answered: answeredOpcodes leaves it out")
         }
         return Response(requestID: id, opcode: op.rawValue, body: body)
     }

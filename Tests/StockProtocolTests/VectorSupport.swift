@@ -60,6 +60,9 @@ enum JSON: Sendable, Equatable, CustomStringConvertible {
 
     static func bytes(_ b: ShortBytes) -> JSON { bytes(b.bytes) }
 
+    /// Opaque bytes (REPL_ROUND records, REPL_SNAPSHOT chunks): always `{"hex": ...}`.
+    static func rawBytes(_ b: [UInt8]) -> JSON { .object(["hex": .string(hexString(b))]) }
+
     /// A token: 32 hex digits of its 16 wire bytes.
     static func token(_ t: Token) -> JSON {
         var w = ByteWriter(capacity: 16)
@@ -139,7 +142,7 @@ func opcodeName(_ byte: UInt8) -> String {
 /// opcode but EVENT, which only the server sends (PROTOCOL.md §4, §9; as a
 /// request it is answered UNKNOWN_OPCODE, a case `malformed.json` holds).
 /// Written as an exclusion so that a new opcode is demanded by default.
-let clientOpcodes: [Opcode] = Opcode.allCases.filter { $0 != .event }
+let clientOpcodes: [Opcode] = Opcode.allCases.filter { ![.event, .replRound, .replSnapshot].contains($0) }
 
 /// Opcodes with an OK answer, so the ones `responses.json` must cover with
 /// status OK: every opcode but CREDIT, which is never answered on a feed
@@ -147,7 +150,7 @@ let clientOpcodes: [Opcode] = Opcode.allCases.filter { $0 != .event }
 /// (INVALID_ARGUMENT on a connection that is not a feed), and the codec
 /// refuses an OK frame with its opcode. EVENT is answered: the EVENT frames
 /// are OK responses to SUBSCRIBE's request id.
-let answeredOpcodes: [Opcode] = Opcode.allCases.filter { $0 != .credit }
+let answeredOpcodes: [Opcode] = Opcode.allCases.filter { $0 != .credit && $0 != .replAck }
 
 /// One vector of `protocol/vectors/*.json`.
 struct Vector: Sendable, CustomTestStringConvertible {
@@ -265,6 +268,21 @@ func vectorFields(_ request: Request) -> JSON {
                         "sku_prefix": .bytes(s.skuPrefix)])
     case .credit(let n):
         return .object(["credit": .int(n)])
+    case .replHello(let h):
+        return .object(["fingerprint": .int(h.fingerprint), "highest_epoch": .int(h.highestEpoch),
+                        "last_epoch": .int(h.lastEpoch), "last_seq": .int(h.lastSeq), "node": .bytes(h.node),
+                        "cluster": .bytes(h.cluster)])
+    case .replAck(let a):
+        return .object(["epoch": .int(a.epoch), "durable": .int(a.durable)])
+    case .role(let c):
+        return .object(["role": .int(c.role.rawValue), "epoch": .int(c.epoch), "primary": .bytes(c.primary)])
+    case .fence(let until):
+        return .object(["until_ns": .int(until)])
+    case .isrSet(let set):
+        return .object(["epoch": .int(set.epoch), "count": .int(set.nodes.count),
+                        "entries": .array(set.nodes.map { .object(["node": .bytes($0)]) })])
+    case .clusterStatus:
+        return .object([:])
     }
 }
 
@@ -323,9 +341,37 @@ func vectorFields(_ body: ResponseBody) -> JSON {
             "token": .token(e.token), "sku": .bytes(e.sku), "order_reference": .bytes(e.order),
             "customer": .bytes(e.customer),
         ])
+    case .replStarted(let r):
+        return .object(["epoch": .int(r.epoch), "start": .int(r.start), "committed": .int(r.committed)])
+    case .replRound(let r):
+        return .object(["epoch": .int(r.epoch), "end": .int(r.end), "count": .int(r.count),
+                        "records": .rawBytes(r.records)])
+    case .replSnapshot(let c):
+        return .object(["epoch": .int(c.epoch), "snapshot_seq": .int(c.snapshotSeq), "offset": .int(c.offset),
+                        "total": .int(c.total), "chunk": .rawBytes(c.chunk)])
+    case .role(let r):
+        return .object(["role": .int(r.role.rawValue), "epoch": .int(r.epoch), "last_seq": .int(r.lastSeq)])
+    case .committed(let seq):
+        return .object(["committed": .int(seq)])
+    case .clusterStatus(let c):
+        return .object([
+            "role": .int(c.role.rawValue), "epoch": .int(c.epoch), "durable": .int(c.durable),
+            "committed": .int(c.committed), "node": .bytes(c.node), "primary": .bytes(c.primary),
+            "count": .int(c.standbys.count),
+            "entries": .array(c.standbys.map {
+                .object(["node": .bytes($0.node), "acked": .int($0.acked), "lag_ms": .int($0.lagMs),
+                         "flags": .int($0.inWaitSet ? 1 : 0)])
+            }),
+        ])
     case .failure(_, let detail):
         switch detail {
         case .none: return .object([:])
+        case .notPrimary(let epoch, let primary): return .object(["epoch": .int(epoch), "primary": .bytes(primary)])
+        case .notEnoughReplicas(let inSync, let required):
+            return .object(["in_sync": .int(inSync), "required": .int(required)])
+        case .staleEpoch(let epoch): return .object(["epoch": .int(epoch)])
+        case .truncateTo(let seq): return .object(["seq": .int(seq)])
+        case .configMismatch(let field): return .object(["field": .bytes(field)])
         case .outOfStock(let line, let available):
             return .object(["line": .int(line), "available": .int(available)])
         case .unknownSKU(let line): return .object(["line": .int(line)])

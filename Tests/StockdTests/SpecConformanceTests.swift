@@ -75,7 +75,7 @@ import TestSupport
         // Refused before being decoded: HELLO still works afterwards.
         let early = try server.connect()
         #expect(try early.rawRequest(opcode: Opcode.stockGet.rawValue, payload: [5, 0x41]).status == .malformed)
-        #expect(try early.rawRequest(opcode: 0x5A, payload: []).status == .unknownOpcode)
+        #expect(try early.rawRequest(opcode: 0x6A, payload: []).status == .unknownOpcode)
         #expect(try early.stockGet("BAD\u{1}SKU").status == .invalidSKU)
         // Without authentication the credential is ignored and the role is admin.
         let reply = try early.request(Self.hello(credential: "not-a-credential-anywhere"))
@@ -109,7 +109,7 @@ import TestSupport
         let bits = try anon.readResponse()
         #expect(bits.requestID == 501 && bits.status == .unauthenticated, "\(bits)")
         // Opcodes that need no role are judged on: UNKNOWN_OPCODE, MALFORMED header bits.
-        #expect(try anon.rawRequest(opcode: 0x5A, payload: [9]).status == .unknownOpcode)
+        #expect(try anon.rawRequest(opcode: 0x6A, payload: [9]).status == .unknownOpcode)
         #expect(try anon.rawRequest(opcode: Opcode.event.rawValue, payload: []).status == .unknownOpcode)
         try anon.send(Wire.rawFrame(opcode: Opcode.ping.rawValue, id: 502, reserved: 1))
         let ping = try anon.readResponse()

@@ -40,6 +40,12 @@ STOCK_SET_KNOWN_FLAGS = 0x07
 MAX_FEED_CREDIT = 1_048_576
 FEED_FROM_OLDEST = 0
 FEED_FROM_NOW = 0xFFFFFFFFFFFFFFFF
+# §10, §7: node id, cluster name 1-64 bytes of text; a primary address 0-64;
+# nodes in ISR_SET, standbys in CLUSTER_STATUS 0-16
+MAX_NODE = 64
+MAX_ISR_NODES = 16
+ROLE_PRIMARY = 1
+ROLE_STANDBY = 2
 
 # §9 Event kinds. A SUBSCRIBE `kinds` mask has bit k for kind k; bit 0 (progress
 # is not an event) and bits 12-15 must be 0.
@@ -80,13 +86,25 @@ OPCODES = {
     "SUBSCRIBE": 0x40,
     "EVENT": 0x41,
     "CREDIT": 0x42,
+    # §10 replication and cluster control
+    "REPL_HELLO": 0x50,
+    "REPL_ROUND": 0x51,
+    "REPL_ACK": 0x52,
+    "REPL_SNAPSHOT": 0x53,
+    "ROLE": 0x58,
+    "FENCE": 0x59,
+    "ISR_SET": 0x5A,
+    "CLUSTER_STATUS": 0x5B,
 }
 OPCODE_NAMES = {v: k for k, v in OPCODES.items()}
 # §4: EVENT is sent by the server only; a request with its opcode is answered
 # UNKNOWN_OPCODE. CREDIT is never answered (its only answer is a failure:
 # INVALID_ARGUMENT on a connection that is not a feed), so it has no OK layout.
-SERVER_ONLY = {"EVENT"}
-NEVER_ANSWERED = {"CREDIT"}
+# §10: REPL_ROUND and REPL_SNAPSHOT are sent by the primary only (like EVENT);
+# REPL_ACK is never answered (like CREDIT; INVALID_ARGUMENT off a replication
+# connection).
+SERVER_ONLY = {"EVENT", "REPL_ROUND", "REPL_SNAPSHOT"}
+NEVER_ANSWERED = {"CREDIT", "REPL_ACK"}
 REQUEST_OPCODES = set(OPCODES) - SERVER_ONLY
 ANSWERED_OPCODES = set(OPCODES) - NEVER_ANSWERED
 
@@ -110,6 +128,13 @@ STATUSES = {
     "FEED_UNAVAILABLE": 16,
     "INSUFFICIENT_BACKUP": 17,
     "STAGE_REFUSED": 18,
+    "NOT_PRIMARY": 19,
+    "NOT_ENOUGH_REPLICAS": 20,
+    "UNCOMMITTED": 21,
+    "STALE_EPOCH": 22,
+    "TRUNCATE_TO": 23,
+    "DIVERGED": 24,
+    "CONFIG_MISMATCH": 25,
     "MALFORMED": 32,
     "FRAME_TOO_LARGE": 33,
     "UNKNOWN_OPCODE": 34,
@@ -135,6 +160,9 @@ STATUS_NAMES = {v: k for k, v in STATUSES.items()}
 #   ("opt", int_type, bit)          STOCK_SET field meaningful only when `flags` has `bit`
 #   ("list", count_field, layout)   count_field × layout, as a JSON array
 #   ("struct", layout)              a nested object (StockInfo)
+#   "rest"                          every byte left in the payload, opaque ({"hex": ...} in JSON,
+#                                   always, even when empty or UTF-8): REPL_ROUND's records,
+#                                   REPL_SNAPSHOT's chunk (§10)
 
 STOCK_INFO = [
     ("on_hand", "u64"),
@@ -173,6 +201,14 @@ REQUEST_LAYOUTS = {
     "STATS": [],
     "SUBSCRIBE": [("from", "u64"), ("credit", "u32"), ("kinds", "u16"), ("sku_prefix", "str8")],
     "CREDIT": [("credit", "u32")],
+    # §10
+    "REPL_HELLO": [("fingerprint", "u64"), ("highest_epoch", "u64"), ("last_epoch", "u64"), ("last_seq", "u64"),
+                   ("node", "str8"), ("cluster", "str8")],
+    "REPL_ACK": [("epoch", "u64"), ("durable", "u64")],
+    "ROLE": [("role", "u8"), ("epoch", "u64"), ("primary", "str8")],
+    "FENCE": [("until_ns", "u64")],
+    "ISR_SET": [("epoch", "u64"), ("count", "u8"), ("entries", ("list", "count", [("node", "str8")]))],
+    "CLUSTER_STATUS": [],
 }
 assert set(REQUEST_LAYOUTS) == REQUEST_OPCODES
 
@@ -190,6 +226,20 @@ EVENT = [
     ("order_reference", "str8"),
     ("customer", "str8"),
 ]
+
+# §10 CLUSTER_STATUS: the OK answer (role 0 standalone, 1 primary, 2 standby; 0-16
+# entries, one per standby connected to a primary; an entry's flags: bit 0 only)
+CLUSTER_STATUS = [
+    ("role", "u8"),
+    ("epoch", "u64"),
+    ("durable", "u64"),
+    ("committed", "u64"),
+    ("node", "str8"),
+    ("primary", "str8"),
+    ("count", "u8"),
+    ("entries", ("list", "count", [("node", "str8"), ("acked", "u64"), ("lag_ms", "u32"), ("flags", "u8")])),
+]
+CLUSTER_FLAG_IN_WAIT_SET = 0x01
 
 RESPONSE_OK_LAYOUTS = {
     "HELLO": [("version", "u16"), ("role", "u8"), ("max_frame", "u32"), ("max_ttl_ms", "u32"),
@@ -212,6 +262,15 @@ RESPONSE_OK_LAYOUTS = {
     "STATS": [("count", "u16"), ("entries", ("list", "count", [("name", "str8"), ("value", "u64")]))],
     "SUBSCRIBE": [("start", "u64"), ("end", "u64")],
     "EVENT": EVENT,
+    # §10
+    "REPL_HELLO": [("epoch", "u64"), ("start", "u64"), ("committed", "u64")],
+    "REPL_ROUND": [("epoch", "u64"), ("end", "u64"), ("count", "u16"), ("records", "rest")],
+    "REPL_SNAPSHOT": [("epoch", "u64"), ("snapshot_seq", "u64"), ("offset", "u64"), ("total", "u64"),
+                      ("chunk", "rest")],
+    "ROLE": [("role", "u8"), ("epoch", "u64"), ("last_seq", "u64")],
+    "FENCE": [("committed", "u64")],
+    "ISR_SET": [("committed", "u64")],
+    "CLUSTER_STATUS": CLUSTER_STATUS,
 }
 assert set(RESPONSE_OK_LAYOUTS) == ANSWERED_OPCODES
 
@@ -230,6 +289,12 @@ FAILURE_LAYOUTS = {
     # 1 to 4,096 entries; an entry's `status` is a §5 code (INSUFFICIENT_AVAILABLE or AT_CAPACITY)
     "STAGE_REFUSED": [("count", "u16"),
                       ("entries", ("list", "count", [("line", "u16"), ("status", "u8"), ("value", "u64")]))],
+    # §5, §10
+    "NOT_PRIMARY": [("epoch", "u64"), ("primary", "str8")],
+    "NOT_ENOUGH_REPLICAS": [("in_sync", "u8"), ("required", "u8")],
+    "STALE_EPOCH": [("epoch", "u64")],
+    "TRUNCATE_TO": [("seq", "u64")],
+    "CONFIG_MISMATCH": [("field", "str8")],
 }
 
 INT_FORMATS = {"u8": "<B", "u16": "<H", "u32": "<I", "u64": "<Q", "i64": "<q"}
@@ -278,6 +343,9 @@ def encode_layout(layout, fields):
             b = from_json_bytes(v)
             assert len(b) <= 255
             out += bytes([len(b)]) + b
+        elif typ == "rest":
+            assert isinstance(v, dict) and set(v) == {"hex"}, (name, v)  # always {"hex": ...}
+            out += bytes.fromhex(v["hex"])
         elif typ == "token":
             t = bytes.fromhex(v)
             assert len(t) == 16
@@ -328,6 +396,8 @@ def read_layout(r, layout):
             out[name] = read_layout(r, typ[1])
         elif typ == "str8":
             out[name] = r.take(r.take(1)[0])
+        elif typ == "rest":
+            out[name] = r.take(len(r.data) - r.pos)
         elif typ == "token":
             out[name] = r.take(16)
         else:
@@ -350,6 +420,8 @@ def jsonify(layout, raw):
             out[name] = jsonify(typ[1], v)
         elif typ == "str8":
             out[name] = to_json_bytes(v)
+        elif typ == "rest":
+            out[name] = {"hex": v.hex()}
         elif typ == "token":
             out[name] = v.hex()
         else:
@@ -405,6 +477,18 @@ def check_opaque(b):
 
 def check_text(b):
     if not (len(b) <= MAX_SHORT and is_text(b)):
+        raise Rejected("INVALID_ARGUMENT")
+
+
+def check_node(b):
+    """§10: a node id or cluster name, 1 to 64 bytes of text."""
+    if not (1 <= len(b) <= MAX_NODE and is_text(b)):
+        raise Rejected("INVALID_ARGUMENT")
+
+
+def check_epoch(e):
+    """§10: an epoch a request names is at least 1."""
+    if e < 1:
         raise Rejected("INVALID_ARGUMENT")
 
 
@@ -502,6 +586,34 @@ def check_values(op, f):
     elif op == "CREDIT":
         if not (1 <= f["credit"] <= MAX_FEED_CREDIT):
             raise Rejected("INVALID_ARGUMENT")
+    # §10 "Field values": every failure below is INVALID_ARGUMENT (a node name or an
+    # address is not a SKU: never INVALID_SKU).
+    elif op == "REPL_HELLO":
+        # fingerprint, highest_epoch, last_epoch, last_seq: any value (0 = none seen;
+        # last_epoch 0 with last_seq > 0 is a journal written before epochs existed).
+        check_node(f["node"])
+        check_node(f["cluster"])
+    elif op == "REPL_ACK":
+        check_epoch(f["epoch"])  # durable: any value
+    elif op == "ROLE":
+        if f["role"] not in (ROLE_PRIMARY, ROLE_STANDBY):
+            raise Rejected("INVALID_ARGUMENT")
+        check_epoch(f["epoch"])
+        check_text(f["primary"])  # 0..64 bytes of text; its host:port form is not judged here
+        # then the pair: a primary names no address, a standby names its primary's
+        if (f["role"] == ROLE_PRIMARY) == (len(f["primary"]) > 0):
+            raise Rejected("INVALID_ARGUMENT")
+    elif op == "ISR_SET":
+        check_epoch(f["epoch"])
+        if f["count"] > MAX_ISR_NODES:
+            raise Rejected("INVALID_ARGUMENT")
+        seen = set()
+        for e in f["entries"]:  # node by node: its text, then whether an earlier node had it
+            check_node(e["node"])
+            if e["node"] in seen:  # byte strings: case-sensitive
+                raise Rejected("INVALID_ARGUMENT")
+            seen.add(e["node"])
+    # FENCE: until_ns takes any value. CLUSTER_STATUS: empty.
 
 
 def decode_request(buf, max_frame=MAX_FRAME):
@@ -518,7 +630,8 @@ def decode_request(buf, max_frame=MAX_FRAME):
     try:
         if flags != 0 or status != 0 or reserved != 0:  # 1. header bits
             raise Rejected("MALFORMED")
-        if OPCODE_NAMES.get(opcode) not in REQUEST_OPCODES:  # 2. opcode (EVENT: server to client only)
+        # 2. opcode (EVENT, REPL_ROUND, REPL_SNAPSHOT: server to client only)
+        if OPCODE_NAMES.get(opcode) not in REQUEST_OPCODES:
             raise Rejected("UNKNOWN_OPCODE")
         op = OPCODE_NAMES[opcode]
         layout = REQUEST_LAYOUTS[op]
@@ -733,6 +846,47 @@ def subscribe_payload(from_=0, credit=100, kinds=0, sku_prefix=b""):
 
 NOW_MS = 1732665600000  # 2024-11-27 00:00:00 UTC, the vectors' clock
 
+# §10 replication and cluster control
+FINGERPRINT = 0x9E3779B97F4A7C15
+NODE_A, NODE_B, NODE_C = "node-a", "node-b", "node-c"
+CLUSTER = "stockd-eu-1"
+ADDR_A = "10.0.0.1:7070"
+ADDR_64 = "stockd-primary." + "x" * 44 + ":7070"  # 64 bytes
+assert len(ADDR_64) == 64
+ROUND_RECORDS = {"hex": (u32(5) + b"\x01\x02\x03\x04\x05" + u32(3) + b"\xaa\xbb\xcc").hex()}  # opaque to the codec
+
+
+def repl_hello(node=NODE_B, cluster=CLUSTER, fingerprint=FINGERPRINT, highest_epoch=0, last_epoch=0, last_seq=0):
+    return {"fingerprint": fingerprint, "highest_epoch": highest_epoch, "last_epoch": last_epoch,
+            "last_seq": last_seq, "node": node, "cluster": cluster}
+
+
+def isr_set(epoch, nodes):
+    return {"epoch": epoch, "count": len(nodes), "entries": [{"node": n} for n in nodes]}
+
+
+def cluster_status(role, epoch, durable, committed, node="", primary="", entries=()):
+    """entries: (node, acked, lag_ms, flags)."""
+    return {"role": role, "epoch": epoch, "durable": durable, "committed": committed, "node": node,
+            "primary": primary, "count": len(entries),
+            "entries": [{"node": n, "acked": a, "lag_ms": lag, "flags": fl} for n, a, lag, fl in entries]}
+
+
+def repl_hello_payload(node=b"node-b", cluster=b"stockd-eu-1", fingerprint=FINGERPRINT, highest_epoch=0,
+                       last_epoch=0, last_seq=0):
+    return u64(fingerprint) + u64(highest_epoch) + u64(last_epoch) + u64(last_seq) + str8(node) + str8(cluster)
+
+
+def role_payload(role, epoch, primary=b""):
+    return bytes([role]) + u64(epoch) + str8(primary)
+
+
+def isr_payload(epoch, nodes, count=None):
+    out = u64(epoch) + bytes([len(nodes) if count is None else count])
+    for n in nodes:
+        out += str8(n)
+    return out
+
 
 def requests():
     v = []
@@ -837,6 +991,39 @@ def requests():
     add("credit 1", "CREDIT", 1200, {"credit": 1})
     add("credit 1000", "CREDIT", 1201, {"credit": 1000})
     add("credit max 1,048,576", "CREDIT", 1202, {"credit": MAX_FEED_CREDIT})
+    # Replication and cluster control (§10). REPL_ROUND and REPL_SNAPSHOT are sent by the primary only:
+    # their request vectors are in malformed.json (UNKNOWN_OPCODE).
+    add("repl_hello empty journal (epochs and seq 0: none seen)", "REPL_HELLO", 1600, repl_hello())
+    add("repl_hello after a term", "REPL_HELLO", 1601,
+        repl_hello(highest_epoch=3, last_epoch=3, last_seq=52311))
+    add("repl_hello highest epoch above the last record's epoch", "REPL_HELLO", 1602,
+        repl_hello(NODE_C, highest_epoch=7, last_epoch=5, last_seq=48000))
+    add("repl_hello last_epoch 0 with last_seq > 0 (a journal written before epochs)", "REPL_HELLO", 1603,
+        repl_hello(highest_epoch=0, last_epoch=0, last_seq=40000))
+    add("repl_hello max values, 64-byte node and 64-byte multibyte cluster", "REPL_HELLO", 1604,
+        repl_hello("N" * 64, "É" * 32, 0xFFFFFFFFFFFFFFFF, 0xFFFFFFFFFFFFFFFF, 0xFFFFFFFFFFFFFFFF,
+                   0xFFFFFFFFFFFFFFFF))
+    add("repl_hello 1-byte node and cluster, C1 code point U+0085 allowed", "REPL_HELLO", 1605,
+        repl_hello("b", "c\u0085", 0))
+    add("repl_ack nothing durable yet", "REPL_ACK", 1700, {"epoch": 1, "durable": 0})
+    add("repl_ack", "REPL_ACK", 1701, {"epoch": 3, "durable": 52311})
+    add("repl_ack max values", "REPL_ACK", 1702, {"epoch": 0xFFFFFFFFFFFFFFFF, "durable": 0xFFFFFFFFFFFFFFFF})
+    add("role primary (empty address)", "ROLE", 1800, {"role": ROLE_PRIMARY, "epoch": 1, "primary": ""})
+    add("role standby of a primary", "ROLE", 1801, {"role": ROLE_STANDBY, "epoch": 4, "primary": ADDR_A})
+    add("role standby, ipv6 address", "ROLE", 1802,
+        {"role": ROLE_STANDBY, "epoch": 5, "primary": "[2001:db8::1]:7070"})
+    add("role primary, epoch above 2^53", "ROLE", 1803, {"role": ROLE_PRIMARY, "epoch": (1 << 53) + 1, "primary": ""})
+    add("role standby, max epoch, 64-byte address", "ROLE", 1804,
+        {"role": ROLE_STANDBY, "epoch": 0xFFFFFFFFFFFFFFFF, "primary": ADDR_64})
+    add("fence until_ns 0", "FENCE", 1900, {"until_ns": 0})
+    add("fence", "FENCE", 1901, {"until_ns": 123_456_789_012_345})
+    add("fence max until_ns", "FENCE", 1902, {"until_ns": 0xFFFFFFFFFFFFFFFF})
+    add("isr_set empty wait set", "ISR_SET", 2000, isr_set(1, []))
+    add("isr_set 2 nodes", "ISR_SET", 2001, isr_set(3, [NODE_B, NODE_C]))
+    add("isr_set 16 nodes (the maximum)", "ISR_SET", 2002, isr_set(9, ["node-%02d" % i for i in range(16)]))
+    add("isr_set case-distinct nodes, 64-byte multibyte node, max epoch", "ISR_SET", 2003,
+        isr_set(0xFFFFFFFFFFFFFFFF, ["Node-B", NODE_B, "é" * 32]))
+    add("cluster_status", "CLUSTER_STATUS", 2100, {})
     assert v[4]["hex"] == "080000000200000007000000"  # the example in §2
     # EVENT is server to client only: its one request vector is in malformed.json (UNKNOWN_OPCODE).
     assert {x["opcode"] for x in v} == REQUEST_OPCODES, "every client opcode has a vector"
@@ -957,6 +1144,40 @@ def responses():
               aux=0xFFFFFFFFFFFFFFFF, token=T3, sku=SKU_64_MB, order_reference="o" * 64, customer="c" * 64))
     add("event quantity -2^63 (two's complement)", "EVENT", 1100, "OK",
         event(15, t + 70, "stock_adjusted", quantity=-(1 << 63), aux=5, sku=SKU))
+    # Replication and cluster control (§10): REPL_ROUND and REPL_SNAPSHOT frames carry the REPL_HELLO's
+    # request id; REPL_ACK is never answered (no OK vector).
+    add("repl_hello ok", "REPL_HELLO", 1601, "OK", {"epoch": 3, "start": 52312, "committed": 52311})
+    add("repl_hello ok empty journal", "REPL_HELLO", 1600, "OK", {"epoch": 1, "start": 1, "committed": 0})
+    add("repl_hello ok max values", "REPL_HELLO", 1604, "OK",
+        {"epoch": 0xFFFFFFFFFFFFFFFF, "start": 0xFFFFFFFFFFFFFFFF, "committed": 0xFFFFFFFFFFFFFFFF})
+    add("repl_round ok no records (count 0: only moves end)", "REPL_ROUND", 1601, "OK",
+        {"epoch": 3, "end": 52311, "count": 0, "records": {"hex": ""}})
+    add("repl_round ok 2 records (bytes carried, not parsed)", "REPL_ROUND", 1601, "OK",
+        {"epoch": 3, "end": 52313, "count": 2, "records": ROUND_RECORDS})
+    add("repl_round ok records that happen to be utf-8 are still hex", "REPL_ROUND", 1601, "OK",
+        {"epoch": 3, "end": 52314, "count": 1, "records": {"hex": b"JACKET-RED-M".hex()}})
+    add("repl_round ok max values (count carried, not checked against the records)", "REPL_ROUND", 0xFFFFFFFF,
+        "OK", {"epoch": 0xFFFFFFFFFFFFFFFF, "end": 0xFFFFFFFFFFFFFFFF, "count": 0xFFFF, "records": {"hex": "00ff"}})
+    add("repl_snapshot ok first chunk", "REPL_SNAPSHOT", 1603, "OK",
+        {"epoch": 3, "snapshot_seq": 50000, "offset": 0, "total": 10, "chunk": {"hex": "53544b5300010203"}})
+    add("repl_snapshot ok last chunk", "REPL_SNAPSHOT", 1603, "OK",
+        {"epoch": 3, "snapshot_seq": 50000, "offset": 8, "total": 10, "chunk": {"hex": "0405"}})
+    add("repl_snapshot ok max values, empty chunk", "REPL_SNAPSHOT", 0xFFFFFFFF, "OK",
+        {"epoch": 0xFFFFFFFFFFFFFFFF, "snapshot_seq": 0xFFFFFFFFFFFFFFFF, "offset": 0xFFFFFFFFFFFFFFFF,
+         "total": 0xFFFFFFFFFFFFFFFF, "chunk": {"hex": ""}})
+    add("role ok primary", "ROLE", 1800, "OK", {"role": ROLE_PRIMARY, "epoch": 4, "last_seq": 52312})
+    add("role ok standby", "ROLE", 1801, "OK", {"role": ROLE_STANDBY, "epoch": 4, "last_seq": 52311})
+    add("fence ok", "FENCE", 1901, "OK", {"committed": 52311})
+    add("isr_set ok", "ISR_SET", 2001, "OK", {"committed": 52320})
+    add("cluster_status ok standalone", "CLUSTER_STATUS", 2100, "OK", cluster_status(0, 0, 52311, 52311))
+    add("cluster_status ok primary with 2 standbys (one in the wait set)", "CLUSTER_STATUS", 2101, "OK",
+        cluster_status(ROLE_PRIMARY, 3, 52320, 52318, NODE_A, "",
+                       [(NODE_B, 52318, 2, CLUSTER_FLAG_IN_WAIT_SET), (NODE_C, 52100, 1500, 0)]))
+    add("cluster_status ok standby", "CLUSTER_STATUS", 2102, "OK",
+        cluster_status(ROLE_STANDBY, 3, 52318, 52311, NODE_B, ADDR_A))
+    add("cluster_status ok primary with 16 standbys, max values", "CLUSTER_STATUS", 2103, "OK",
+        cluster_status(ROLE_PRIMARY, 0xFFFFFFFFFFFFFFFF, 0xFFFFFFFFFFFFFFFF, 0xFFFFFFFFFFFFFFFF, "N" * 64, "",
+                       [("node-%02d" % i, 0xFFFFFFFFFFFFFFFF - i, 0xFFFFFFFF - i, i % 2) for i in range(16)]))
     # Failures, every status
     add("out_of_stock bundle line 2 available 3", "RESERVE_BUNDLE", 201, "OUT_OF_STOCK", {"line": 2, "available": 3})
     add("out_of_stock reserve", "RESERVE", 100, "OUT_OF_STOCK", {"line": 0, "available": 0})
@@ -1013,11 +1234,46 @@ def responses():
     add("internal", "CONFIRM", 300, "INTERNAL", {})
     add("internal ends a feed (journal unreadable)", "EVENT", 1101, "INTERNAL", {})
     add("storage_failed", "RESERVE", 101, "STORAGE_FAILED", {})
+    # §5 statuses 19-25 (§10)
+    add("not_primary reserve on a standby", "RESERVE", 100, "NOT_PRIMARY", {"epoch": 3, "primary": ADDR_A})
+    add("not_primary reserve, primary unknown (empty address)", "RESERVE", 101, "NOT_PRIMARY",
+        {"epoch": 2, "primary": ""})
+    add("not_primary repl_hello (names the primary it knows)", "REPL_HELLO", 1601, "NOT_PRIMARY",
+        {"epoch": 4, "primary": "[2001:db8::1]:7070"})
+    add("not_primary isr_set on a standby", "ISR_SET", 2001, "NOT_PRIMARY", {"epoch": 3, "primary": ADDR_64})
+    add("not_enough_replicas confirm", "CONFIRM", 300, "NOT_ENOUGH_REPLICAS", {"in_sync": 0, "required": 1})
+    add("not_enough_replicas reserve_bundle, max values", "RESERVE_BUNDLE", 201, "NOT_ENOUGH_REPLICAS",
+        {"in_sync": 254, "required": 255})
+    add("uncommitted reserve", "RESERVE", 101, "UNCOMMITTED", {})
+    add("stale_epoch repl_hello (the primary's own epoch)", "REPL_HELLO", 1602, "STALE_EPOCH", {"epoch": 6})
+    add("stale_epoch role (the node's epoch)", "ROLE", 1801, "STALE_EPOCH", {"epoch": 5})
+    add("stale_epoch isr_set", "ISR_SET", 2001, "STALE_EPOCH", {"epoch": 0xFFFFFFFFFFFFFFFF})
+    add("truncate_to repl_hello", "REPL_HELLO", 1601, "TRUNCATE_TO", {"seq": 52300})
+    add("diverged repl_hello", "REPL_HELLO", 1602, "DIVERGED", {})
+    add("config_mismatch repl_hello fingerprint", "REPL_HELLO", 1601, "CONFIG_MISMATCH", {"field": "fingerprint"})
+    add("config_mismatch repl_hello cluster", "REPL_HELLO", 1604, "CONFIG_MISMATCH", {"field": "cluster"})
+    add("config_mismatch repl_hello node", "REPL_HELLO", 1605, "CONFIG_MISMATCH", {"field": "node"})
+    add("config_mismatch role on a node started without a cluster name", "ROLE", 1800, "CONFIG_MISMATCH",
+        {"field": "cluster"})
+    add("config_mismatch fence", "FENCE", 1901, "CONFIG_MISMATCH", {"field": "cluster"})
+    add("invalid_argument repl_ack on a connection that is not a replication connection", "REPL_ACK", 1701,
+        "INVALID_ARGUMENT", {})
+    add("unknown_opcode echoes REPL_ROUND sent as a request", "REPL_ROUND", 80, "UNKNOWN_OPCODE", {})
+    add("unknown_opcode echoes REPL_SNAPSHOT sent as a request", "REPL_SNAPSHOT", 81, "UNKNOWN_OPCODE", {})
+    add("forbidden role from a checkout session", "ROLE", 1800, "FORBIDDEN", {})
+    add("unauthenticated cluster_status", "CLUSTER_STATUS", 2100, "UNAUTHENTICATED", {})
     assert v[3]["hex"] == "080000000201000007000000"  # the example in §2
     assert {STATUSES[x["status"]] for x in v} == set(STATUS_NAMES), "every status has a vector"
     # CREDIT is never answered OK (§9); every other opcode, EVENT included, has an OK vector.
     assert {x["opcode"] for x in v if x["status"] == "OK"} == ANSWERED_OPCODES, "every answered opcode has an OK vector"
     for x in v:
+        if x["opcode"] == "CLUSTER_STATUS" and x["status"] == "OK":  # §10: role 0..2, 0-16 entries, flags bit 0
+            f = x["fields"]
+            assert f["role"] in (0, ROLE_PRIMARY, ROLE_STANDBY) and f["count"] <= MAX_ISR_NODES, x["name"]
+            assert all(e["flags"] & ~CLUSTER_FLAG_IN_WAIT_SET == 0 for e in f["entries"]), x["name"]
+            assert f["role"] == ROLE_PRIMARY or f["count"] == 0, x["name"]  # entries: standbys of a primary
+            if f["role"] == 0:  # standalone: epoch 0, committed = durable, empty names
+                assert f["epoch"] == 0 and f["committed"] == f["durable"] and f["node"] == f["primary"] == ""
         if x["status"] == "STAGE_REFUSED":  # §5: 1 to 4,096 entries, INSUFFICIENT_AVAILABLE or AT_CAPACITY
             assert 1 <= x["fields"]["count"] <= MAX_STAGE_LINES, x["name"]
             assert all(e["status"] in (STATUSES["INSUFFICIENT_AVAILABLE"], STATUSES["AT_CAPACITY"])
@@ -1051,7 +1307,21 @@ def malformed():
     add("unknown opcode 0x03 with payload", raw_request("0x03", 21, b"\x01\x02\x03"), "UNKNOWN_OPCODE")
     add("unknown opcode 0x43 (unassigned in the event-feed range)", raw_request("0x43", 22, b""), "UNKNOWN_OPCODE")
     add("unknown opcode 0x4F", raw_request("0x4F", 25, u32(1)), "UNKNOWN_OPCODE")
-    add("unknown opcode 0x50 (reserved for later operations)", raw_request("0x50", 26, b""), "UNKNOWN_OPCODE")
+    add("unknown opcode 0x60 (reserved for later operations)", raw_request("0x60", 26, b""), "UNKNOWN_OPCODE")
+    add("unknown opcode 0x54 (unassigned in the replication range)", raw_request("0x54", 240, b""), "UNKNOWN_OPCODE")
+    add("unknown opcode 0x57 with a payload", raw_request("0x57", 241, u64(1) + u64(2)), "UNKNOWN_OPCODE")
+    add("unknown opcode 0x5C (after CLUSTER_STATUS)", raw_request("0x5C", 242, b""), "UNKNOWN_OPCODE")
+    add("unknown opcode 0x5F", raw_request("0x5F", 243, b""), "UNKNOWN_OPCODE")
+    # REPL_ROUND and REPL_SNAPSHOT are sent by the primary only (§10): as requests, unknown opcodes.
+    add("repl_round opcode 0x51 sent as a request", raw_request("REPL_ROUND", 244, b""), "UNKNOWN_OPCODE")
+    add("repl_round opcode 0x51 sent as a request with a round payload", raw_request(
+        "REPL_ROUND", 245, encode_layout(RESPONSE_OK_LAYOUTS["REPL_ROUND"],
+                                         {"epoch": 3, "end": 52313, "count": 2, "records": ROUND_RECORDS})),
+        "UNKNOWN_OPCODE")
+    add("repl_snapshot opcode 0x53 sent as a request", raw_request("REPL_SNAPSHOT", 246, b""), "UNKNOWN_OPCODE")
+    add("repl_snapshot opcode 0x53 sent as a request with a chunk", raw_request(
+        "REPL_SNAPSHOT", 247, u64(3) + u64(50000) + u64(0) + u64(10) + bytes.fromhex("53544b5300010203")),
+        "UNKNOWN_OPCODE")
     # EVENT is sent by the server only (§4): as a request it is an unknown opcode, whatever its payload.
     add("event opcode 0x41 sent as a request", raw_request("EVENT", 27, b""), "UNKNOWN_OPCODE")
     add("event opcode 0x41 sent as a request with an event payload", raw_request(
@@ -1068,6 +1338,12 @@ def malformed():
         raw_request("0x7E", 34, b"", flags=0x01), "MALFORMED")
     add("header bits checked before the opcode: an event frame sent back (response flag)",
         raw_request("EVENT", 35, encode_layout(EVENT, event(52311, NOW_MS, "progress")), flags=0x01), "MALFORMED")
+    add("header bits checked before the opcode: a repl_round frame sent back (response flag)", raw_request(
+        "REPL_ROUND", 248, encode_layout(RESPONSE_OK_LAYOUTS["REPL_ROUND"],
+                                         {"epoch": 3, "end": 52311, "count": 0, "records": {"hex": ""}}),
+        flags=0x01), "MALFORMED")
+    add("header bits checked before the opcode: repl_snapshot with the status byte set",
+        raw_request("REPL_SNAPSHOT", 249, b"", status=STATUSES["STALE_EPOCH"]), "MALFORMED")
     # Structure (§4: every payload exactly as long as its layout)
     add("ping with a trailing byte", raw_request("PING", 40, b"\x00"), "MALFORMED")
     add("stats with a trailing byte", raw_request("STATS", 41, b"\x00"), "MALFORMED")
@@ -1341,6 +1617,115 @@ def malformed():
         raw_request("STOCK_ADJUST", 147, stock_adjust_payload(0, 9, b"")), "QUANTITY_INVALID")
     add("value order: stock_adjust unknown reason before bad sku",
         raw_request("STOCK_ADJUST", 148, stock_adjust_payload(1, 9, b"")), "INVALID_ARGUMENT")
+    # Replication and cluster control (§10): structure, then values in layout order; every value failure is
+    # INVALID_ARGUMENT (a node name or an address is not a SKU).
+    hello = repl_hello_payload()
+    add("repl_hello empty payload", raw_request("REPL_HELLO", 250, b""), "MALFORMED")
+    add("repl_hello truncated (only fingerprint)", raw_request("REPL_HELLO", 251, u64(FINGERPRINT)), "MALFORMED")
+    add("repl_hello truncated (last_seq cut)", raw_request("REPL_HELLO", 252, hello[:30]), "MALFORMED")
+    add("repl_hello node count missing", raw_request("REPL_HELLO", 253, hello[:32]), "MALFORMED")
+    add("repl_hello node length beyond payload",
+        raw_request("REPL_HELLO", 254, hello[:32] + b"\x20node-b"), "MALFORMED")
+    add("repl_hello cluster count missing", raw_request("REPL_HELLO", 255, hello[:32] + str8(b"node-b")),
+        "MALFORMED")
+    add("repl_hello truncated (cluster's last byte missing)", raw_request("REPL_HELLO", 256, hello[:-1]),
+        "MALFORMED")
+    add("repl_hello trailing byte", raw_request("REPL_HELLO", 257, hello + b"\x00"), "MALFORMED")
+    add("repl_hello node empty", raw_request("REPL_HELLO", 258, repl_hello_payload(node=b"")), "INVALID_ARGUMENT")
+    add("repl_hello node 65 bytes", raw_request("REPL_HELLO", 259, repl_hello_payload(node=b"n" * 65)),
+        "INVALID_ARGUMENT")
+    add("repl_hello node 66 bytes of 2-byte utf-8",
+        raw_request("REPL_HELLO", 260, repl_hello_payload(node=("é" * 33).encode())), "INVALID_ARGUMENT")
+    add("repl_hello node with a control char (a node is not a SKU: INVALID_ARGUMENT)",
+        raw_request("REPL_HELLO", 261, repl_hello_payload(node=b"node\tb")), "INVALID_ARGUMENT")
+    add("repl_hello node with DEL 0x7F", raw_request("REPL_HELLO", 262, repl_hello_payload(node=b"node-b\x7f")),
+        "INVALID_ARGUMENT")
+    add("repl_hello node bad utf-8 (c3 28)", raw_request("REPL_HELLO", 263, repl_hello_payload(node=b"n\xc3\x28")),
+        "INVALID_ARGUMENT")
+    add("repl_hello cluster empty", raw_request("REPL_HELLO", 264, repl_hello_payload(cluster=b"")),
+        "INVALID_ARGUMENT")
+    add("repl_hello cluster 65 bytes", raw_request("REPL_HELLO", 265, repl_hello_payload(cluster=b"c" * 65)),
+        "INVALID_ARGUMENT")
+    add("repl_hello cluster with NUL", raw_request("REPL_HELLO", 266, repl_hello_payload(cluster=b"eu\x00")),
+        "INVALID_ARGUMENT")
+    add("repl_hello cluster overlong utf-8 (c0 af)",
+        raw_request("REPL_HELLO", 267, repl_hello_payload(cluster=b"eu\xc0\xaf")), "INVALID_ARGUMENT")
+    add("repl_hello cluster surrogate U+D800 (ed a0 80)",
+        raw_request("REPL_HELLO", 268, repl_hello_payload(cluster=b"eu\xed\xa0\x80")), "INVALID_ARGUMENT")
+    add("structure before values: repl_hello empty node and a trailing byte",
+        raw_request("REPL_HELLO", 269, repl_hello_payload(node=b"") + b"\x00"), "MALFORMED")
+    add("structure before values: repl_hello bad cluster, truncated",
+        raw_request("REPL_HELLO", 270, repl_hello_payload(cluster=b"\xff\xfe")[:-1]), "MALFORMED")
+    add("repl_ack empty payload", raw_request("REPL_ACK", 280, b""), "MALFORMED")
+    add("repl_ack only epoch", raw_request("REPL_ACK", 281, u64(3)), "MALFORMED")
+    add("repl_ack truncated (15 bytes)", raw_request("REPL_ACK", 282, (u64(3) + u64(52311))[:15]), "MALFORMED")
+    add("repl_ack trailing byte", raw_request("REPL_ACK", 283, u64(3) + u64(52311) + b"\x00"), "MALFORMED")
+    add("repl_ack epoch 0", raw_request("REPL_ACK", 284, u64(0) + u64(52311)), "INVALID_ARGUMENT")
+    add("structure before values: repl_ack epoch 0 with a trailing byte",
+        raw_request("REPL_ACK", 285, u64(0) + u64(0) + b"\x00"), "MALFORMED")
+    addr = ADDR_A.encode()
+    add("role empty payload", raw_request("ROLE", 290, b""), "MALFORMED")
+    add("role only the role byte", raw_request("ROLE", 291, bytes([ROLE_PRIMARY])), "MALFORMED")
+    add("role epoch truncated", raw_request("ROLE", 292, role_payload(ROLE_PRIMARY, 1)[:8]), "MALFORMED")
+    add("role primary count missing", raw_request("ROLE", 293, role_payload(ROLE_PRIMARY, 1)[:9]), "MALFORMED")
+    add("role primary length beyond payload",
+        raw_request("ROLE", 294, role_payload(ROLE_STANDBY, 4, addr)[:-1]), "MALFORMED")
+    add("role trailing byte", raw_request("ROLE", 295, role_payload(ROLE_PRIMARY, 1) + b"\x00"), "MALFORMED")
+    add("role 0", raw_request("ROLE", 296, role_payload(0, 1)), "INVALID_ARGUMENT")
+    add("role 3", raw_request("ROLE", 297, role_payload(3, 1, addr)), "INVALID_ARGUMENT")
+    add("role 255", raw_request("ROLE", 298, role_payload(255, 1)), "INVALID_ARGUMENT")
+    add("role primary epoch 0", raw_request("ROLE", 299, role_payload(ROLE_PRIMARY, 0)), "INVALID_ARGUMENT")
+    add("role standby epoch 0", raw_request("ROLE", 300, role_payload(ROLE_STANDBY, 0, addr)), "INVALID_ARGUMENT")
+    add("role standby address 65 bytes", raw_request("ROLE", 301, role_payload(ROLE_STANDBY, 4, b"a" * 65)),
+        "INVALID_ARGUMENT")
+    add("role standby address with a newline",
+        raw_request("ROLE", 302, role_payload(ROLE_STANDBY, 4, addr + b"\n")), "INVALID_ARGUMENT")
+    add("role standby address bad utf-8 (truncated sequence e2 82)",
+        raw_request("ROLE", 303, role_payload(ROLE_STANDBY, 4, b"10.0.0.1\xe2\x82")), "INVALID_ARGUMENT")
+    add("role primary with an address", raw_request("ROLE", 304, role_payload(ROLE_PRIMARY, 4, addr)),
+        "INVALID_ARGUMENT")
+    add("role standby without an address", raw_request("ROLE", 305, role_payload(ROLE_STANDBY, 4)),
+        "INVALID_ARGUMENT")
+    add("structure before values: role 0 with a trailing byte",
+        raw_request("ROLE", 306, role_payload(0, 0) + b"\x00"), "MALFORMED")
+    add("structure before values: role standby without an address, primary count missing",
+        raw_request("ROLE", 307, role_payload(ROLE_STANDBY, 4)[:-1]), "MALFORMED")
+    add("fence empty payload", raw_request("FENCE", 310, b""), "MALFORMED")
+    add("fence truncated (7 bytes)", raw_request("FENCE", 311, u64(123)[:7]), "MALFORMED")
+    add("fence trailing byte", raw_request("FENCE", 312, u64(123) + b"\x00"), "MALFORMED")
+    nodes2 = [b"node-b", b"node-c"]
+    add("isr_set empty payload", raw_request("ISR_SET", 320, b""), "MALFORMED")
+    add("isr_set count missing", raw_request("ISR_SET", 321, u64(3)), "MALFORMED")
+    add("isr_set epoch truncated", raw_request("ISR_SET", 322, u64(3)[:5]), "MALFORMED")
+    add("isr_set count 2 with 1 node", raw_request("ISR_SET", 323, isr_payload(3, nodes2[:1], count=2)),
+        "MALFORMED")
+    add("isr_set node length beyond payload", raw_request("ISR_SET", 324, isr_payload(3, nodes2)[:-1]), "MALFORMED")
+    add("isr_set trailing byte", raw_request("ISR_SET", 325, isr_payload(3, nodes2) + b"\x00"), "MALFORMED")
+    add("isr_set 17 nodes announced, 16 present (structure before the count range)", raw_request(
+        "ISR_SET", 326, isr_payload(3, [b"n%02d" % i for i in range(16)], count=17)), "MALFORMED")
+    add("isr_set epoch 0", raw_request("ISR_SET", 327, isr_payload(0, [])), "INVALID_ARGUMENT")
+    add("isr_set 17 nodes", raw_request("ISR_SET", 328, isr_payload(3, [b"n%02d" % i for i in range(17)])),
+        "INVALID_ARGUMENT")
+    add("isr_set 255 nodes", raw_request("ISR_SET", 329, isr_payload(3, [b"n%03d" % i for i in range(255)])),
+        "INVALID_ARGUMENT")
+    add("isr_set node empty", raw_request("ISR_SET", 330, isr_payload(3, [b""])), "INVALID_ARGUMENT")
+    add("isr_set node 65 bytes", raw_request("ISR_SET", 331, isr_payload(3, [b"node-b", b"n" * 65])),
+        "INVALID_ARGUMENT")
+    add("isr_set node 1 with a tab", raw_request("ISR_SET", 332, isr_payload(3, [b"node-b", b"node\tc"])),
+        "INVALID_ARGUMENT")
+    add("isr_set node bad utf-8 (lone continuation byte)",
+        raw_request("ISR_SET", 333, isr_payload(3, [b"\x80node"])), "INVALID_ARGUMENT")
+    add("isr_set duplicate node (nodes 0 and 2)",
+        raw_request("ISR_SET", 334, isr_payload(3, [b"node-b", b"node-c", b"node-b"])), "INVALID_ARGUMENT")
+    add("isr_set duplicate multibyte node",
+        raw_request("ISR_SET", 335, isr_payload(3, ["nœud-é".encode(), "nœud-é".encode()])), "INVALID_ARGUMENT")
+    add("structure before values: isr_set epoch 0 with a trailing byte",
+        raw_request("ISR_SET", 336, isr_payload(0, []) + b"\x00"), "MALFORMED")
+    add("structure before values: isr_set duplicate node, truncated",
+        raw_request("ISR_SET", 337, isr_payload(3, [b"node-b", b"node-b"])[:-1]), "MALFORMED")
+    add("cluster_status with a trailing byte", raw_request("CLUSTER_STATUS", 340, b"\x00"), "MALFORMED")
+    add("cluster_status with a role payload", raw_request("CLUSTER_STATUS", 341, role_payload(ROLE_PRIMARY, 1)),
+        "MALFORMED")
     return v
 
 

@@ -4,11 +4,11 @@ import StockClient
 func attackUnknownOpcodes(_ env: AttackEnv, frames: Int) -> AttackTally {
     let batch = 25
     let batches = (frames + batch - 1) / batch
-    var t = AttackTally("unknown_opcode", "unassigned opcodes 0x7E 0x50 0x03 0x0F 0x41 0x80 0xFF, batches of "
+    var t = AttackTally("unknown_opcode", "unassigned opcodes 0x7E 0x60 0x03 0x0F 0x41 0x80 0xFF, batches of "
                         + "\(batch) + a PING on 2 connections", unit: "frames", planned: batches * batch,
                         expected: "UNKNOWN_OPCODE echoing opcode and id for each, connection kept (PING answered)",
                         checked: true)
-    let opcodes: [UInt8] = [0x7E, 0x50, 0x03, 0x0F, 0x41, 0x80, 0xFF]
+    let opcodes: [UInt8] = [0x7E, 0x60, 0x03, 0x0F, 0x41, 0x80, 0xFF]
     var conns: [RawConn?] = [nil, nil]
     var id: UInt32 = 0
     for b in 0..<batches {
