@@ -240,10 +240,12 @@ let package = Package(
             swiftSettings: strict
         ),
         // The stockctl binary against a real stockd (CLIConventionTests checks --version of stock-hooks and
-        // stockbench as well).
+        // stockbench as well; StockJournal writes data directories with records stockd does not journal yet).
         .testTarget(
             name: "StockctlTests",
-            dependencies: ["StockClient", "TestSupport", "stockd", "stockctl", "stock-hooks", "stockbench"],
+            dependencies: [
+                "StockClient", "StockJournal", "TestSupport", "stockd", "stockctl", "stock-hooks", "stockbench",
+            ],
             swiftSettings: strict
         ),
         // The stock-hooks binary against a real stockd and a faulty HTTP receiver (signatures checked with Crypto).

@@ -38,6 +38,9 @@ extension FeedEvent {
             self.init(offset: r.seq, timeMs: r.timeMs, kind: .backInStock, quantity: Int64(available), sku: sku)
         case let .backupChanged(sku, delta, backup):
             self.init(offset: r.seq, timeMs: r.timeMs, kind: .backupChanged, quantity: delta, aux: backup, sku: sku)
+        case let .termStarted(epoch, node):
+            // The codec keeps epochs within Int64 (RecordCodec: they are etcd revisions), so this cannot trap.
+            self.init(offset: r.seq, timeMs: r.timeMs, kind: .termStarted, quantity: Int64(epoch), order: node)
         }
     }
 }

@@ -57,6 +57,13 @@ public enum JournalRecord: Sendable, Equatable {
     /// Backup units of `sku` changed by `delta` (negative: released to
     /// sale) to `backup`; on-hand is unchanged, available moves the other way.
     case backupChanged(sku: SKU, delta: Int64, backup: UInt64)
+    /// The term start record (docs/replication.md §1, §5): the first record
+    /// a new primary journals, naming its `epoch` (the etcd revision of its
+    /// leader key, 1...Int64.max: etcd revisions are int64) and its `node`
+    /// id (1...64 bytes). No stock state of its own; it builds the epoch
+    /// history (`JournalState.epochs`) that divergence checks look up (§3),
+    /// and is journaled like any change so the feed's offsets stay gap-free.
+    case termStarted(epoch: UInt64, node: ShortBytes)
 }
 
 /// A record with its place in the global order and its wall-clock time.

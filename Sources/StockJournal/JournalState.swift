@@ -40,6 +40,20 @@ public struct CustomerSKU: Sendable, Hashable {
     }
 }
 
+/// One entry of a node's epoch history (docs/replication.md §1): the term
+/// start record of `epoch`, at seq `firstSeq`, journaled by `node`.
+public struct TermStart: Sendable, Equatable {
+    public var epoch: UInt64
+    public var firstSeq: UInt64
+    public var node: ShortBytes
+
+    public init(epoch: UInt64, firstSeq: UInt64, node: ShortBytes) {
+        self.epoch = epoch
+        self.firstSeq = firstSeq
+        self.node = node
+    }
+}
+
 /// The replay state machine: what the records up to `lastSeq` add up to.
 /// Recovery builds it, snapshots serialize it, and the server restores the
 /// core from it (`skus`, `tokens`, `customerSold`).
@@ -51,6 +65,9 @@ public struct CustomerSKU: Sendable, Hashable {
 /// zero after the record. The ordering argument in JournalRecord.swift says
 /// that last one cannot happen in seq order; checking it after every record
 /// turns a flaw in that argument into an error at the record that shows it.
+/// A term start record must name an epoch above the current one: epochs
+/// only grow (they are etcd revisions), so a journal holding one that does
+/// not is not one primary's history after another's.
 public struct JournalState: Sendable, Equatable {
     /// SKUs in creation order (the catalog indices a restored core gets).
     public private(set) var skus: [SKUState] = []
@@ -64,6 +81,10 @@ public struct JournalState: Sendable, Equatable {
     /// The most recently decided tokens (FateMemory.swift): restored into
     /// the core so a retried CONFIRM still answers TOKEN_CONFIRMED after a restart.
     public private(set) var fates = FateMemory()
+    /// The epoch history: the term start records applied, in seq order
+    /// (so epochs and first seqs both strictly increase). Kept in snapshots,
+    /// so compaction does not forget the terms whose records it deletes.
+    public private(set) var epochs: [TermStart] = []
 
     /// Most decided tokens remembered: set it to the core's total fate
     /// memory before replaying (lowering it forgets the oldest).
@@ -84,6 +105,34 @@ public struct JournalState: Sendable, Equatable {
 
     /// The SKU's state, if it exists.
     public func sku(_ sku: SKU) -> SKUState? { skuIndex[sku].map { skus[$0] } }
+
+    /// The epoch of the last term start record (0: none, a journal that
+    /// never had a primary of a replicated cluster).
+    public var currentEpoch: UInt64 { epochs.last?.epoch ?? 0 }
+
+    /// Where term `epoch` ended in this journal (docs/replication.md §3,
+    /// `end(e)`): the seq before the next term start record, or `lastSeq`
+    /// when `epoch` is the current term. A node whose last record is
+    /// (epoch, seq) holds a prefix of this journal iff `seq <= termEnd(epoch)`.
+    ///
+    /// nil when `epoch` has no term start record here — epoch 0 (records
+    /// before any term start), an epoch below the first, above the current
+    /// one, or between two known ones (a term this node never heard of).
+    /// Such a history is unknown, not "ended at the next term's start": this
+    /// node cannot tell what the other holds of that term, so the caller must
+    /// treat it as diverged rather than guess a cut point.
+    public func termEnd(of epoch: UInt64) -> UInt64? {
+        // Binary search: epochs strictly increase (apply checks it).
+        var lo = 0, hi = epochs.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if epochs[mid].epoch < epoch { lo = mid + 1 } else { hi = mid }
+        }
+        guard lo < epochs.count, epochs[lo].epoch == epoch else { return nil }
+        let end = lo + 1 < epochs.count ? epochs[lo + 1].firstSeq - 1 : lastSeq
+        assert(end >= epochs[lo].firstSeq, "a term holds at least its own start record")
+        return end
+    }
 
     /// Applies `r`, whose seq must be above `lastSeq`.
     public mutating func apply(_ r: SequencedRecord) throws(JournalError) {
@@ -140,6 +189,13 @@ public struct JournalState: Sendable, Equatable {
             try update(i) { $0.backup = Int64(bitPattern: backup) }
         case let .lowStock(sku, _), let .soldOut(sku), let .backInStock(sku, _):
             _ = try index(sku)  // an alert changes nothing, but names a SKU that exists
+        case let .termStarted(epoch, node):
+            // No counts change; the history grows. Checked first, so a refusal leaves it as it was.
+            guard epoch > currentEpoch else {
+                throw Refusal("term start of epoch \(epoch) not after epoch \(currentEpoch)")
+            }
+            guard !node.isEmpty else { throw Refusal("term start of epoch \(epoch) without a node id") }
+            epochs.append(TermStart(epoch: epoch, firstSeq: seq, node: node))
         }
     }
 
@@ -268,13 +324,24 @@ public struct JournalState: Sendable, Equatable {
             guard !liveSlots.contains(slot) else { throw .invariant("slot \(slot) both live and decided") }
             guard d.seq <= lastSeq else { throw .invariant("token \(d.token) decided at seq \(d.seq) after \(lastSeq)") }
         }
+        for (i, t) in epochs.enumerated() {
+            // Epochs as the codec takes them (1...Int64.max, etcd revisions), each within the journal.
+            guard t.epoch >= 1, t.epoch <= UInt64(Int64.max), !t.node.isEmpty, t.firstSeq >= 1, t.firstSeq <= lastSeq
+            else {
+                throw .invariant("term start \(i): epoch \(t.epoch) at seq \(t.firstSeq) (last seq \(lastSeq))")
+            }
+            guard i == 0 || (epochs[i - 1].epoch < t.epoch && epochs[i - 1].firstSeq < t.firstSeq) else {
+                throw .invariant("term start of epoch \(t.epoch) at seq \(t.firstSeq) not after the previous one")
+            }
+        }
     }
 }
 
 extension JournalState {
     /// Rebuilds a state from its parts (snapshot loading); `checkInvariants` afterwards.
     init(skus: [SKUState], tokens: [Token: LiveToken], customerSold: [CustomerSKU: UInt64], lastSeq: UInt64,
-         decided: [DecidedToken] = [], fateLimit: Int = FateMemory.defaultLimit) throws(JournalError)
+         decided: [DecidedToken] = [], fateLimit: Int = FateMemory.defaultLimit, epochs: [TermStart] = [])
+        throws(JournalError)
     {
         fates = try FateMemory(decided, limit: fateLimit)
         for (i, s) in skus.enumerated() {
@@ -284,6 +351,7 @@ extension JournalState {
         self.tokens = tokens
         self.customerSold = customerSold
         self.lastSeq = lastSeq
+        self.epochs = epochs
     }
 
     /// Marks every seq up to `seq` as covered without a record (recovery

@@ -34,12 +34,16 @@ import StockProtocol
 // |    9 | soldOut       | sku str8                                                                  |
 // |   10 | backInStock   | sku str8, available u64                                                   |
 // |   11 | backupChanged | sku str8, delta i64, backup u64 (after)                                   |
+// |   12 | termStarted   | epoch u64 (1...2^63-1), node str8 (1...64 bytes)                          |
 //
 // str8 = u8 length + bytes (a SKU 1...64 bytes, other strings 0...64);
 // token = its 16 wire bytes: slot u32, generation u32, secret u64 (as the protocol).
 // `line u8, lines u8` (the line's place in its token) and, for kinds 4-6,
 // `customer` were added for the event feed; a record that ends before them
 // (written by an earlier build) decodes with customer empty, line 0 of 1.
+// Kind 12 (a new primary's term start, docs/replication.md §1) came with
+// replication; a build before it reads one as `unknownKind(12)`, which is
+// right: it cannot follow a replicated journal's epoch history.
 //
 // The largest record (reserved with three 64-byte strings) is 251 bytes;
 // `maxRecordBytes` (512) leaves room for growth and bounds what a reader
@@ -50,7 +54,7 @@ import StockProtocol
 /// The kind byte of a record.
 public enum RecordKind: UInt8, Sendable, CaseIterable {
     case stockSet = 1, stockAdjusted, reserved, confirmed, released, expired, extended
-    case lowStock, soldOut, backInStock, backupChanged
+    case lowStock, soldOut, backInStock, backupChanged, termStarted
 }
 
 extension JournalRecord {
@@ -68,6 +72,7 @@ extension JournalRecord {
         case .soldOut: .soldOut
         case .backInStock: .backInStock
         case .backupChanged: .backupChanged
+        case .termStarted: .termStarted
         }
     }
 }
@@ -153,6 +158,11 @@ public enum RecordCodec {
             w.str8(sku)
         case let .backupChanged(sku, delta, backup):
             w.str8(sku); w.u64(UInt64(bitPattern: delta)); w.u64(backup)
+        case let .termStarted(epoch, node):
+            // What decode refuses must never be written: it would make the journal unreadable at this record.
+            precondition(epoch >= 1 && epoch <= UInt64(Int64.max) && !node.isEmpty,
+                         "a term start record names an epoch in 1...Int64.max and a node")
+            w.u64(epoch); w.str8(node)
         }
         let n = w.at
         // Cannot fail: the largest record is 251 bytes (see the table above).
@@ -184,14 +194,15 @@ public enum RecordCodec {
         return .frame(bytes: n)
     }
 
-    /// The SKU bytes of a framed record (empty for `extended`, or if the
-    /// record is too short to hold one: `decodeFramed` reports that).
+    /// The SKU bytes of a framed record (empty for `extended` and
+    /// `termStarted`, or if the record is too short to hold one:
+    /// `decodeFramed` reports that).
     public static func skuBytes(_ record: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
         let at: Int
         switch RecordKind(rawValue: record[8]) {
         case .stockSet, .stockAdjusted, .lowStock, .soldOut, .backInStock, .backupChanged: at = headerBytes
         case .reserved, .confirmed, .released, .expired: at = headerBytes + Token.size
-        case .extended, nil: return UnsafeRawBufferPointer(start: nil, count: 0)
+        case .extended, .termStarted, nil: return UnsafeRawBufferPointer(start: nil, count: 0)
         }
         guard record.count > at, record.count >= at + 1 + Int(record[at]) else {
             return UnsafeRawBufferPointer(start: nil, count: 0)
@@ -263,6 +274,13 @@ public enum RecordCodec {
             record = .backInStock(sku: try r.sku(), available: try r.u64())
         case .backupChanged:
             record = .backupChanged(sku: try r.sku(), delta: try r.i64(), backup: try r.u64())
+        case .termStarted:
+            let epoch = try r.u64()
+            // Epochs are etcd revisions: from 1, and int64 (the event feed carries one as an i64).
+            guard epoch >= 1 && epoch <= UInt64(Int64.max) else { throw .badField("epoch \(epoch)") }
+            let node = try r.str8()
+            guard !node.isEmpty else { throw .badField("empty node id") }
+            record = .termStarted(epoch: epoch, node: node)
         }
         guard r.at == bytes.count else { throw .badField("\(bytes.count - r.at) bytes after the payload") }
         return SequencedRecord(seq: seq, timeMs: time, record: record)

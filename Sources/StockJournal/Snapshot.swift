@@ -6,7 +6,7 @@ import Darwin
 import CCRC32C
 import StockProtocol
 
-// # Snapshot format (version 3; versions 1 and 2 are still read)
+// # Snapshot format (version 4; versions 1 to 3 are still read)
 //
 // `snapshot-<20-digit seq>.snap` holds a `JournalState` equal to replaying
 // every record up to and including `seq`. Little-endian throughout.
@@ -14,14 +14,14 @@ import StockProtocol
 // | offset | size | field                                               |
 // |-------:|-----:|-----------------------------------------------------|
 // |      0 |    8 | magic "STOCKSNP"                                    |
-// |      8 |    4 | format version (2)                                  |
+// |      8 |    4 | format version (4)                                  |
 // |     12 |    4 | flags (0)                                           |
 // |     16 |    8 | seq                                                 |
 // |     24 |    8 | wallTimeMs (when written)                           |
 // |     32 |    8 | skuCount                                            |
 // |     40 |    8 | tokenCount                                          |
 // |     48 |    8 | customerSoldCount                                   |
-// |     56 |    … | skuCount × SKU, tokenCount × token, customerSoldCount × sold, fates |
+// |     56 |    … | skuCount × SKU, tokenCount × token, customerSoldCount × sold, fates, epochs |
 // |  end-4 |    4 | crc32c of every byte before it                      |
 //
 // SKU:   sku str8, onHand u64, reserved u64, confirmed u64, lowStockThreshold u32, perCustomerLimit u32,
@@ -31,6 +31,9 @@ import StockProtocol
 // sold:  customer str8, skuIndex u32, units u64
 // fates: decidedCount u64, decidedCount × (token (16 bytes), fate u8 (2 confirmed, 3 released, 4 expired),
 //        seq u64) — oldest decision first (not in versions 1 and 2: no decided tokens remembered)
+// epochs: termCount u64, termCount × (epoch u64, firstSeq u64, node str8) — the epoch history
+//        (JournalState.epochs), oldest term first (not in versions 1 to 3: an empty history, as
+//        those builds never journaled a term start record)
 //
 // Written to `<name>.tmp`, fsynced, renamed, and the directory fsynced, so a
 // snapshot file either is whole or does not exist under its final name; the
@@ -74,10 +77,11 @@ public struct SkippedSnapshot: Sendable, Equatable, CustomStringConvertible {
 /// Writing, loading and retiring snapshots.
 public enum Snapshots {
     static let magic: UInt64 = 0x504E_534B_434F_5453  // "STOCKSNP" read as u64 LE
-    static let version: UInt32 = 3
+    static let version: UInt32 = 4
     /// Versions `load` reads: 1 wrote no backup field (backup units came with
-    /// version 2), 1 and 2 no decided tokens (version 3).
-    static let readableVersions: ClosedRange<UInt32> = 1...3
+    /// version 2), 1 and 2 no decided tokens (version 3), 1 to 3 no epoch
+    /// history (version 4).
+    static let readableVersions: ClosedRange<UInt32> = 1...4
     static let headerBytes = 56
     static let prefix = "snapshot-"
     static let suffix = ".snap"
@@ -158,6 +162,10 @@ public enum Snapshots {
         try out.put(8) { w in w.u64(UInt64(decided.count)) }
         for d in decided {
             try out.put(16 + 1 + 8) { w in w.token(d.token); w.u8(d.fate.rawValue); w.u64(d.seq) }
+        }
+        try out.put(8) { w in w.u64(UInt64(state.epochs.count)) }
+        for t in state.epochs {
+            try out.put(8 + 8 + 65) { w in w.u64(t.epoch); w.u64(t.firstSeq); w.str8(t.node) }
         }
     }
 
@@ -245,11 +253,14 @@ public enum Snapshots {
         let tokens = try decodeTokens(&r, count: Int(h.tokenCount), skus: skus)
         let sold = try decodeSold(&r, count: Int(h.customerSoldCount), skus: skus)
         let decided = v >= 3 ? try decodeDecided(&r) : []
+        let epochs = v >= 4 ? try decodeEpochs(&r) : []
         guard r.remaining == 0 else { throw .badField("\(r.remaining) bytes after the body") }
         do throws(JournalError) {
             // Everything the file holds is kept; recovery lowers the limit to the core's.
+            // checkInvariants judges the history too (order, first seqs up to h.seq).
             let state = try JournalState(skus: skus, tokens: tokens, customerSold: sold, lastSeq: h.seq,
-                                         decided: decided, fateLimit: max(FateMemory.defaultLimit, decided.count))
+                                         decided: decided, fateLimit: max(FateMemory.defaultLimit, decided.count),
+                                         epochs: epochs)
             try state.checkInvariants()
             return (state, h)
         } catch {
@@ -319,6 +330,20 @@ public enum Snapshots {
             guard let fate = DecidedFate(rawValue: raw) else { throw .badField("token fate \(raw)") }
             guard out.last.map({ $0.seq < seq }) ?? true else { throw .badField("decided tokens out of seq order") }
             out.append(DecidedToken(token: token, fate: fate, seq: seq))
+        }
+        return out
+    }
+
+    private static func decodeEpochs(_ r: inout RawReader) throws(RecordCorruption) -> [TermStart] {
+        let count = try r.u64()
+        // An entry is at least 18 bytes (a 1-byte node id).
+        guard count <= UInt64(r.remaining / 18) else { throw .badField("term count larger than the file") }
+        var out: [TermStart] = []
+        out.reserveCapacity(Int(count))
+        for _ in 0..<count {
+            let epoch = try r.u64(), firstSeq = try r.u64(), node = try r.str8()
+            guard !node.isEmpty else { throw .badField("term start of epoch \(epoch) without a node id") }
+            out.append(TermStart(epoch: epoch, firstSeq: firstSeq, node: node))
         }
         return out
     }

@@ -39,6 +39,8 @@ public struct VerifyReport: Sendable, CustomStringConvertible {
     public var replayedTo: UInt64 = 0
     /// Why the replay stopped early, if it did (a record that does not apply, a duplicate, a broken invariant).
     public var replayError: JournalError?
+    /// The epoch history the replay reached (snapshot's plus the term start records replayed).
+    public var epochs: [TermStart] = []
 
     /// Whether nothing is wrong beyond what a recovery repairs by itself.
     public var ok: Bool { !findings.contains { $0.severity == .error } }
@@ -166,6 +168,12 @@ public enum JournalVerifier {
     private static func checkReplay(_ replayer: Replayer, loaded: Snapshots.Loaded, _ report: inout VerifyReport) {
         let state = replayer.state
         report.replayedTo = state.lastSeq
+        report.epochs = state.epochs
+        if let current = state.epochs.last {
+            // Term start records change no counts; the history is what a standby's divergence check reads.
+            report.note(.info, "epoch history: \(state.epochs.count) terms; current epoch \(current.epoch) "
+                            + "(node \(current.node), from seq \(current.firstSeq))")
+        }
         if let bad = loaded.skipped.first {
             let covered = bad.file.seq <= state.lastSeq
             report.note(covered ? .warning : .error,

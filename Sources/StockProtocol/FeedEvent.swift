@@ -24,9 +24,13 @@ public enum EventKind: UInt8, Sendable, CaseIterable {
     /// Units moved between backup and sale: `quantity` the change of backup
     /// (negative: released to sale), `aux` the backup after.
     case backupChanged = 11
+    /// A new primary's term began (docs/replication.md §1): `quantity` the
+    /// epoch, `order` the node id; no SKU, no token. It changes no stock:
+    /// it is an event so that every offset is one (the feed stays gap-free).
+    case termStarted = 12
 
-    /// Bits of a SUBSCRIBE `kinds` mask that name a kind (1 << kind, kinds 1...11).
-    public static let allKindsMask: UInt16 = 0b1111_1111_1110
+    /// Bits of a SUBSCRIBE `kinds` mask that name a kind (1 << kind, kinds 1...12).
+    public static let allKindsMask: UInt16 = 0b1_1111_1111_1110
 
     /// The name used in JSON and on the command line.
     public var name: String {
@@ -43,6 +47,7 @@ public enum EventKind: UInt8, Sendable, CaseIterable {
         case .soldOut: "sold_out"
         case .backInStock: "back_in_stock"
         case .backupChanged: "backup_changed"
+        case .termStarted: "term_started"
         }
     }
 
@@ -64,7 +69,7 @@ public struct Subscribe: Sendable, Equatable {
     /// Kinds wanted, as a mask of `EventKind.bit`; 0 = every kind.
     public var kinds: UInt16
     /// Only events whose SKU starts with these bytes; empty = every SKU
-    /// (a non-empty prefix excludes events without a SKU: `extended`).
+    /// (a non-empty prefix excludes events without a SKU: `extended`, `term_started`).
     public var skuPrefix: ShortBytes
 
     public init(from: UInt64, credit: UInt32, kinds: UInt16 = 0, skuPrefix: ShortBytes = .empty) {
@@ -110,6 +115,11 @@ public struct FeedStart: Sendable, Equatable {
 /// | low_stock, back_in_stock | available | — | — | — |
 /// | sold_out | 0 | — | — | — |
 /// | backup_changed | change of backup (− released to sale, + held back) | backup after | — | — |
+/// | term_started | epoch | — | — | node id (no SKU) |
+///
+/// `term_started` carries the node id in `order`: the layout has no field
+/// for it, and `order` (a free-form reference) is the one string no
+/// consumer keys stock or per-customer counts on, unlike `sku` and `customer`.
 ///
 /// `line` / `lines`: a token's lines each give their own event (a bundle of
 /// three lines confirms as three `confirmed` events, lines 0, 1, 2 of 3,

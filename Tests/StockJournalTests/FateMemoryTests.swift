@@ -114,8 +114,10 @@ struct FateMemoryTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let file = try Snapshots.write(s, wallTimeMs: 1, directory: dir)
         let good = [UInt8](FileManager.default.contents(atPath: file.path)!)
-        // The last 4 bytes are the checksum; before them: count u64, token[16], fate u8, seq u64.
-        let fateAt = good.count - 4 - 8 - 1, countAt = good.count - 4 - 8 - 1 - 16 - 8
+        // The last 4 bytes are the checksum; before them the epoch history's count u64 (0, version 4), and
+        // before that the fates: count u64, token[16], fate u8, seq u64.
+        let fatesEnd = good.count - 4 - 8
+        let fateAt = fatesEnd - 8 - 1, countAt = fatesEnd - 8 - 1 - 16 - 8
         for (what, patch) in [("fate 9", { (b: inout [UInt8]) in b[fateAt] = 9 }),
                               ("count beyond the file", { (b: inout [UInt8]) in b[countAt + 6] = 1 })] {
             var b = good

@@ -20,6 +20,11 @@ struct HistoryGenerator {
     let customers: [ShortBytes]
     /// Percent of confirm/release/expire picks carried out (lower: more live tokens at the end).
     var settlePercent: UInt64 = 100
+    /// Per mille of steps that are a term start record (a failover), each
+    /// at a higher epoch. 0 (the default) draws nothing from the generator,
+    /// so the histories of seeds chosen before term starts existed stay the same.
+    var termPerMille: UInt64 = 0
+    private var lastEpoch: UInt64 = 0
 
     init(seed: UInt64, skus: Int = 12, startMs: UInt64 = 1_700_000_000_000) {
         rng = SplitMix64(seed: seed)
@@ -46,6 +51,7 @@ struct HistoryGenerator {
 
     mutating func step() {
         nowMs += rng.next(below: 50)
+        if termPerMille > 0 && rng.next(below: 1000) < termPerMille { return startTerm() }
         if state.skuCount < 3 || rng.next(below: 100) < 4 { return setStock() }
         let op = rng.next(below: 100)
         if op >= 45 && op < 90 && rng.next(below: 100) >= settlePercent { return reserve() }
@@ -58,6 +64,12 @@ struct HistoryGenerator {
         case 78..<90: settle(expire: true)
         default: extend()
         }
+    }
+
+    /// A new primary's first record: a higher epoch (etcd revisions jump), one of three nodes.
+    private mutating func startTerm() {
+        lastEpoch += 1 + rng.next(below: 1000)
+        emit(.termStarted(epoch: lastEpoch, node: ShortBytes("node-\(rng.next(below: 3))")!))
     }
 
     private mutating func setStock() {
@@ -166,6 +178,7 @@ func differences(_ a: JournalState, _ b: JournalState) -> [String] {
     for (k, v) in a.tokens where b.tokens[k] != v { out.append("token \(k): \(v) vs \(String(describing: b.tokens[k]))") }
     for (k, v) in b.tokens where a.tokens[k] == nil { out.append("token \(k) only in second: \(v)") }
     if a.customerSold != b.customerSold { out.append("customerSold \(a.customerSold) vs \(b.customerSold)") }
+    if a.epochs != b.epochs { out.append("epochs \(a.epochs) vs \(b.epochs)") }
     if a.fates != b.fates {
         out.append("fates: \(a.fates.count) vs \(b.fates.count); first differing: "
                    + "\(String(describing: zip(a.fates.oldestFirst, b.fates.oldestFirst).first { $0 != $1 }))")

@@ -46,6 +46,9 @@ struct RandomRecords {
             .backInStock(sku: short(min: 1), available: rng.next())
         case .backupChanged:
             .backupChanged(sku: short(min: 1), delta: Int64(bitPattern: rng.next()), backup: rng.next())
+        case .termStarted:
+            // Every epoch the codec takes: 1...Int64.max (etcd revisions).
+            .termStarted(epoch: 1 + rng.next(below: UInt64(Int64.max)), node: short(min: 1))
         }
     }
 

@@ -36,7 +36,7 @@ struct SnapshotTests {
                                                                             lowStockThreshold: 0, perCustomerLimit: 0)))
         let file = try Snapshots.write(state, wallTimeMs: 5, directory: dir.path)
         // Rewrite it as version 1: version field 1, each SKU entry without its trailing backup u64, no
-        // decided-token section (version 3's count u64 at the end), new checksum.
+        // decided-token section (version 3's count u64) nor epoch history (version 4's count u64, last), new checksum.
         var b = [UInt8](FileManager.default.contents(atPath: file.path)!)
         b[8] = 1
         var v1 = Array(b[0..<56])
@@ -47,8 +47,8 @@ struct SnapshotTests {
             #expect(b[(at + entry)..<(at + entry + 8)].allSatisfy { $0 == 0 })  // backup 0
             at += entry + 8
         }
-        #expect(b[(b.count - 12)..<(b.count - 4)].allSatisfy { $0 == 0 })  // no decided tokens
-        v1 += b[at..<(b.count - 12)]
+        #expect(b[(b.count - 20)..<(b.count - 4)].allSatisfy { $0 == 0 })  // no decided tokens, no terms
+        v1 += b[at..<(b.count - 20)]
         let crc = v1.withUnsafeBytes { CRC32C.extend(0, $0) }
         v1 += withUnsafeBytes(of: crc.littleEndian) { Array($0) }
         #expect(FileManager.default.createFile(atPath: file.path, contents: Data(v1)))

@@ -23,6 +23,11 @@ struct Config: Sendable {
 
     static let defaultServer = "127.0.0.1:7878"
     static let defaultKinds: Set<EventKind> = [.confirmed]
+    /// Kinds a webhook may be asked for (`all` is these): every event but
+    /// `term_started`, which is the cluster's bookkeeping (a new primary's
+    /// term, docs/replication.md), not something the shop did. Its offset
+    /// still counts as handled (Runner's feed reader), like a filtered one.
+    static let forwardableKinds: [EventKind] = EventKind.allCases.filter { $0 != .progress && $0 != .termStarted }
 }
 
 /// Reads the environment.
@@ -71,11 +76,13 @@ enum Parse {
         for value in values {
             for name in value.split(separator: ",").map({ $0.trimmingSpaces }) where !name.isEmpty {
                 if name == "all" {
-                    out.formUnion(EventKind.allCases.filter { $0 != .progress })
-                } else if let k = EventKind(name: name), k != .progress {
+                    out.formUnion(Config.forwardableKinds)
+                } else if let k = EventKind(name: name), Config.forwardableKinds.contains(k) {
                     out.insert(k)
+                } else if name == EventKind.termStarted.name {
+                    throw HooksError("\(source) '\(name)': not sent as a webhook (a replication term start, not a shop event)")
                 } else {
-                    let names = EventKind.allCases.filter { $0 != .progress }.map(\.name).joined(separator: ", ")
+                    let names = Config.forwardableKinds.map(\.name).joined(separator: ", ")
                     throw HooksError("\(source) '\(name)': unknown event kind (one of: \(names), all)")
                 }
             }

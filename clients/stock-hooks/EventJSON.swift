@@ -63,6 +63,10 @@ enum EventJSON {
             w.key("backup"); w.number(e.aux)
         case .released, .expired, .progress:
             break
+        case .termStarted:
+            // Never posted (Runner skips it); written out in full all the same, should that change.
+            w.key("epoch"); w.number(e.quantity)
+            w.key("node"); w.string(e.order.string)
         }
     }
 

@@ -191,7 +191,9 @@ private func readFeed(_ feed: EventFeed, _ dispatcher: Dispatcher, _ watermark: 
                 continue
             }
             last = event.offset
-            if event.kind == .progress {
+            // term_started is never posted (Config.forwardableKinds), but the server sends it when
+            // the subscription asks for every kind: its offset is handled like a filtered one.
+            if event.kind == .progress || event.kind == .termStarted {
                 watermark.saw(event.offset)
                 continue
             }

@@ -91,6 +91,8 @@ struct EventsCommand: AsyncParsableCommand {
         case .extended: parts.append("until=\(isoTime(e.aux))")
         case .lowStock, .backInStock: parts.append("available=\(e.quantity)")
         case .backupChanged: parts.append("backup=\(e.aux) change=\(e.quantity > 0 ? "+" : "")\(e.quantity)")
+        // The node id rides in `order` (FeedEvent): named for what it is, not printed as an order.
+        case .termStarted: return parts.joined(separator: " ") + " epoch=\(e.quantity) node=\(e.order.string)"
         case .soldOut, .progress: break
         }
         if e.kind.rawValue >= EventKind.reserved.rawValue && e.kind.rawValue <= EventKind.extended.rawValue {

@@ -242,7 +242,7 @@ struct ReportTally {
     init(selection: SKUSelection = SKUSelection()) { self.selection = selection }
 
     mutating func add(_ e: FeedEvent) {
-        guard !e.sku.isEmpty else { return }  // extended: no SKU
+        guard !e.sku.isEmpty else { return }  // extended, term_started: no SKU, nothing to count
         let name = e.sku.string
         guard selection.selects(name) else { return }
         var s = skus[name] ?? SKUState()

@@ -32,6 +32,8 @@ struct StageDetector {
     /// the current run a stage — once per run; later events of the same run only
     /// extend `found.skus`.
     mutating func observe(_ e: FeedEvent) -> Stage? {
+        // A term start (a failover) is no change to the stock: it neither ends nor extends a run.
+        guard e.kind != .termStarted else { return nil }
         let sku = e.sku.string
         guard !ReservedSKU.isDrill(sku) else { return nil }
         // A stage's alerts come after its lines, at its time: they neither end nor extend the run.

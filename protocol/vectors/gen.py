@@ -48,7 +48,7 @@ ROLE_PRIMARY = 1
 ROLE_STANDBY = 2
 
 # §9 Event kinds. A SUBSCRIBE `kinds` mask has bit k for kind k; bit 0 (progress
-# is not an event) and bits 12-15 must be 0.
+# is not an event) and bits 13-15 must be 0.
 EVENT_KINDS = {
     "progress": 0,
     "stock_set": 1,
@@ -62,8 +62,9 @@ EVENT_KINDS = {
     "sold_out": 9,
     "back_in_stock": 10,
     "backup_changed": 11,
+    "term_started": 12,
 }
-KINDS_MASK = 0xFFFF & ~0x0001 & ~0xF000  # bits 1-11
+KINDS_MASK = 0xFFFF & ~0x0001 & ~0xE000  # bits 1-12
 assert KINDS_MASK == sum(1 << k for k in EVENT_KINDS.values() if k != 0)
 ZERO_TOKEN = "00" * 16  # "zeros when the event concerns no token"
 
@@ -983,9 +984,12 @@ def requests():
         subscribe(FEED_FROM_OLDEST, 0, kinds_mask("low_stock", "sold_out", "back_in_stock")))
     add("subscribe offset above 2^53, 64-byte sku prefix", "SUBSCRIBE", 1105,
         subscribe((1 << 53) + 1, 1, kinds_mask("stock_set"), SKU_64))
-    add("subscribe backup_changed only (bit 11, the highest valid bit)", "SUBSCRIBE", 1106,
+    add("subscribe backup_changed only (bit 11)", "SUBSCRIBE", 1106,
         subscribe(FEED_FROM_OLDEST, 100, kinds_mask("backup_changed")))
     assert kinds_mask("backup_changed") == 0x0800
+    add("subscribe term_started only (bit 12, the highest valid bit)", "SUBSCRIBE", 1108,
+        subscribe(FEED_FROM_OLDEST, 100, kinds_mask("term_started")))
+    assert kinds_mask("term_started") == 0x1000
     add("subscribe stock_set and backup_changed of one sku prefix (a stage's events)", "SUBSCRIBE", 1107,
         subscribe(FEED_FROM_NOW, 500, kinds_mask("stock_set", "backup_changed"), "SHOW-"))
     add("credit 1", "CREDIT", 1200, {"credit": 1})
@@ -1137,6 +1141,10 @@ def responses():
         event(17, t + 81, "backup_changed", quantity=-45, aux=5, sku=SKU))
     add("event backup_changed all released (aux 0)", "EVENT", 1106, "OK",
         event(18, t + 82, "backup_changed", quantity=-MAX_STOCK, aux=0, sku=SKU_FR))
+    add("event term_started (epoch in quantity, node id in order_reference, no sku)", "EVENT", 1100, "OK",
+        event(19, t + 90, "term_started", quantity=4711, order_reference="stockd-b"))
+    add("event term_started largest epoch (2^63 - 1), 64-byte node id", "EVENT", 1108, "OK",
+        event(20, t + 91, "term_started", quantity=(1 << 63) - 1, order_reference="n" * 64))
     add("event progress marker (kind 0)", "EVENT", 1100, "OK", event(52311, t + 60, "progress"))
     add("event progress marker on a feed from now", "EVENT", 1101, "OK", event(52311, t + 5060, "progress"))
     add("event max values and 64-byte strings", "EVENT", 0xFFFFFFFF, "OK",
@@ -1481,12 +1489,12 @@ def malformed():
     # SUBSCRIBE, CREDIT (§9)
     add("subscribe kinds bit 0 (progress) set", raw_request("SUBSCRIBE", 160, subscribe_payload(kinds=0x0001)),
         "INVALID_ARGUMENT")
-    add("subscribe kinds bit 12 set (no kind 12)", raw_request("SUBSCRIBE", 161, subscribe_payload(kinds=0x1000)),
+    add("subscribe kinds bit 13 set (no kind 13)", raw_request("SUBSCRIBE", 161, subscribe_payload(kinds=0x2000)),
         "INVALID_ARGUMENT")
     add("subscribe kinds bit 15 set", raw_request("SUBSCRIBE", 171, subscribe_payload(kinds=0x8000)),
         "INVALID_ARGUMENT")
-    add("subscribe kinds every valid bit plus bit 12 (0x1FFE)",
-        raw_request("SUBSCRIBE", 172, subscribe_payload(kinds=KINDS_MASK | 0x1000)), "INVALID_ARGUMENT")
+    add("subscribe kinds every valid bit plus bit 13 (0x3FFE)",
+        raw_request("SUBSCRIBE", 172, subscribe_payload(kinds=KINDS_MASK | 0x2000)), "INVALID_ARGUMENT")
     add("subscribe kinds 0xFFFF", raw_request("SUBSCRIBE", 162, subscribe_payload(kinds=0xFFFF)), "INVALID_ARGUMENT")
     add("subscribe credit 1,048,577", raw_request("SUBSCRIBE", 163, subscribe_payload(credit=MAX_FEED_CREDIT + 1)),
         "INVALID_ARGUMENT")
