@@ -175,6 +175,33 @@ public enum Opcode: UInt8, Sendable, CaseIterable {
     public static func facts(_ raw: UInt8) -> OpcodeFacts {
         Opcode(rawValue: raw)?.facts ?? .unassigned
     }
+
+    /// What the server checks on every request — the role and whether it changes state — for all
+    /// 256 opcode bytes, built once from `facts`. The server reads this per request, not `facts`:
+    /// `facts` composes the payload size ranges (with their preconditions) every time it is called,
+    /// which cost reserve+release about a fifth of its pipelined throughput (issue 18's A/B).
+    public static let accessTable: [OpcodeAccess] = (0...255).map { raw in
+        let f = facts(UInt8(raw))
+        return OpcodeAccess(role: f.role, changesState: f.changesState)
+    }
+
+    /// The per-request part of `facts(raw)`: one load from `accessTable`.
+    @inlinable
+    public static func access(_ raw: UInt8) -> OpcodeAccess {
+        accessTable.withUnsafeBufferPointer { $0[Int(raw)] }
+    }
+}
+
+/// The part of `OpcodeFacts` the server checks before running each request.
+public struct OpcodeAccess: Sendable, Equatable {
+    public let role: Role
+    public let changesState: Bool
+
+    @inlinable
+    public init(role: Role, changesState: Bool) {
+        self.role = role
+        self.changesState = changesState
+    }
 }
 
 /// The per-opcode facts: what the server checks before running a request, and its layouts' sizes.

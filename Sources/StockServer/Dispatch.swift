@@ -9,7 +9,7 @@ extension Connection {
     func dispatch(_ header: FrameHeader, _ payload: UnsafeRawBufferPointer, nowMs: UInt64) {
         // The session's role first: an unauthenticated or under-privileged
         // client learns nothing from how its payload would have been judged.
-        let facts = Opcode.facts(header.opcode)
+        let facts = Opcode.access(header.opcode)
         if facts.role > role {
             fail(opcode: header.opcode, requestID: header.requestID, role == .none ? .unauthenticated : .forbidden)
             return

@@ -47,6 +47,11 @@ import Testing
             #expect(Opcode.facts(UInt8(raw)) == .unassigned, "byte \(raw)")
         }
         for op in Opcode.allCases { #expect(Opcode.facts(op.rawValue) == op.facts) }
+        // The server's per-request table says what the facts say, for every byte.
+        for raw in 0...255 {
+            let f = Opcode.facts(UInt8(raw))
+            #expect(Opcode.access(UInt8(raw)) == OpcodeAccess(role: f.role, changesState: f.changesState), "byte \(raw)")
+        }
     }
 }
 
