@@ -120,8 +120,17 @@ public struct JournalState: Sendable, Equatable {
     /// one, or between two known ones (a term this node never heard of).
     /// Such a history is unknown, not "ended at the next term's start": this
     /// node cannot tell what the other holds of that term, so the caller must
-    /// treat it as diverged rather than guess a cut point.
+    /// treat it as diverged rather than guess a cut point. (Epoch 0 is the one
+    /// exception a caller may make, for a journal begun before epochs existed:
+    /// ReplicationHandshake.)
     public func termEnd(of epoch: UInt64) -> UInt64? {
+        Self.term(epoch, in: epochs, lastSeq: lastSeq)?.end
+    }
+
+    /// Term `epoch` of the epoch history `epochs` of a journal ending at
+    /// `lastSeq`: the seqs of its start record and of its last record
+    /// (`termEnd(of:)`; the primary's handshake asks the same of its history).
+    static func term(_ epoch: UInt64, in epochs: [TermStart], lastSeq: UInt64) -> (start: UInt64, end: UInt64)? {
         // Binary search: epochs strictly increase (apply checks it).
         var lo = 0, hi = epochs.count
         while lo < hi {
@@ -131,7 +140,7 @@ public struct JournalState: Sendable, Equatable {
         guard lo < epochs.count, epochs[lo].epoch == epoch else { return nil }
         let end = lo + 1 < epochs.count ? epochs[lo + 1].firstSeq - 1 : lastSeq
         assert(end >= epochs[lo].firstSeq, "a term holds at least its own start record")
-        return end
+        return (epochs[lo].firstSeq, end)
     }
 
     /// Applies `r`, whose seq must be above `lastSeq`.

@@ -115,6 +115,10 @@ public enum RecordDecodeResult: Sendable, Equatable {
 
 /// Encoding and decoding of journal records (format at the top of this file).
 public enum RecordCodec {
+    /// The record format's version (the heading of this file), carried in
+    /// the replication config fingerprint (ConfigFingerprint): nodes whose
+    /// records do not mean the same must not replicate into each other.
+    public static let formatVersion: UInt8 = 1
     /// Upper bound of an encoded record, length field included.
     public static let maxRecordBytes = 512
     /// Bytes before the payload: length, crc, kind, seq, timeMs.

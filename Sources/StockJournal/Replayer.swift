@@ -80,4 +80,6 @@ public struct Replayer: Sendable {
     public var gapAt: UInt64? { pending.isEmpty ? nil : state.lastSeq + 1 }
     /// Records waiting behind the gap (dropped when reading ends).
     public var droppedAfterGap: Int { pending.count }
+    /// Whether record `seq` is waiting behind the gap (offered, not applied yet).
+    func isPending(_ seq: UInt64) -> Bool { pending[seq] != nil }
 }

@@ -1,0 +1,236 @@
+// # The standby's journal (docs/replication.md §2, "Standby")
+//
+// A standby writes the records its primary streams (REPL_ROUND, PROTOCOL.md
+// §10: the journal's own encoding, back to back) into its own data directory
+// through the same `JournalWriter` the primary uses (same segment rules), and
+// keeps a shadow `JournalState` — what it restores its core from when it is
+// promoted — through a `Replayer`, exactly as recovery rebuilds one: records
+// come in the order the primary wrote them, which is not seq order, and are
+// applied in seq order.
+//
+// Two watermarks:
+//   - `received`: every record up to it is appended and applied (the shadow
+//     state's lastSeq);
+//   - `durable`: every record up to it is appended and fdatasynced — what
+//     REPL_ACK may report.
+// Records above `received` wait in the Replayer behind the first missing seq.
+//
+// # Records beyond a gap
+//
+// A batch is one append, so records beyond a gap are on disk before they
+// count: neither watermark covers them until the gap is filled. That is safe
+// because the ack names only `durable`, a gap-free prefix: the primary never
+// counts them as held here. If the standby stops before the gap is filled,
+// its recovery drops them (the Replayer stops at the first missing seq, and
+// Recovery.finish rewrites them out of the segments), losing nothing anyone
+// was told about; after the next hello the primary streams them again from
+// the standby's last seq + 1. If the gap is filled, they are exactly the
+// records the primary would have sent again.
+//
+// # Checks
+//
+// Before anything is written, in this order: the bytes are exactly `count`
+// whole records (frame, checksum, decode) and nothing else; every seq is new
+// (above `received`, not waiting, not twice in the batch); the records left
+// waiting behind a gap afterwards are at most `maxPending`. Any failure there
+// writes nothing and changes nothing.
+//
+// Whether a record applies (`JournalState.apply`) cannot be known before it
+// is written: one beyond a gap is applied only when the gap fills, batches
+// later. So a record the shadow state refuses (`doesNotApply`) is already on
+// disk, above `received`. The state is not harmed — apply checks before it
+// changes anything, so it holds every record before the refused one — but the
+// histories have diverged (or the primary is broken): the log takes no more
+// records, like DIVERGED, no automatic repair. The refused record was never
+// acknowledged (it is above `received`, so above `durable`); recovery of this
+// directory stops at it (`JournalError.replay`) until the node cuts its
+// journal back (`Truncation.run(dataDirectory:keepingThrough:)` to `received`).
+//
+// # Starting
+//
+// `init` takes what recovery rebuilt from the directory, after
+// `Recovery.finish` (its snapshot makes every record up to `state.lastSeq`
+// durable, and it rewrites records beyond a gap out of the segments, so a
+// resend of them cannot put a seq on disk twice). A standby recovers with
+// nothing expired and no startup records (`nowWallMs: 0`: deadlines are wall
+// ms, never 0): expiries are the primary's to journal, and a record this node
+// made up would sit at a seq the primary fills with another record. After a
+// lost connection the same holds: recover again and make a new log, because
+// the primary resends from the last gap-free seq + 1, records this log holds
+// beyond a gap included.
+
+/// Why a batch of replicated records was refused.
+public enum ReplicaError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The bytes are not exactly `count` whole, valid records: a bad frame,
+    /// checksum or field, a count that does not match, bytes left over.
+    /// Nothing was written.
+    case malformed(String)
+    /// A seq this log already has: at or below `received`, waiting behind a
+    /// gap, or twice in the batch. Nothing was written.
+    case duplicate(seq: UInt64)
+    /// The shadow state refuses record `seq` (a divergent history, see the
+    /// top of ReplicaLog.swift); it holds every record before it, and the log
+    /// takes no more.
+    case doesNotApply(seq: UInt64, reason: String)
+    /// The batch would leave `waiting` records behind a gap, more than
+    /// `limit` (`ReplicaLog.maxPending`). Nothing was written.
+    case tooFarAhead(waiting: Int, limit: Int)
+    /// Writing or syncing the journal failed (the writer refuses further use, JournalWriter).
+    case journal(JournalError)
+
+    public var description: String {
+        switch self {
+        case .malformed(let why): "malformed replication records: \(why)"
+        case .duplicate(let seq): "replicated record seq \(seq) is already held"
+        case let .doesNotApply(seq, reason): "replicated record seq \(seq) does not apply: \(reason)"
+        case let .tooFarAhead(waiting, limit): "\(waiting) replicated records would wait behind a gap (limit \(limit))"
+        case .journal(let e): "replica journal: \(e)"
+        }
+    }
+}
+
+/// The standby's side of journal replication (see the top of ReplicaLog.swift).
+/// One thread uses it (the receiver).
+public final class ReplicaLog {
+    /// Records that may wait behind a gap by default: far above the real
+    /// reordering window (a round's worker buffers), the feed's bound too.
+    public static let defaultMaxPending = FeedReader.maxPending
+
+    /// Highest seq such that every record up to it is written and fdatasynced.
+    public private(set) var durable: UInt64
+    /// Highest seq such that every record up to it is appended (synced or not).
+    public var received: UInt64 { replayer.state.lastSeq }
+    /// The shadow state: every record up to `received` applied, in seq order.
+    public var state: JournalState { replayer.state }
+    /// The epoch of the term the record at `received` belongs to (REPL_HELLO's `last_epoch`; 0: none).
+    public var lastEpoch: UInt64 { replayer.state.currentEpoch }
+    /// Records appended beyond a gap, waiting for it to be filled.
+    public var waiting: Int { replayer.droppedAfterGap }
+    /// The first missing seq, when records beyond it wait.
+    public var gapAt: UInt64? { replayer.gapAt }
+    /// Most records that may wait behind a gap.
+    public let maxPending: Int
+
+    private let writer: JournalWriter
+    private var replayer: Replayer
+    /// The `doesNotApply` that stopped the log (every later append throws it again).
+    private var refusal: ReplicaError?
+    private var closed = false
+
+    /// `state`: what recovery rebuilt from `directory` (after `Recovery.finish`,
+    /// with nothing expired: see "Starting" at the top of this file); its
+    /// lastSeq is the last gap-free seq on disk. `segmentBytes` and `fateLimit`
+    /// as for the primary's writer and recovery.
+    public init(directory: String, state: JournalState, segmentBytes: Int64, fateLimit: Int,
+                maxPending: Int = ReplicaLog.defaultMaxPending) throws(JournalError) {
+        precondition(maxPending >= 0, "maxPending is a count")
+        writer = try JournalWriter(directory: directory, segmentBytes: segmentBytes)
+        replayer = Replayer(state: state, fateLimit: fateLimit)
+        durable = state.lastSeq
+        self.maxPending = maxPending
+    }
+
+    /// Takes one batch: exactly `count` records filling `records`, in any seq
+    /// order. Checks them all, appends them (one write), then applies them to
+    /// the shadow state, holding those beyond a gap (top of this file).
+    public func append(records: UnsafeRawBufferPointer, count: Int) throws(ReplicaError) {
+        precondition(!closed, "no appends after close: the directory may have another writer now")
+        precondition(count >= 0, "a record count is never negative (REPL_ROUND's is a u16)")
+        if let refusal { throw refusal }
+        let batch = try Self.parse(records, count: count)
+        try checkNew(batch)
+        guard !batch.isEmpty else { return }
+        do throws(JournalError) { try writer.append(records) } catch { throw .journal(error) }
+        try offer(batch)
+        assert(durable <= received, "nothing is durable that was not received")
+    }
+
+    /// fdatasyncs what was appended; then `durable` is what `received` was
+    /// before the sync (every record up to it was appended before it). Returns `durable`.
+    @discardableResult
+    public func sync() throws(ReplicaError) -> UInt64 {
+        precondition(!closed, "no syncs after close")
+        let through = received
+        do throws(JournalError) { try writer.sync() } catch { throw .journal(error) }
+        precondition(through >= durable, "durable only grows")
+        durable = through
+        return durable
+    }
+
+    /// Syncs and closes the writer (promotion, or shutdown); the log takes nothing afterwards.
+    public func close() throws(ReplicaError) {
+        precondition(!closed, "closed once")
+        let through = received
+        do throws(JournalError) { try writer.close() } catch { throw .journal(error) }
+        durable = through
+        closed = true
+    }
+
+    /// Decodes exactly `count` records that fill `bytes`.
+    static func parse(_ bytes: UnsafeRawBufferPointer, count: Int) throws(ReplicaError) -> [SequencedRecord] {
+        var out: [SequencedRecord] = []
+        // `count` comes off the wire: reserve no more than the bytes can hold.
+        out.reserveCapacity(min(count, bytes.count / RecordCodec.headerBytes))
+        var at = 0
+        while out.count < count {
+            let rest = UnsafeRawBufferPointer(rebasing: bytes[at...])
+            let place = "record \(out.count + 1) of \(count) at byte \(at)"
+            switch RecordCodec.frame(rest) {
+            case .needMore:
+                throw .malformed(rest.isEmpty ? "\(out.count) records, not \(count)" : "\(place) is cut short")
+            case .corrupt(let why):
+                throw .malformed("\(place): \(why)")
+            case .frame(let n):
+                let r: SequencedRecord
+                do throws(RecordCorruption) {
+                    r = try RecordCodec.decodeFramed(UnsafeRawBufferPointer(rebasing: rest[0..<n]))
+                } catch {
+                    throw .malformed("\(place): \(error)")
+                }
+                guard r.seq >= 1 else { throw .malformed("\(place): seq 0") }
+                out.append(r)
+                at += n
+            }
+        }
+        guard at == bytes.count else { throw .malformed("\(bytes.count - at) bytes after \(count) records") }
+        return out
+    }
+
+    /// Every seq new, and the records waiting behind a gap afterwards within `maxPending`.
+    private func checkNew(_ batch: [SequencedRecord]) throws(ReplicaError) {
+        var seqs = Set<UInt64>(minimumCapacity: batch.count)
+        for r in batch {
+            guard r.seq > received, !replayer.isPending(r.seq), seqs.insert(r.seq).inserted else {
+                throw .duplicate(seq: r.seq)
+            }
+        }
+        let waiting = waitingAfter(seqs)
+        guard waiting <= maxPending else { throw .tooFarAhead(waiting: waiting, limit: maxPending) }
+    }
+
+    /// Records that would wait behind a gap once `seqs` (all new) are offered:
+    /// those waiting now and the new ones, less the run from `received + 1`
+    /// that they complete.
+    private func waitingAfter(_ seqs: Set<UInt64>) -> Int {
+        var next = received + 1
+        while seqs.contains(next) || replayer.isPending(next) { next += 1 }
+        let after = replayer.droppedAfterGap + seqs.count - Int(next - received - 1)
+        assert(after >= 0, "a completed run holds only records offered")
+        return after
+    }
+
+    /// Offers the appended batch to the shadow state, in arrival order.
+    private func offer(_ batch: [SequencedRecord]) throws(ReplicaError) {
+        for r in batch {
+            do throws(JournalError) {
+                try replayer.offer(r, path: writer.currentSegment?.path ?? writer.directory, offset: 0)
+            } catch {
+                guard case let .replay(seq, reason) = error else {
+                    preconditionFailure("seqs were checked new before the append, yet: \(error)")
+                }
+                refusal = .doesNotApply(seq: seq, reason: reason)
+                throw .doesNotApply(seq: seq, reason: reason)
+            }
+        }
+    }
+}
