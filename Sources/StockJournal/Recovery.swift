@@ -135,7 +135,7 @@ public enum Recovery {
 
     /// Expires every token due at `nowWallMs`, earliest deadline first, with
     /// one `expired` record per line numbered after `state.lastSeq`.
-    static func expire(_ state: inout JournalState, nowWallMs: UInt64) throws(JournalError) -> [ExpiredAtRecovery] {
+    public static func expire(_ state: inout JournalState, nowWallMs: UInt64) throws(JournalError) -> [ExpiredAtRecovery] {
         let due = state.tokens.values.filter { $0.deadlineWallMs <= nowWallMs }.sorted {
             ($0.deadlineWallMs, $0.token.slot, $0.token.generation) < ($1.deadlineWallMs, $1.token.slot, $1.token.generation)
         }

@@ -90,6 +90,16 @@ final class Connection {
         let start: UInt64
     }
 
+    /// REPL_HELLO was answered OK: once every answer before it is out, the
+    /// socket moves to the replication thread (`handOffToReplication`).
+    @exclusivity(unchecked) var replRequest: ReplRequest?
+
+    struct ReplRequest {
+        let requestID: UInt32
+        let node: String
+        let start: UInt64
+    }
+
     init(worker: LoopWorker, tcp: UnsafeMutablePointer<uv_tcp_t>, admitted: Bool) {
         self.worker = worker
         core = worker.core
@@ -191,6 +201,10 @@ final class Connection {
             stopReading()
             return handOffToFeed()
         }
+        if replRequest != nil {
+            stopReading()
+            return handOffToReplication()
+        }
         if backlogged || queuedBytes >= worker.config.maxOutputBytes { stopReading() } else { startReading() }
     }
 
@@ -214,6 +228,23 @@ final class Connection {
         close()
     }
 
+    /// As `handOffToFeed`, to the replication thread (a standby's stream).
+    private func handOffToReplication() {
+        worker.assertInLoop()
+        guard let r = replRequest, state == .open, out.count == 0, queuedBytes == 0, !isHeld else { return }
+        replRequest = nil
+        guard let hub = worker.server.cluster?.hub else { return close() }
+        var fd: uv_os_fd_t = -1
+        let dup = uv_fileno(handle, &fd) == 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1
+        if dup < 0 {
+            hub.release(r.node)
+            return close()
+        }
+        hub.adopt(ReplicationHub.Adoption(fd: dup, requestID: r.requestID, node: r.node, start: r.start, leftover: pending))
+        pending = []
+        close()
+    }
+
     private func processPending() {
         let used = pending.withUnsafeBytes { process($0) }
         if state != .open {
@@ -233,7 +264,7 @@ final class Connection {
         counters.add(.readBursts)
         let seqBefore = worker.lastSeq
         defer { if worker.lastSeq != seqBefore { heldUntil = max(heldUntil, worker.lastSeq) } }
-        while state == .open && !backlogged && feedRequest == nil {
+        while state == .open && !backlogged && feedRequest == nil && replRequest == nil {
             let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
             switch FrameParser.parse(rest, maxFrame: worker.config.maxFrame) {
             case .needMore:
@@ -328,7 +359,9 @@ final class Connection {
             return
         }
         if queuedBytes == 0 && state == .draining { return }
-        if state == .open && (queuedBytes < worker.config.maxOutputBytes / 2 || feedRequest != nil) { pump() }
+        if state == .open && (queuedBytes < worker.config.maxOutputBytes / 2 || feedRequest != nil || replRequest != nil) {
+            pump()
+        }
     }
 
     // MARK: closing
@@ -394,6 +427,10 @@ final class Connection {
         if feedRequest != nil {
             feedRequest = nil
             worker.server.feedHub?.releaseSlot()  // the hand-off will not happen
+        }
+        if let r = replRequest {
+            replRequest = nil
+            worker.server.cluster?.hub?.release(r.node)
         }
         state = .closed
         pending = []

@@ -14,6 +14,12 @@ extension Connection {
             fail(opcode: header.opcode, requestID: header.requestID, role == .none ? .unauthenticated : .forbidden)
             return
         }
+        // A cluster node: a standby (or a fenced or demoted primary) serves no data, and a primary
+        // short of in-sync standbys executes no change (docs/replication.md §4 "Minimum").
+        if !worker.isPrimary || worker.gate != nil, let refusal = clusterRefusal(header.opcode, facts) {
+            fail(opcode: header.opcode, requestID: header.requestID, refusal.status, refusal.detail)
+            return
+        }
         if worker.journal != nil, facts.changesState, worker.journalFailed {
             // The journal cannot write: nothing may change that could not be made durable.
             fail(opcode: header.opcode, requestID: header.requestID, .storageFailed)
@@ -54,7 +60,10 @@ extension Connection {
             counters.request(opcode: header.opcode, status: .ok, tally: &answeredOps)
         } catch {
             fail(opcode: header.opcode, requestID: id, error.status, error.detail)
-            if error.status.closesConnection { closeAfterFlush() }
+            // On a cluster node a refused REPL_HELLO ends the connection too (PROTOCOL.md §10): it was
+            // going to be a stream. A node without a cluster name answers it like any refused request.
+            if error.status.closesConnection
+                || (header.opcode == Opcode.replHello.rawValue && worker.server.cluster != nil) { closeAfterFlush() }
         }
     }
 
@@ -132,13 +141,16 @@ extension Connection {
             throw Failure(.invalidArgument)  // only a feed connection takes credit
         case .replAck:
             throw Failure(.invalidArgument)  // only a replication connection takes acks
-        case .replHello, .role, .fence, .isrSet:
-            // This node was started without a cluster name (docs/replication.md): it has no
-            // standbys to serve, no role to change and no commit point but its own durable one.
-            throw Failure(.configMismatch, .configMismatch(field: Self.clusterField))
+        case .replHello(let h):
+            return .replStarted(try acceptStandby(h, requestID: requestID))
+        case .role(let r):
+            return .role(try worker.server.changeRole(r, on: worker))
+        case .fence(let until):
+            return .committed(try fence(untilNs: until))
+        case .isrSet(let set):
+            return .committed(try replaceWaitSet(set))
         case .clusterStatus:
-            let durable = worker.journal?.durable.load(ordering: .acquiring) ?? 0
-            return .clusterStatus(ClusterStatus(role: .standalone, epoch: 0, durable: durable, committed: durable))
+            return .clusterStatus(clusterStatus())
         case .hello, .ping:
             preconditionFailure("handled above")
         }

@@ -47,8 +47,22 @@ final class JournalPipeline: @unchecked Sendable {
     private let firstSeq: UInt64
     /// The next sequence number to hand out.
     let nextSeq: ManagedAtomic<UInt64>
-    /// Every record numbered at or below this is durable.
+    /// The commit point: every record numbered at or below this may be
+    /// acknowledged (answers and the event feed wait on it). Standalone it is
+    /// `localDurable`; on a primary with standbys it is also bounded by their
+    /// acks (`commitGate`, docs/replication.md §2). Only moves forward.
     let durable: ManagedAtomic<UInt64>
+    /// Every record numbered at or below this is on this node's disk.
+    let localDurable: ManagedAtomic<UInt64>
+    /// Every record numbered at or below this is written to the segment files
+    /// (fdatasync may still be running): replication senders read up to it, so
+    /// shipping a round runs in parallel with its local sync.
+    let written: ManagedAtomic<UInt64>
+    /// The standbys' side of the commit point (nil: standalone, committed = local durable).
+    /// Set before `start`.
+    var commitGate: CommitGate?
+    /// Called on the journal thread after `written` moved (wakes the replication senders).
+    var onWritten: (() -> Void)?
     /// Per worker: a lower bound of its unhanded records' numbers, or .max.
     private let pendingLow: [ManagedAtomic<UInt64>]
     /// Set when a write or sync failed: the journal no longer advances and
@@ -87,6 +101,8 @@ final class JournalPipeline: @unchecked Sendable {
     /// How far the segment files are durable (published after each sync,
     /// before the watermark; read by the event feed).
     private var syncedEndValue: SyncedEnd
+    /// How far the segment files are written (published after each write, before its sync).
+    private var writtenEndValue: SyncedEnd
     private let syncedLock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
 
     // Statistics (journal thread writes, STATS reads).
@@ -111,6 +127,7 @@ final class JournalPipeline: @unchecked Sendable {
         syncedEndValue = try SegmentFiles.list(in: directory).last.map {
             SyncedEnd(segmentFirstSeq: $0.firstSeq, bytes: .max)
         } ?? .none
+        writtenEndValue = syncedEndValue
         pthread_mutex_init(syncedLock, nil)
         precondition(firstSeq >= 1)
         precondition(workers >= 1, "a journal without workers")
@@ -119,6 +136,8 @@ final class JournalPipeline: @unchecked Sendable {
         self.logFailure = logFailure
         nextSeq = ManagedAtomic(firstSeq)
         durable = ManagedAtomic(firstSeq - 1)
+        localDurable = ManagedAtomic(firstSeq - 1)
+        written = ManagedAtomic(firstSeq - 1)
         pendingLow = (0..<workers).map { _ in ManagedAtomic<UInt64>(.max) }
         handed = Array(repeating: [], count: workers)
         spare = Array(repeating: [], count: workers)
@@ -144,24 +163,71 @@ final class JournalPipeline: @unchecked Sendable {
         return syncedEndValue
     }
 
-    private func publishSyncedEnd() {
-        assert(journalThread.isCurrent, "synced end published off the journal thread")
-        let end: SyncedEnd
+    /// How far the segment files are written (any thread): every record up to
+    /// `written` lies within it.
+    func writtenEnd() -> SyncedEnd {
+        pthread_mutex_lock(syncedLock)
+        defer { pthread_mutex_unlock(syncedLock) }
+        return writtenEndValue
+    }
+
+    /// Where the writer's bytes end now (nil: it never opened a segment).
+    private func currentEnd() -> SyncedEnd? {
+        assert(journalThread.isCurrent, "segment end read off the journal thread")
         if let open = writer.currentSegment {
-            end = SyncedEnd(segmentFirstSeq: open.firstSeq, bytes: writer.currentSegmentBytes)
+            return SyncedEnd(segmentFirstSeq: open.firstSeq, bytes: writer.currentSegmentBytes)
         } else if let closed = writer.lastClosedSegment {
-            end = SyncedEnd(segmentFirstSeq: closed.firstSeq, bytes: .max)
-        } else {
-            return
+            return SyncedEnd(segmentFirstSeq: closed.firstSeq, bytes: .max)
         }
+        return nil
+    }
+
+    private func publishSyncedEnd() {
+        guard let end = currentEnd() else { return }
         pthread_mutex_lock(syncedLock)
         // Only forward: segments in the order of their names, bytes within one; a closed one is
         // readable to its end (.max). The event feed reads up to it.
-        assert(end.segmentFirstSeq > syncedEndValue.segmentFirstSeq
-               || (end.segmentFirstSeq == syncedEndValue.segmentFirstSeq && end.bytes >= syncedEndValue.bytes),
-               "synced end moved back: \(syncedEndValue) -> \(end)")
+        assert(Self.atOrAfter(end, syncedEndValue), "synced end moved back: \(syncedEndValue) -> \(end)")
         syncedEndValue = end
         pthread_mutex_unlock(syncedLock)
+    }
+
+    /// After a round's write, before its sync: what replication may read.
+    private func publishWritten(through seq: UInt64) {
+        assert(journalThread.isCurrent, "written end published off the journal thread")
+        guard seq > written.load(ordering: .relaxed) else { return }
+        if let end = currentEnd() {
+            pthread_mutex_lock(syncedLock)
+            assert(Self.atOrAfter(end, writtenEndValue), "written end moved back: \(writtenEndValue) -> \(end)")
+            writtenEndValue = end
+            pthread_mutex_unlock(syncedLock)
+        }
+        written.store(seq, ordering: .releasing)
+        onWritten?()
+    }
+
+    private static func atOrAfter(_ a: SyncedEnd, _ b: SyncedEnd) -> Bool {
+        a.segmentFirstSeq > b.segmentFirstSeq || (a.segmentFirstSeq == b.segmentFirstSeq && a.bytes >= b.bytes)
+    }
+
+    /// Moves the commit point to min(local durable, the standbys' acks) if
+    /// that is higher (any thread: the journal thread after a sync, the
+    /// replication thread after an ack). Wakes the workers when it moved.
+    func advanceCommitted() {
+        var target = localDurable.load(ordering: .acquiring)
+        if let gate = commitGate {
+            guard let limit = gate.commitLimit() else { return }  // fenced: nothing more may be acknowledged
+            target = min(target, limit)
+        }
+        var current = durable.load(ordering: .acquiring)
+        while target > current {
+            let (done, seen) = durable.compareExchange(expected: current, desired: target, ordering: .acquiringAndReleasing)
+            if done {
+                onDurable?()
+                return
+            }
+            current = seen
+        }
     }
 
     func start() {
@@ -234,21 +300,25 @@ final class JournalPipeline: @unchecked Sendable {
             }
             let done = stopping
             pthread_mutex_unlock(&mutex)
-            if records > 0 { writeAndSync(records: records) }
+            if records > 0 {
+                writeAndSync(records: records, gapFreeEnd: low - 1)
+            } else if !failed.load(ordering: .acquiring) {
+                publishWritten(through: low - 1)  // written by an earlier round, now gap-free
+            }
             // The watermark only moves forward (this guard), and never past what was written:
             // every number in firstSeq..<low was handed over and written, this round or before.
-            if !failed.load(ordering: .acquiring) && low - 1 > durable.load(ordering: .relaxed) {
+            if !failed.load(ordering: .acquiring) && low - 1 > localDurable.load(ordering: .relaxed) {
                 precondition(low - firstSeq <= recordsWritten.load(ordering: .relaxed),
                              "watermark \(low - 1) past the \(recordsWritten.load(ordering: .relaxed)) records written")
-                durable.store(low - 1, ordering: .releasing)
-                onDurable?()
+                localDurable.store(low - 1, ordering: .releasing)
+                advanceCommitted()
             }
             if done && records == 0 {
                 // A stop comes after the workers ended (StockServer.wait joins them first), each
                 // having handed everything over: unless the journal failed, every number is durable.
                 assert(failed.load(ordering: .acquiring)
-                       || (durable.load(ordering: .relaxed) == g - 1 && recordsWritten.load(ordering: .relaxed) == g - firstSeq),
-                       "journal stopped with records not durable: watermark \(durable.load(ordering: .relaxed)), next \(g)")
+                       || (localDurable.load(ordering: .relaxed) == g - 1 && recordsWritten.load(ordering: .relaxed) == g - firstSeq),
+                       "journal stopped with records not durable: watermark \(localDurable.load(ordering: .relaxed)), next \(g)")
                 // Stops (and joins) the next segment's background preparation, so nothing writes in the
                 // directory after us — also after a failure: a failed writer's close writes nothing (its
                 // sync throws at once) but still joins that thread (a leak ThreadSanitizer found).
@@ -277,7 +347,7 @@ final class JournalPipeline: @unchecked Sendable {
         pthread_mutex_unlock(&mutex)
     }
 
-    private func writeAndSync(records: Int) {
+    private func writeAndSync(records: Int, gapFreeEnd: UInt64) {
         assert(journalThread.isCurrent, "journal write off the journal thread")
         guard !failed.load(ordering: .acquiring) else {
             for i in spare.indices { spare[i].removeAll(keepingCapacity: true) }
@@ -290,6 +360,7 @@ final class JournalPipeline: @unchecked Sendable {
                 bytes += spare[i].count
                 spare[i].removeAll(keepingCapacity: true)
             }
+            publishWritten(through: gapFreeEnd)  // standbys receive it while we sync
             let t0 = Self.nanos()
             try writer.sync()
             publishSyncedEnd()

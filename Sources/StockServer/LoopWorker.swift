@@ -73,6 +73,14 @@ final class LoopWorker {
     /// Guards `durableAsyncOpen` (the journal thread signals; this thread closes).
     let durableLock: UnsafeMutablePointer<pthread_mutex_t>
     var durableAsyncOpen = false
+    /// Serves state changes and data reads: always on a standalone node; on a cluster node only
+    /// once this worker attached the journal of a promotion (Dispatch answers NOT_PRIMARY before).
+    var isPrimary: Bool
+    /// A primary's commit gate (the `--min-insync` and fencing checks); nil: standalone or standby.
+    var gate: CommitGate?
+    /// A promotion on another worker's thread wakes this one (cluster nodes; guarded by `durableLock`).
+    let roleAsync: UnsafeMutablePointer<uv_async_t>
+    var roleAsyncOpen = false
     private var openHandles = 0
     var thread = pthread_t()
     /// The thread running this worker's loop: unclaimed until `run` (see `OwningThread`).
@@ -97,6 +105,8 @@ final class LoopWorker {
         handoffAsync = .allocate(capacity: 1)
         handOverCheck = .allocate(capacity: 1)
         durableAsync = .allocate(capacity: 1)
+        roleAsync = .allocate(capacity: 1)
+        isPrimary = server.cluster == nil
         durableLock = .allocate(capacity: 1)
         pthread_mutex_init(durableLock, nil)
         handoffLock = .allocate(capacity: 1)
@@ -110,7 +120,7 @@ final class LoopWorker {
                   UnsafeMutableRawPointer(sweepTimer), UnsafeMutableRawPointer(graceTimer),
                   UnsafeMutableRawPointer(stopAsync),
                   UnsafeMutableRawPointer(handoffAsync), UnsafeMutableRawPointer(handOverCheck),
-                  UnsafeMutableRawPointer(durableAsync)] { p.deallocate() }
+                  UnsafeMutableRawPointer(durableAsync), UnsafeMutableRawPointer(roleAsync)] { p.deallocate() }
         pthread_mutex_destroy(handoffLock)
         pthread_mutex_destroy(durableLock)
         durableLock.deallocate()
@@ -204,6 +214,14 @@ final class LoopWorker {
             LoopWorker.from(UnsafeMutableRawPointer(async!).assumingMemoryBound(to: uv_handle_t.self)).beginStop()
         }
         openHandles += 1
+        if server.cluster != nil {
+            uv_async_init(loop, roleAsync) { async in
+                LoopWorker.from(UnsafeMutableRawPointer(async!).assumingMemoryBound(to: uv_handle_t.self)).roleChanged()
+            }
+            pthread_mutex_lock(durableLock)
+            roleAsyncOpen = true
+            pthread_mutex_unlock(durableLock)
+        }
         if config.acceptMode == .handOff {
             uv_async_init(loop, handoffAsync) { async in
                 LoopWorker.from(UnsafeMutableRawPointer(async!).assumingMemoryBound(to: uv_handle_t.self)).takeHandOffs()
@@ -404,6 +422,12 @@ final class LoopWorker {
         uv_close(handleOf(UnsafeMutableRawPointer(stopAsync)), nil)
         handOverRecords()
         closeJournalHandles()
+        if server.cluster != nil {
+            pthread_mutex_lock(durableLock)
+            roleAsyncOpen = false
+            uv_close(handleOf(UnsafeMutableRawPointer(roleAsync)), nil)
+            pthread_mutex_unlock(durableLock)
+        }
         if config.acceptMode == .handOff {
             // No hand-off may signal the async handle once it is closing (enqueueHandOff checks under the lock).
             pthread_mutex_lock(handoffLock)

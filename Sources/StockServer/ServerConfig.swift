@@ -70,6 +70,8 @@ public struct ServerConfig: Sendable {
     public var authFile: String?
     /// Serve without authentication on a non-loopback address (`--insecure`).
     public var insecure = false
+    /// Replication (docs/replication.md); nil: a standalone node.
+    public var cluster: ClusterConfig?
 
     /// Whether `host` is an IPv4 loopback address (127.0.0.0/8).
     public var hostIsLoopback: Bool { host.hasPrefix("127.") || host == "localhost" }
@@ -119,6 +121,69 @@ public struct ServerConfig: Sendable {
             throw ConfigError("--metrics-max-skus must be 0...1000000")
         }
         guard feedOutputBytes >= 64 << 10 else { throw ConfigError("feed output buffer must be at least 64 KiB") }
+        if let cluster {
+            guard journalDirectory != nil else { throw ConfigError("--cluster needs --sync always (a journal to replicate)") }
+            try cluster.validate()
+        }
         try core.validate()
+    }
+}
+
+/// A node of a replicated cluster (docs/replication.md §8 "Limits").
+public struct ClusterConfig: Sendable {
+    /// The cluster's name (`--cluster`): standbys of another cluster are refused.
+    public var name: String
+    /// This node's id (`--node-id`), unique in the cluster.
+    public var nodeID: String
+    /// The `host:port` others reach this node at (`--advertise`; default host:port).
+    public var advertise: String
+    /// Standbys that must be in the wait set for a change to be executed (`--min-insync`).
+    public var minInsync = 1
+    /// Standbys a primary serves at once (`--max-standbys`).
+    public var maxStandbys = 4
+    /// Unsent replication bytes per standby before the sender stops reading the journal for it (`--repl-queue`).
+    public var replQueueBytes = 64 << 20
+    /// A standby that has sent nothing for this long is disconnected; a standby hearing nothing from its
+    /// primary for this long reconnects (`--repl-timeout`).
+    public var replTimeoutMs: UInt64 = 1000
+    /// Reconnect backoff of a standby: first wait, doubling up to the last (`--repl-backoff`).
+    public var backoffMinMs: UInt64 = 50
+    public var backoffMaxMs: UInt64 = 2000
+    /// The credential a standby sends in its HELLO to the primary (an admin one of the primary's auth file).
+    public var credential: [UInt8] = []
+    /// Hash of the settings every node's journal depends on (REPL_HELLO).
+    public var fingerprint: UInt64 = 0
+
+    public init(name: String, nodeID: String, advertise: String) {
+        self.name = name
+        self.nodeID = nodeID
+        self.advertise = advertise
+    }
+
+    /// 1...64 bytes of text (PROTOCOL.md §10: node ids, cluster names, addresses).
+    static func isName(_ s: String) -> Bool {
+        Array(s.utf8).withUnsafeBytes { b in b.count >= 1 && b.count <= Limits.maxNodeName && ShortBytes.isValidText(b) }
+    }
+
+    func validate() throws(ConfigError) {
+        guard Self.isName(name) else { throw ConfigError("--cluster must be 1...64 bytes of text") }
+        guard Self.isName(nodeID) else { throw ConfigError("--node-id must be 1...64 bytes of text") }
+        guard Self.isName(advertise), advertise.contains(":") else {
+            throw ConfigError("--advertise must be host:port (at most 64 bytes)")
+        }
+        guard (0...Limits.maxStandbys).contains(minInsync) else {
+            throw ConfigError("--min-insync must be 0...\(Limits.maxStandbys)")
+        }
+        guard (1...Limits.maxStandbys).contains(maxStandbys), minInsync <= maxStandbys else {
+            throw ConfigError("--max-standbys must be --min-insync...\(Limits.maxStandbys) and at least 1")
+        }
+        guard replQueueBytes >= 1 << 20, replQueueBytes <= 1 << 30 else {
+            throw ConfigError("--repl-queue must be 1...1024 MiB")
+        }
+        guard replTimeoutMs >= 10, replTimeoutMs <= 60_000 else { throw ConfigError("--repl-timeout must be 10ms...60s") }
+        guard backoffMinMs >= 1, backoffMinMs <= backoffMaxMs, backoffMaxMs <= 60_000 else {
+            throw ConfigError("--repl-backoff must be 1ms...60s")
+        }
+        guard credential.count <= 255 else { throw ConfigError("the replication credential is longer than 255 bytes") }
     }
 }

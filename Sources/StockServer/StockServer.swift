@@ -27,10 +27,17 @@ public final class StockServer: @unchecked Sendable {
     private let startMs: UInt64
     /// The bound port (after `start`).
     public private(set) var port = 0
-    /// Group commit (nil with `--sync none`).
-    private(set) var journal: JournalPipeline?
+    /// Group commit (nil with `--sync none`, and on a cluster node until it is primary).
+    /// Set once (at start, or at promotion while other threads run): an atomic reference.
+    var journal: JournalPipeline? { journalRef.load() }
+    private let journalRef = ManagedAtomicLazyReference<JournalPipeline>()
     /// The event feed's thread (nil without a journal).
-    private(set) var feedHub: FeedHub?
+    var feedHub: FeedHub? { feedHubRef.load() }
+    private let feedHubRef = ManagedAtomicLazyReference<FeedHub>()
+    /// Replication (nil: a standalone node).
+    let cluster: ClusterNode?
+    /// `--catalog` lines a cluster node stages when it becomes primary (SKUs its journal does not know).
+    public var promotionCatalog: [StockSet] = []
     /// The Prometheus endpoint (nil without `--metrics-port`).
     private var metrics: MetricsServer?
     /// The metrics endpoint's bound port (after `start`; 0 without one).
@@ -54,8 +61,19 @@ public final class StockServer: @unchecked Sendable {
     /// `stop` was called: no longer ready, whatever else holds.
     private let stopRequested = ManagedAtomic<Bool>(false)
 
-    public init(config: ServerConfig, logger: Logger) throws(ConfigError) {
+    /// A standalone node, or (with `config.cluster`) a cluster node that starts as a standby
+    /// holding `replica`, the journal its passive recovery opened.
+    public init(config: ServerConfig, logger: Logger, replica: ReplicaLog? = nil) throws(ConfigError) {
         try config.validate()
+        if let c = config.cluster {
+            guard let replica, let dir = config.journalDirectory else {
+                throw ConfigError("--cluster: a cluster node starts from its recovered journal")
+            }
+            cluster = try ClusterNode(config: c, directory: dir, log: replica, segmentBytes: Int64(config.segmentBytes),
+                                      fateLimit: config.core.fateMemoryTotal, logger: logger)
+        } else {
+            cluster = nil
+        }
         self.config = config
         self.logger = logger
         // Loops read time with libuv's coarse monotonic clock, which may lag
@@ -98,6 +116,14 @@ public final class StockServer: @unchecked Sendable {
     /// tokens (applied in `start`, when the workers exist).
     public func restore(skus: [SKUState], customerSold: [CustomerSKU: UInt64], tokens: [LiveToken],
                         fates: [RestoredFate] = []) throws(RestoreError) {
+        try restoreCounts(skus: skus, customerSold: customerSold)
+        restoredTokens = tokens
+        restoredFates = fates
+        restored = true
+    }
+
+    /// SKUs (in catalog order) and customers' sold units into the empty core.
+    func restoreCounts(skus: [SKUState], customerSold: [CustomerSKU: UInt64]) throws(RestoreError) {
         for s in skus {
             // Replay checked these (JournalState.apply); a negative count here is a bug, not bad input.
             precondition(s.onHand >= 0 && s.confirmed >= 0 && s.backup >= 0 && s.reserved >= 0,
@@ -109,9 +135,6 @@ public final class StockServer: @unchecked Sendable {
         for (c, units) in customerSold {
             try core.restoreCustomerSold(customer: c.customer, sku: c.sku, units: units)
         }
-        restoredTokens = tokens
-        restoredFates = fates
-        restored = true
     }
 
     /// Binds every worker's listener (worker 0 first, so port 0 resolves to
@@ -150,7 +173,7 @@ public final class StockServer: @unchecked Sendable {
             restoredFates = []
         }
         if restored { core.restoreAlertLevels() }
-        if let dir = config.journalDirectory {
+        if let dir = config.journalDirectory, cluster == nil {
             let log = logger
             let pipeline: JournalPipeline
             do {
@@ -163,18 +186,8 @@ public final class StockServer: @unchecked Sendable {
             } catch {
                 throw ConfigError("--data-dir \(dir): \(error)")
             }
-            pipeline.logInfo = { message in log.info("\(message)") }
-            let loops = workers
-            let hub = FeedHub(config: config, journal: pipeline, logger: logger)
-            pipeline.onDurable = {
-                for w in loops { w.signalDurable() }
-                hub.wake()
-            }
-            hub.start()
-            feedHub = hub
             for w in workers { w.attachJournal(pipeline) }
-            pipeline.start()
-            journal = pipeline
+            startJournal(pipeline)
         }
         if let wanted = config.metricsPort {
             let m = MetricsServer(server: self)
@@ -199,6 +212,22 @@ public final class StockServer: @unchecked Sendable {
         // machine so overloaded that the wait would be wrong anyway.
         let deadline = uv_hrtime() + StockServer.loopStartWaitNs
         while loopsRunning.load(ordering: .acquiring) < workers.count && uv_hrtime() < deadline { usleep(100) }
+    }
+
+    /// Starts the journal thread and the event feed on `pipeline` (workers attach it themselves).
+    func startJournal(_ pipeline: JournalPipeline) {
+        let log = logger
+        pipeline.logInfo = { message in log.info("\(message)") }
+        let loops = workers
+        let hub = FeedHub(config: config, journal: pipeline, logger: logger)
+        pipeline.onDurable = {
+            for w in loops { w.signalDurable() }
+            hub.wake()
+        }
+        hub.start()
+        precondition(feedHubRef.storeIfNilThenLoad(hub) === hub, "the event feed started twice")
+        pipeline.start()
+        precondition(journalRef.storeIfNilThenLoad(pipeline) === pipeline, "the journal started twice")
     }
 
     /// Begins a graceful stop (any thread): stop accepting, answer what was
@@ -238,6 +267,7 @@ public final class StockServer: @unchecked Sendable {
         for w in workers { pthread_join(w.thread, nil) }
         feedHub?.stop()
         metrics?.stop()
+        cluster?.stop()
         journal?.stop()
     }
 

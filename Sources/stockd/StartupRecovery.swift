@@ -81,10 +81,41 @@ enum StartupRecovery {
             nextSeq: result.nextSeq, feedFloor: floor)
     }
 
-    /// After the loops and the journal stopped: replay, write one snapshot, drop the segments beyond retention.
-    static func compactAtShutdown(_ dir: String, retainBytes: Int64, fateLimit: Int, logger: Logger) throws {
+    /// A cluster node's start (docs/replication.md §2): recover the journal as it is — nothing
+    /// expired, no catalog staged: those are the primary's records to write, and a standby's
+    /// journal must stay a prefix of its primary's. Returns the state its ReplicaLog continues.
+    static func recoverReplica(_ dir: String, retainBytes: Int64, fateLimit: Int, logger: Logger) throws -> JournalState {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try lock(dir)
+        let result: RecoveryResult
+        do { result = try Recovery.run(dataDirectory: dir, nowWallMs: 0, fateLimit: fateLimit) } catch {
+            throw RecoveryFailed("--data-dir \(dir): \(error)")
+        }
+        precondition(result.expiredAtRecovery.isEmpty, "a replica's recovery expires nothing")
+        if let torn = result.tornTail { logger.warning("recovery: torn tail truncated: \(torn)") }
+        if let gap = result.gapAt {
+            logger.warning("recovery: sequence gap at \(gap): \(result.droppedAfterGap) later records dropped (never acknowledged)")
+        }
         let now = UInt64(Date().timeIntervalSince1970 * 1000)
-        let result = try Recovery.run(dataDirectory: dir, nowWallMs: now, fateLimit: fateLimit)
+        do { try Recovery.finish(result, dataDirectory: dir, nowWallMs: now, retainBytes: retainBytes) } catch {
+            throw RecoveryFailed("--data-dir \(dir): cannot write the recovery snapshot: \(error)")
+        }
+        logger.info("recovery: done (cluster node: nothing expired, no catalog staged until it is primary)", metadata: [
+            "data_dir": "\(dir)", "snapshot_seq": .stringConvertible(result.snapshotSeq),
+            "records_replayed": .stringConvertible(result.recordsReplayed), "skus": .stringConvertible(result.state.skuCount),
+            "live_holds": .stringConvertible(result.state.tokenCount), "last_seq": .stringConvertible(result.state.lastSeq),
+            "epoch": .stringConvertible(result.state.currentEpoch),
+        ])
+        return result.state
+    }
+
+    /// After the loops and the journal stopped: replay, write one snapshot, drop the segments beyond
+    /// retention. A cluster node (`expire` false) expires nothing: a record only its journal held
+    /// would make it diverge from its primary's.
+    static func compactAtShutdown(_ dir: String, retainBytes: Int64, fateLimit: Int, expire: Bool = true,
+                                  logger: Logger) throws {
+        let now = UInt64(Date().timeIntervalSince1970 * 1000)
+        let result = try Recovery.run(dataDirectory: dir, nowWallMs: expire ? now : 0, fateLimit: fateLimit)
         let snapshot = try Recovery.finish(result, dataDirectory: dir, nowWallMs: now, retainBytes: retainBytes).snapshot
         logger.info("snapshot at seq \(snapshot.seq) written, \(result.recordsReplayed) journal records folded into it")
     }

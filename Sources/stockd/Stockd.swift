@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import StockCore
 import StockProtocol
+import StockJournal
 import StockServer
 
 /// What `stockd_build_info` reports.
@@ -135,6 +136,9 @@ struct Stockd: ParsableCommand {
     @Flag(help: "Serve a non-loopback --host without --auth-file: anyone who reaches the port may change stock.")
     var insecure = false
 
+    @OptionGroup(title: "Replication (docs/replication.md)")
+    var replication: ReplicationOptions
+
     func makeConfig() throws -> ServerConfig {
         var c = ServerConfig()
         c.host = host
@@ -191,7 +195,10 @@ struct Stockd: ParsableCommand {
         guard LogFormat(rawValue: logFormat) != nil else { throw ValidationError("--log-format must be text or json") }
         c.buildVersion = stockdBuildVersion
         c.buildCommit = stockdBuildCommit
+        c.cluster = try replication.makeConfig(host: host, port: port, core: c.core)
+        if c.cluster != nil { c.journalDirectory = dataDir }  // validate checks a cluster node journals
         do { try c.validate() } catch { throw ValidationError(error.description) }
+        if c.cluster != nil { c.journalDirectory = nil }  // set again once recovery ran
         return c
     }
 
@@ -218,7 +225,14 @@ struct Stockd: ParsableCommand {
         pthread_sigmask(SIG_BLOCK, &mask, nil)
 
         var recovered: RecoveredData?
-        if sync == "always" {
+        var replica: ReplicaLog?
+        if config.cluster != nil {
+            let state = try StartupRecovery.recoverReplica(dataDir, retainBytes: config.feedRetentionBytes,
+                                                           fateLimit: config.core.fateMemoryTotal, logger: logger)
+            config.journalDirectory = dataDir
+            replica = try ReplicaLog(directory: dataDir, state: state, segmentBytes: Int64(config.segmentBytes),
+                                     fateLimit: config.core.fateMemoryTotal)
+        } else if sync == "always" {
             let r = try StartupRecovery.recover(dataDir, catalog: stock, retainBytes: config.feedRetentionBytes,
                                                 fateLimit: config.core.fateMemoryTotal, logger: logger)
             config.journalDirectory = dataDir
@@ -231,8 +245,10 @@ struct Stockd: ParsableCommand {
                 change is lost when stockd stops. For benchmarks, not for a live show.
                 """)
         }
-        let server = try StockServer(config: config, logger: logger)
-        if let recovered {
+        let server = try StockServer(config: config, logger: logger, replica: replica)
+        if replica != nil {
+            server.promotionCatalog = stock  // staged by this node's first term as primary
+        } else if let recovered {
             do {
                 try server.restore(skus: recovered.skus, customerSold: recovered.customerSold, tokens: recovered.tokens,
                                    fates: recovered.fates)
@@ -254,6 +270,10 @@ struct Stockd: ParsableCommand {
         logger.info("listening", metadata: listeningMetadata(config, server, catalogLines: stock.count))
 
         Self.logAuth(server, config, logger)
+        if let c = config.cluster {
+            let hex = String(c.fingerprint, radix: 16)
+            logger.info("cluster: node \(c.nodeID) of \(c.name) at \(c.advertise) starts as a standby and waits for ROLE; min-insync \(c.minInsync), fingerprint=\(hex)")
+        }
         // Recovered, journal open, every listener bound: a Type=notify unit is now started.
         if let problem = SystemdNotify.send("READY=1\nSTATUS=serving on \(config.host):\(server.port)") {
             logger.warning("systemd notification not sent", metadata: ["reason": "\(problem)"])
@@ -273,7 +293,8 @@ struct Stockd: ParsableCommand {
             // Clean stop: fold the journal into one snapshot, so the next start replays nothing.
             do {
                 try StartupRecovery.compactAtShutdown(dataDir, retainBytes: config.feedRetentionBytes,
-                                                      fateLimit: config.core.fateMemoryTotal, logger: logger)
+                                                      fateLimit: config.core.fateMemoryTotal,
+                                                      expire: config.cluster == nil, logger: logger)
             } catch {
                 logger.error("snapshot at shutdown failed (the journal is intact, the next start replays it): \(error)")
             }

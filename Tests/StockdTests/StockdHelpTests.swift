@@ -20,6 +20,9 @@ import TestSupport
         "--log-level", "--log-format", "--data-dir", "--sync", "--segment-size", "--snapshot-every",
         "--feed-retention", "--max-subscribers", "--metrics-port", "--metrics-port-file", "--metrics-max-skus",
         "--auth-file", "--insecure",
+        // Replication (docs/replication.md §8).
+        "--cluster", "--node-id", "--advertise", "--min-insync", "--max-standbys", "--repl-queue", "--repl-timeout",
+        "--repl-backoff", "--repl-credential-file",
     ]
     /// What ArgumentParser adds to every command.
     static let builtIn: Set<String> = ["--help", "--version"]
