@@ -2,10 +2,11 @@
 SHELL := /bin/bash
 SWIFT ?= swift
 APT_PACKAGES := libuv1-dev pkg-config
-# The tests and `make bench` run the Redis baseline against a real redis-server.
-APT_TEST_PACKAGES := redis-server
+# The tests and `make bench` run the Redis baseline against a real redis-server; the failover
+# tests start a real etcd (Debian's etcd-server) on loopback.
+APT_TEST_PACKAGES := redis-server etcd-server
 
-.PHONY: run tools docs install consumer-check ops-check test deps test-deps build release bench bench-durable bench-feed bench-metrics bench-hostile bench-core bench-journal bench-decode bench-server tsan asan fuzz clean
+.PHONY: run tools docs install consumer-check ops-check test deps test-deps build release bench bench-durable bench-replicated bench-feed bench-metrics bench-hostile bench-core bench-journal bench-decode bench-server tsan asan fuzz clean
 
 # Installs the Debian packages the build needs when they are missing.
 deps:
@@ -15,10 +16,11 @@ deps:
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $(APT_PACKAGES); \
 	fi
 
-# redis-server, for the stockbench tests and `make bench` (only the binary is
-# used: stockbench starts its own instances on loopback ports).
+# redis-server, for the stockbench tests and `make bench`, and etcd, for the failover tests (only
+# the binaries are used: the tests start their own instances on loopback ports).
 test-deps: deps
-	@if ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/bin/redis-server ]; then \
+	@if { ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/bin/redis-server ]; } \
+		|| { ! command -v etcd >/dev/null 2>&1 && [ ! -x /usr/bin/etcd ]; }; then \
 		echo "make: installing $(APT_TEST_PACKAGES) with apt-get"; \
 		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $(APT_TEST_PACKAGES); \
@@ -101,6 +103,15 @@ bench-durable: test-deps
 	$(SWIFT) build -c release --product stockd
 	$(SWIFT) build -c release --product stockbench
 	timeout 600 bench/durability.sh
+
+# Replication (docs/replication.md): a single durable node vs a primary with one and with two
+# standbys (each node with its stock-agent, one real etcd), then kill -9 failover rounds.
+bench-replicated: test-deps
+	$(SWIFT) build -c release --product stockd
+	$(SWIFT) build -c release --product stock-agent
+	$(SWIFT) build -c release --product stockctl
+	$(SWIFT) build -c release --product stockbench
+	timeout 900 bench/replicated.sh
 
 # The event feed's cost on reservations, catch-up speed, a stalled subscriber (bench/feed.sh).
 bench-feed: deps

@@ -30,6 +30,7 @@ let package = Package(
         .executable(name: "stockd", targets: ["stockd"]),
         .library(name: "StockClient", targets: ["StockClient"]),
         .executable(name: "stock-hooks", targets: ["stock-hooks"]),
+        .executable(name: "stock-agent", targets: ["stock-agent"]),
     ],
     traits: [
         .trait(name: "Server", description: "stockd, stockctl, stock-hooks, the benchmarks and the tests"),
@@ -153,6 +154,20 @@ let package = Package(
             exclude: ["README.md"],
             swiftSettings: strict
         ),
+        // StockCluster: a node's coordination (docs/replication.md §6) — etcd over its v3 JSON gateway
+        // (a small blocking HTTP/1.1 client), the agent's decisions (campaign, ISR changes, fencing
+        // deadlines) as functions over a state and a clock. Foundation only; stockd never links it.
+        .target(name: "StockCluster", dependencies: ["StockProtocol"], swiftSettings: strict),
+        // stock-agent: one per node, the Patroni pattern: etcd decides, the agent drives its stockd
+        // through admin opcodes (ROLE, FENCE, ISR_SET, CLUSTER_STATUS) on loopback.
+        .executableTarget(
+            name: "stock-agent",
+            dependencies: [
+                "StockCluster", "StockProtocol", "CommandSupport",
+                server("ArgumentParser", "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
         // Benchmarks (bench/): print figures, never assert speed.
         .target(name: "CMallocCounter", path: "bench/CMallocCounter"),
         .executableTarget(
@@ -220,8 +235,15 @@ let package = Package(
         .testTarget(
             name: "StockdTests",
             dependencies: [
-                "StockProtocol", "StockClient", "TestSupport", "stockd", "stockctl", "stock-hooks", "stockbench",
+                "StockProtocol", "StockClient", "StockCluster", "TestSupport", "stockd", "stockctl", "stock-hooks",
+                "stockbench", "stock-agent",
             ],
+            swiftSettings: strict
+        ),
+        // StockCluster's decisions with a fake clock, and its etcd client against a real etcd (started by the tests).
+        .testTarget(
+            name: "StockClusterTests",
+            dependencies: ["StockCluster", "StockProtocol", "TestSupport"],
             swiftSettings: strict
         ),
         // A StockServer in the test process: Connection and JournalPipeline over loopback TCP, no stockd binary.

@@ -26,7 +26,9 @@ import StockProtocol
 //      file, fsync, rename): the seqs after the gap are issued again from
 //      now on, so no old file may still hold them — which keeps the event
 //      feed's offsets gap-free across restarts;
-//   b. cuts the unused preallocated zeros off the previous run's open segment;
+//   b. cuts the unused preallocated zeros off the previous run's open segment,
+//      and deletes a segment that holds no record at all (a crash between the
+//      writer's rename of its prepared file and its first write);
 //   c. writes the startup records (the expiries of step 5, and whatever the
 //      caller adds, e.g. SKUs staged from a catalog) as a segment of their
 //      own, so the event feed hands them on like any other change;
@@ -175,6 +177,13 @@ public enum Recovery {
         // a, b: dropped records out; the last segment's unused zeros off.
         for (i, summary) in result.segmentSummaries.enumerated() {
             let isLast = i == result.segmentSummaries.count - 1
+            if summary.records == 0 {
+                // A segment without a record: the writer renames its prepared (zero-filled) file into
+                // place before the first write, so a crash between the two leaves one. It holds
+                // nothing, and its name is the seq issued next: the next writer must be able to take it.
+                try dir.remove(summary.segment.name)
+                continue
+            }
             var maxSeq = summary.maxSeq
             if summary.maxSeq > result.replayedThrough {
                 precondition(result.gapAt != nil, "records above the replay exist only behind a gap")

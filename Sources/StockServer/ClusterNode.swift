@@ -36,6 +36,8 @@ final class ClusterNode: @unchecked Sendable {
     let promoting = ManagedAtomic<Bool>(false)
     /// The journal a promotion created, for the workers to attach (under `lock`).
     var promotedJournal: JournalPipeline?
+    /// When this node became primary (CLOCK_MONOTONIC ns; under `lock`).
+    var promotedNs: UInt64 = 0
     /// Demoted by ROLE standby while primary: changes are refused until the process restarts.
     let demoted = ManagedAtomic<Bool>(false)
 
@@ -147,6 +149,13 @@ final class ClusterNode: @unchecked Sendable {
         return log
     }
 
+    /// The replication sender (nil until primary), read under the lock (STATS runs on any worker).
+    var replicationHub: ReplicationHub? {
+        pthread_mutex_lock(lock)
+        defer { pthread_mutex_unlock(lock) }
+        return hub
+    }
+
     /// A standby's durable end (its receiver's, or its idle journal's).
     func standbyDurable() -> UInt64 {
         pthread_mutex_lock(lock)
@@ -154,18 +163,23 @@ final class ClusterNode: @unchecked Sendable {
         return receiver?.durable.load(ordering: .acquiring) ?? idleLog?.durable ?? 0
     }
 
-    /// The standbys this primary streams to, for CLUSTER_STATUS.
+    /// The standbys of this primary for CLUSTER_STATUS: every connected one and every wait-set
+    /// member (a disconnected member still holds commits back: its agent must see it). `lag_ms`
+    /// is how long its ack has been behind `durable`: since the ack last moved (or since this
+    /// primary began, for a member that never acked).
     func standbys(durable: UInt64) -> [StandbyStatus] {
         pthread_mutex_lock(lock)
         let hub = self.hub
+        let since = promotedNs
         pthread_mutex_unlock(lock)
         guard let hub else { return [] }
         let now = JournalPipeline.nanos()
-        return hub.linkStatus().prefix(Limits.maxStandbys).map { (node, s) in
-            let behind = s.acked < durable
-            let lag = behind ? min(UInt64(UInt32.max), (now &- s.lastAckNs) / 1_000_000) : 0
-            return StandbyStatus(node: ShortBytes(node) ?? .empty, acked: s.acked, lagMs: UInt32(lag),
-                                 inWaitSet: gate.isWaitingFor(node))
+        let nodes = Set(hub.linkStatus().map(\.node)).union(gate.members()).sorted()
+        return nodes.prefix(Limits.maxStandbys).map { node in
+            let v = gate.view(node)
+            let lagNs = v.acked >= durable ? 0 : now &- max(v.movedNs, since)
+            return StandbyStatus(node: ShortBytes(node) ?? .empty, acked: v.acked,
+                                 lagMs: UInt32(min(UInt64(UInt32.max), lagNs / 1_000_000)), inWaitSet: v.waiting)
         }
     }
 }

@@ -17,8 +17,9 @@ final class CommitGate: @unchecked Sendable {
     private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     /// Node ids the primary waits for (at most `Limits.maxStandbys`).
     private var waitSet: [String] = []
-    /// The last durable seq each standby acknowledged (connected or not).
+    /// The last durable seq each standby acknowledged (connected or not), and when it last moved.
     private var acked: [String: UInt64] = [:]
+    private var movedNs: [String: UInt64] = [:]
     /// CLOCK_MONOTONIC ns after which nothing more may be committed (FENCE); .max: never fenced.
     let fenceUntilNs = ManagedAtomic<UInt64>(.max)
     /// The wait set's size, for the `--min-insync` check on every state change (one relaxed load).
@@ -52,6 +53,7 @@ final class CommitGate: @unchecked Sendable {
         pthread_mutex_lock(lock)
         defer { pthread_mutex_unlock(lock) }
         precondition(durable >= acked[node] ?? 0, "ack of \(node) went back to \(durable)")
+        if durable > acked[node] ?? 0 || movedNs[node] == nil { movedNs[node] = JournalPipeline.nanos() }
         acked[node] = durable
     }
 
@@ -82,10 +84,17 @@ final class CommitGate: @unchecked Sendable {
         return waitSet.contains(node)
     }
 
-    /// The wait set now, with each member's last ack.
-    func members() -> [(node: String, acked: UInt64)] {
+    /// What the gate knows of `node`: its last ack, when that last moved (0: never acked), whether commits wait for it.
+    func view(_ node: String) -> (acked: UInt64, movedNs: UInt64, waiting: Bool) {
         pthread_mutex_lock(lock)
         defer { pthread_mutex_unlock(lock) }
-        return waitSet.map { ($0, acked[$0] ?? 0) }
+        return (acked[node] ?? 0, movedNs[node] ?? 0, waitSet.contains(node))
+    }
+
+    /// The wait set now.
+    func members() -> [String] {
+        pthread_mutex_lock(lock)
+        defer { pthread_mutex_unlock(lock) }
+        return waitSet
     }
 }

@@ -52,6 +52,20 @@ final class ReplicationHub: @unchecked Sendable {
     /// What CLUSTER_STATUS shows per link (under `lock`, refreshed by the hub thread).
     private var status: [String: LinkStatus] = [:]
 
+    // Statistics (hub thread writes, STATS reads): acks that moved a standby's durable end, and the
+    // time from sending a round to the ack that covered it.
+    let acks = ManagedAtomic<UInt64>(0)
+    let ackNanosTotal = ManagedAtomic<UInt64>(0)
+    let ackNanosMax = ManagedAtomic<UInt64>(0)
+    let roundsSent = ManagedAtomic<UInt64>(0)
+    let recordsSent = ManagedAtomic<UInt64>(0)
+
+    func recordAck(latencyNs: UInt64) {
+        acks.wrappingIncrement(ordering: .relaxed)
+        ackNanosTotal.wrappingIncrement(by: latencyNs, ordering: .relaxed)
+        if latencyNs > ackNanosMax.load(ordering: .relaxed) { ackNanosMax.store(latencyNs, ordering: .relaxed) }
+    }
+
     struct LinkStatus {
         var acked: UInt64
         var lastAckNs: UInt64

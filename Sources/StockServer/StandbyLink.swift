@@ -30,6 +30,10 @@ final class StandbyLink {
     private(set) var closed = false
     /// Whether the last pump found nothing more to read (the standby is at the live end).
     private var live = false
+    /// Rounds sent and not yet acked: (last seq, when sent), oldest first, at most `sentRoundsKept`
+    /// (the ack latency statistic; older ones are forgotten, not waited for).
+    private var unacked: [(end: UInt64, sentNs: UInt64)] = []
+    static let sentRoundsKept = 4096
 
     /// A round's records at most (bytes): below the smallest frame limit (64 KiB default) with room to spare.
     static let roundPayloadBytes = 48 << 10
@@ -97,6 +101,10 @@ final class StandbyLink {
         precondition(last == sentEnd + UInt64(n), "rounds are sent gap-free in seq order")
         sentEnd = last
         appendRound(count: n)
+        if unacked.count == Self.sentRoundsKept { unacked.removeFirst(Self.sentRoundsKept / 2) }
+        unacked.append((last, lastSentNs))
+        hub.roundsSent.wrappingIncrement(ordering: .relaxed)
+        hub.recordsSent.wrappingIncrement(by: UInt64(n), ordering: .relaxed)
         return n
     }
 
@@ -160,12 +168,23 @@ final class StandbyLink {
         lastHeardNs = JournalPipeline.nanos()
         guard ack.durable > acked || !hub.gate.isWaitingFor(node) else { return }
         acked = ack.durable
+        noteAckLatency(now: lastHeardNs)
         hub.gate.ack(node, durable: acked)
         let committed = hub.journal.durable.load(ordering: .acquiring)
         if acked >= committed || (live && committed - acked <= Self.catchUpSlack), hub.gate.admit(node) {
             hub.logger.notice("replication: standby \(node) caught up at seq \(acked): commits now wait for it")
         }
         hub.journal.advanceCommitted()
+    }
+
+    /// The newest round this ack covers: its send-to-ack time.
+    private func noteAckLatency(now: UInt64) {
+        var covered: UInt64?
+        while let first = unacked.first, first.end <= acked {
+            covered = first.sentNs
+            unacked.removeFirst()
+        }
+        if let sent = covered { hub.recordAck(latencyNs: now &- sent) }
     }
 
     /// A protocol violation: MALFORMED, then the link ends.

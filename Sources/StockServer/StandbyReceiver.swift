@@ -22,7 +22,9 @@ final class StandbyReceiver: @unchecked Sendable {
     let truncateAndReopen: (ReplicaLog, UInt64) throws -> ReplicaLog
     private var log: ReplicaLog
     private let stopping = ManagedAtomic<Bool>(false)
-    private let socketFD = ManagedAtomic<Int32>(-1)
+    /// The connection's socket (-1: none), under `fdLock`: `stop` shuts it down from another thread.
+    private var socketFD: Int32 = -1
+    private let fdLock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private var thread = pthread_t()
     private var started = false
     /// For CLUSTER_STATUS (any thread).
@@ -46,9 +48,22 @@ final class StandbyReceiver: @unchecked Sendable {
         self.logger = logger
         self.truncateAndReopen = truncateAndReopen
         durable = ManagedAtomic(log.durable)
+        pthread_mutex_init(fdLock, nil)
     }
 
-    deinit { readBuffer.deallocate() }
+    deinit {
+        readBuffer.deallocate()
+        pthread_mutex_destroy(fdLock)
+        fdLock.deallocate()
+    }
+
+    /// Sets the socket (or closes the current one with -1).
+    private func setSocket(_ fd: Int32) {
+        pthread_mutex_lock(fdLock)
+        if fd < 0 && socketFD >= 0 { Glibc.close(socketFD) }
+        socketFD = fd
+        pthread_mutex_unlock(fdLock)
+    }
 
     func start() {
         let context = Unmanaged.passRetained(self).toOpaque()
@@ -64,8 +79,9 @@ final class StandbyReceiver: @unchecked Sendable {
     func stop() -> ReplicaLog {
         if started {
             stopping.store(true, ordering: .releasing)
-            let fd = socketFD.load(ordering: .acquiring)
-            if fd >= 0 { shutdown(fd, Int32(SHUT_RDWR)) }
+            pthread_mutex_lock(fdLock)
+            if socketFD >= 0 { shutdown(socketFD, Int32(SHUT_RDWR)) }  // wakes a poll or recv at once
+            pthread_mutex_unlock(fdLock)
             pthread_join(thread, nil)
             started = false
         }
@@ -79,7 +95,7 @@ final class StandbyReceiver: @unchecked Sendable {
         while !stopping.load(ordering: .acquiring) && !failed.load(ordering: .acquiring) {
             let outcome = session()
             streaming.store(false, ordering: .releasing)
-            if let fd = Optional(socketFD.exchange(-1, ordering: .acquiringAndReleasing)), fd >= 0 { Glibc.close(fd) }
+            setSocket(-1)
             switch outcome {
             case .again: continue
             case .streamed: backoff = config.backoffMinMs
@@ -104,7 +120,7 @@ final class StandbyReceiver: @unchecked Sendable {
     private func session() -> Outcome {
         do {
             let fd = try ReplicationSocket.connect(to: primary, timeoutMs: config.replTimeoutMs)
-            socketFD.store(fd, ordering: .releasing)
+            setSocket(fd)
             if stopping.load(ordering: .acquiring) { return .failed("stopping") }
             try authenticate(fd)
             guard let start = try hello(fd) else { return .again }

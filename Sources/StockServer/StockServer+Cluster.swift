@@ -65,6 +65,7 @@ extension StockServer {
             try restoreCore(from: state)
             try openJournal(after: state, node: node, epoch: e)
             node.history = state.epochs
+            node.promotedNs = JournalPipeline.nanos()
             node.epoch.store(e, ordering: .releasing)
             node.role.store(NodeRole.primary.rawValue, ordering: .releasing)
             for w in workers where w !== worker { w.signalRole() }

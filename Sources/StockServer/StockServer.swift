@@ -334,7 +334,7 @@ public final class StockServer: @unchecked Sendable {
             let syncs = j.syncs.load(ordering: .relaxed)
             let records = j.recordsWritten.load(ordering: .relaxed)
             add("journal.failed", j.failed.load(ordering: .relaxed) ? 1 : 0)
-            add("journal.durable_seq", Int64(j.durable.load(ordering: .relaxed)))
+            add("journal.durable_seq", Int64(j.localDurable.load(ordering: .relaxed)))
             add("journal.records", Int64(records))
             add("journal.bytes", Int64(j.bytesWritten.load(ordering: .relaxed)))
             add("journal.fsyncs", Int64(syncs))
@@ -349,6 +349,18 @@ public final class StockServer: @unchecked Sendable {
                 add("feed.events_sent", Int64(hub.eventsSent.load(ordering: .relaxed)))
                 add("feed.refused_busy", Int64(hub.refusedBusy.load(ordering: .relaxed)))
                 add("feed.floor", Int64(j.feedFloor.load(ordering: .relaxed)))
+            }
+            if let node = cluster {
+                add("cluster.epoch", Int64(node.epoch.load(ordering: .relaxed)))
+                add("cluster.committed_seq", Int64(j.durable.load(ordering: .relaxed)))
+                if let hub = node.replicationHub {
+                    let acks = hub.acks.load(ordering: .relaxed)
+                    add("replication.rounds_sent", Int64(hub.roundsSent.load(ordering: .relaxed)))
+                    add("replication.records_sent", Int64(hub.recordsSent.load(ordering: .relaxed)))
+                    add("replication.acks", Int64(acks))
+                    add("replication.ack_us_avg", acks == 0 ? 0 : Int64(hub.ackNanosTotal.load(ordering: .relaxed) / acks / 1000))
+                    add("replication.ack_us_max", Int64(hub.ackNanosMax.load(ordering: .relaxed) / 1000))
+                }
             }
             for (i, b) in j.syncLatencyBuckets.enumerated() {
                 let n = b.load(ordering: .relaxed)

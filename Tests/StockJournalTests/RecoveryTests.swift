@@ -48,6 +48,38 @@ struct RecoveryTests {
     /// dropped and counted; `finish` takes the dropped records off the disk,
     /// so numbering continues right after the last record replayed (the
     /// event feed's offsets stay gap-free).
+    /// A crash between the writer's rename of its prepared segment and its first write leaves a
+    /// zero-filled segment named with the seq issued next (the crash test found one). Recovery
+    /// deletes it, so the startup records and the next writer can take that name.
+    @Test func aSegmentWithoutRecordsIsRemovedAndItsNameReused() throws {
+        let dir = TempDirectory("empty-segment")
+        defer { dir.remove() }
+        var gen = HistoryGenerator(seed: 0xE5E6)
+        let records = gen.generate(5)
+        try writeJournal(records, to: dir.path, segmentBytes: 1 << 20, maxBatch: 5, seed: 1)
+        let empty = dir.path + "/" + SegmentFiles.name(firstSeq: 6)
+        #expect(FileManager.default.createFile(atPath: empty, contents: Data(count: 4096)))
+        let result = try Recovery.run(dataDirectory: dir.path, nowWallMs: 1)
+        #expect(result.nextSeq == 6)
+        let extra = SequencedRecord(seq: 6, timeMs: 1, record: .stockSet(sku: SKU("NEW")!, onHand: 3, lowStockThreshold: 0,
+                                                                          perCustomerLimit: 0))
+        var state = result.state
+        try state.apply(extra)
+        var staged = result
+        staged.state = state
+        staged.nextSeq = 7
+        try Recovery.finish(staged, dataDirectory: dir.path, nowWallMs: 1, startupRecords: [extra])
+        let writer = try JournalWriter(directory: dir.path, preallocate: false)
+        let buffer = RecordBuffer()
+        RecordCodec.encode(SequencedRecord(seq: 7, timeMs: 2, record: .stockSet(sku: SKU("NEW")!, onHand: 4,
+                                                                                 lowStockThreshold: 0, perCustomerLimit: 0)),
+                           into: buffer)
+        try writer.append(buffer)
+        try writer.close()
+        let again = try Recovery.run(dataDirectory: dir.path, nowWallMs: 2)
+        #expect(again.nextSeq == 8 && again.state.sku(SKU("NEW")!)?.onHand == 4)
+    }
+
     @Test func gapStopsReplay() throws {
         let dir = TempDirectory("gap")
         defer { dir.remove() }

@@ -32,6 +32,10 @@ extension StockClient {
         public var connectTimeout: Duration
         /// Waits between failed connects of one pool connection.
         public var reconnectBackoff: Backoff
+        /// The other nodes of a replicated cluster, `host:port` each (docs/replication.md §7): tried in
+        /// order after `host:port` when the node in use cannot be reached or names no primary. A
+        /// `NOT_PRIMARY` answer is followed to the primary it names. Empty: a single server.
+        public var otherEndpoints: [String] = []
 
         /// Exponential backoff with full jitter: after the n-th failure in a
         /// row the wait is drawn at random from 0 up to min(`cap`, `base` × 2ⁿ⁻¹),
@@ -105,6 +109,12 @@ extension StockClient {
             guard reconnectBackoff.cap >= reconnectBackoff.base else {
                 throw ConfigurationError("reconnectBackoff", "cap \(reconnectBackoff.cap) is below base \(reconnectBackoff.base)")
             }
+            guard otherEndpoints.count <= Self.maxConnections else {
+                throw ConfigurationError("otherEndpoints", "more than \(Self.maxConnections)")
+            }
+            for e in otherEndpoints where Route.Endpoint(e) == nil {
+                throw ConfigurationError("otherEndpoints", "\"\(e)\" is not host:port")
+            }
         }
 
         /// Every field but the credential, which is never printed (a configuration may be logged).
@@ -113,6 +123,7 @@ extension StockClient {
                 + (credential.isEmpty ? "none" : "(\(credential.utf8.count) bytes)")
                 + " callTimeout=\(callTimeout) connectTimeout=\(connectTimeout)"
                 + " backoff=\(reconnectBackoff.base)...\(reconnectBackoff.cap)"
+                + (otherEndpoints.isEmpty ? "" : " others=\(otherEndpoints.joined(separator: ","))")
         }
 
         static func check(_ field: String, _ d: Duration) throws(ConfigurationError) {

@@ -51,6 +51,8 @@ public final class StockClient: Sendable {
     let timeoutNs: UInt64
     private let slots: [Slot]
     private let cursor = Counter()
+    /// The node calls go to (several with `otherEndpoints`; moved by NOT_PRIMARY answers).
+    let route: Locked<Route>
     private let lifecycle = Locked(Lifecycle())
     /// Pool connections and feed sessions with a live I/O thread, for `shutdown()`.
     let connections = ResourceRegistry()
@@ -110,6 +112,8 @@ public final class StockClient: Sendable {
         clientName = Array(c.clientName.utf8.prefix(Limits.maxShortBytes))
         timeoutNs = c.callTimeout.clampedNanoseconds
         slots = (0..<c.connections).map { Slot(index: $0) }
+        route = Locked(Route(endpoints: [Route.Endpoint(host: c.host, port: c.port)]
+                             + c.otherEndpoints.compactMap { Route.Endpoint($0) }))
     }
 
     deinit { close() }
@@ -354,25 +358,88 @@ public final class StockClient: Sendable {
         return entries.map { ($0.name.string, $0.value) }
     }
 
+    /// CLUSTER_STATUS: this node's role, epoch, durable end and commit point, and — on a primary —
+    /// each standby's ack and lag (docs/replication.md). A node without a cluster name answers
+    /// role `.standalone`. Needs the viewer role.
+    public func clusterStatus(timeout: Duration? = nil) async throws(StockError) -> ClusterStatus {
+        guard case .clusterStatus(let s) = try await call(.clusterStatus, timeout: timeout) else { throw Self.unexpected }
+        return s
+    }
+
     // MARK: - plumbing
 
     private static let unexpected = StockError.protocolError("answer does not match the request")
 
     /// Sends one request on the next connection; maps failures to `StockError`.
+    ///
+    /// In a replicated cluster (docs/replication.md §7) it follows the primary within the call's
+    /// deadline: a `NOT_PRIMARY` answer (no effect, safe to resend) moves the client to the node it
+    /// names; a node that cannot be reached, when there are other endpoints, to the next one; and a
+    /// connection lost under a request that is safe to send again (a RESERVE with an idempotency
+    /// key, a read) sends it again. Between rounds it waits a little (`followPause`), so a failover
+    /// in progress — the old primary gone, no new one yet — is waited out, not hammered.
     func call(_ request: Request, timeout: Duration? = nil) async throws(StockError) -> ResponseBody {
         if Task.isCancelled { throw .cancelled }
         let deadline = try deadlineNs(timeout)
         try enter()
         defer { leave() }
-        let slot = slots[Int(cursor.next() % UInt64(slots.count))]
-        let (connection, _) = try await slot.connection(self, deadlineNs: deadline)
-        let response = try await connection.call(request, deadlineNs: deadline)
-        if case .failure(let status, let detail) = response.body {
-            if status.closesConnection { slot.discard(connection) }
-            throw StockError(status: status, detail: detail)
+        var moves = 0
+        while true {
+            let slot = slots[Int(cursor.next() % UInt64(slots.count))]
+            let connection: ClientConnection
+            do { (connection, _) = try await slot.connection(self, deadlineNs: deadline) } catch {
+                guard case .unreachable = error, route.with({ $0.endpoints.count > 1 }),
+                      await pauseBeforeMove(&moves, deadlineNs: deadline) else { throw error }
+                continue
+            }
+            let response: Response
+            do { response = try await connection.call(request, deadlineNs: deadline) } catch {
+                guard error == .connectionLost, Self.safeToResend(request),
+                      await pauseBeforeMove(&moves, deadlineNs: deadline) else { throw error }
+                slot.discard(connection)
+                continue
+            }
+            if case .failure(let status, let detail) = response.body {
+                if status == .notPrimary, case .notPrimary(let epoch, let primary) = detail,
+                   await pauseBeforeMove(&moves, deadlineNs: deadline) {
+                    let to = route.with { $0.notPrimary(epoch: epoch, primary: primary) }
+                    logger.info("stockd.client: not the primary; following", metadata: [
+                        "stockd.epoch": "\(epoch)", "stockd.primary": "\(primary.string)", "stockd.next": "\(to)"])
+                    continue
+                }
+                if status.closesConnection { slot.discard(connection) }
+                throw StockError(status: status, detail: detail)
+            }
+            return response.body
         }
-        return response.body
     }
+
+    /// Whether a request whose connection was lost may be sent again: it changes nothing, or the
+    /// server recognises the second one (a RESERVE's idempotency key). CONFIRM and RELEASE are not:
+    /// the second would answer the fate the first decided as an error.
+    static func safeToResend(_ r: Request) -> Bool {
+        switch r {
+        case .reserve(let x): !x.idempotencyKey.isEmpty
+        case .reserveBundle(let x): !x.idempotencyKey.isEmpty
+        case .ping, .stockGet, .stockList, .stats, .clusterStatus: true
+        default: false
+        }
+    }
+
+    /// The first move is at once, then 10 ms doubling to 200 ms; false when the deadline would pass
+    /// (or after `maxMoves`).
+    private func pauseBeforeMove(_ moves: inout Int, deadlineNs: UInt64) async -> Bool {
+        moves += 1
+        guard moves <= Self.maxMoves else { return false }
+        let pauseNs: UInt64 = moves == 1 ? 0 : min(Self.followPauseCapNs, 10_000_000 << UInt64(min(moves - 2, 5)))
+        guard Socket.nowNs() &+ pauseNs < deadlineNs else { return false }
+        if pauseNs > 0 { try? await Task.sleep(nanoseconds: pauseNs) }
+        return !Task.isCancelled
+    }
+
+    /// Moves one call makes at most (a bound besides its deadline), and the longest pause between two.
+    static let maxMoves = 64
+    static let followPauseCapNs: UInt64 = 200_000_000
 
     /// The monotonic deadline of a call given `timeout` (nil: the configured default).
     private func deadlineNs(_ timeout: Duration?) throws(StockError) -> UInt64 {
@@ -421,10 +488,12 @@ public final class StockClient: Sendable {
     }
 
     /// Opens a connection and says HELLO, both before `deadlineNs`.
-    fileprivate func connect(deadlineNs: UInt64) async throws(StockError) -> (ClientConnection, HelloReply) {
+    fileprivate func connect(to target: Route.Endpoint, deadlineNs: UInt64) async throws(StockError)
+        -> (ClientConnection, HelloReply)
+    {
         let connectBy = min(deadlineNs, Socket.nowNs() &+ configuration.connectTimeout.clampedNanoseconds)
-        let c = try await ClientConnection.open(host: host, port: port, deadlineNs: connectBy, logger: logger,
-                                                registry: connections)
+        let c = try await ClientConnection.open(host: target.host, port: target.port, deadlineNs: connectBy,
+                                                logger: logger, registry: connections)
         let hello = Hello(clientName: clientName, credential: credential)
         let response: Response
         do { response = try await c.call(.hello(hello), deadlineNs: deadlineNs) } catch {
@@ -472,6 +541,8 @@ private final class Slot: Sendable {
     private struct State {
         var connection: ClientConnection?
         var hello: HelloReply?
+        /// The route generation `connection` was made for (an older one is replaced).
+        var generation: UInt64 = 0
         /// Connects that failed in a row (the backoff's exponent).
         var failures = 0
         var retryAtNs: UInt64 = 0
@@ -489,36 +560,45 @@ private final class Slot: Sendable {
         -> (ClientConnection, HelloReply)
     {
         let now = Socket.nowNs()
+        let (target, generation) = client.route.with { ($0.current, $0.generation) }
+        var stale: ClientConnection?
         let current = state.with { s -> Result<(ClientConnection, HelloReply)?, StockError> in
-            if let c = s.connection, let h = s.hello, c.isAlive { return .success((c, h)) }
+            if let c = s.connection, let h = s.hello, c.isAlive, s.generation == generation { return .success((c, h)) }
+            stale = s.connection
             s.connection = nil
-            if now < s.retryAtNs, let e = s.lastError { return .failure(e) }
+            // A backoff belongs to the node that failed: a move to another one starts afresh.
+            if now < s.retryAtNs, let e = s.lastError, s.generation == generation { return .failure(e) }
             return .success(nil)
         }
+        stale?.close()
         switch current {
         case .failure(let e): throw e
         case .success(let c?): return c
         case .success(nil): break
         }
         do {
-            let (c, hello) = try await client.connect(deadlineNs: deadlineNs)
-            return adopt(c, hello, client)
+            let (c, hello) = try await client.connect(to: target, deadlineNs: deadlineNs)
+            return adopt(c, hello, generation, client)
         } catch {
-            record(error, client)
+            record(error, generation, client)
+            if case .unreachable = error { client.route.with { r in if r.generation == generation { r.rotate() } } }
             throw error
         }
     }
 
     /// Keeps the first live connection: concurrent callers may have connected
     /// this slot meanwhile, and others may already be using theirs.
-    private func adopt(_ c: ClientConnection, _ hello: HelloReply, _ client: StockClient)
+    private func adopt(_ c: ClientConnection, _ hello: HelloReply, _ generation: UInt64, _ client: StockClient)
         -> (ClientConnection, HelloReply)
     {
         let (winner, reconnect) = state.with { s -> ((ClientConnection, HelloReply), Bool) in
-            if let existing = s.connection, let h = s.hello, existing.isAlive { return ((existing, h), false) }
+            if let existing = s.connection, let h = s.hello, existing.isAlive, s.generation == generation {
+                return ((existing, h), false)
+            }
             defer { s.everConnected = true }
             s.connection = c
             s.hello = hello
+            s.generation = generation
             s.failures = 0
             s.lastError = nil
             return ((c, hello), s.everConnected)
@@ -539,7 +619,7 @@ private final class Slot: Sendable {
     /// After a failed connect: no backoff for the caller's own cancellation
     /// or a shut-down client; none either for a refusal no retry cures (the
     /// client remembers it); otherwise the next wait, with full jitter.
-    private func record(_ error: StockError, _ client: StockClient) {
+    private func record(_ error: StockError, _ generation: UInt64, _ client: StockClient) {
         if error == .cancelled || error == .closed { return }
         if error == .rejected(.authFailed) || error == .rejected(.unsupportedVersion) {
             client.fail(permanently: error)
@@ -547,6 +627,8 @@ private final class Slot: Sendable {
         }
         let backoff = client.configuration.reconnectBackoff
         let (waitNs, failures) = state.with { s -> (UInt64, Int) in
+            if s.generation != generation { s.failures = 0 }
+            s.generation = generation
             s.failures += 1
             let wait = backoff.waitNs(afterFailures: s.failures)
             s.retryAtNs = Socket.nowNs() &+ wait

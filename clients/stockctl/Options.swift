@@ -5,8 +5,9 @@ import StockClient
 
 /// The options every subcommand takes.
 struct GlobalOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Server address (default: $STOCKD_SERVER, else 127.0.0.1:7878).",
-                               valueName: "host:port"))
+    @Option(help: ArgumentHelp("Server address (default: $STOCKD_SERVER, else 127.0.0.1:7878); the nodes of a "
+                               + "replicated cluster comma-separated (the primary is found and followed).",
+                               valueName: "host:port[,host:port...]"))
     var server: String?
 
     @Option(name: .customLong("token"),
@@ -41,11 +42,22 @@ struct GlobalOptions: ParsableArguments {
         try DurationParser.require(timeout.milliseconds, flag: "--timeout", in: 1...Self.maxTimeoutMs)
     }
 
-    /// `--server`, else `STOCKD_SERVER`, else the default, split into host and port.
+    /// `--server`, else `STOCKD_SERVER`, else the default: its first address split into host and port.
     func endpoint() throws -> (host: String, port: Int) {
+        try endpoints()[0]
+    }
+
+    /// Every address of `--server` (comma-separated: the nodes of a cluster), each checked.
+    func endpoints() throws -> [(host: String, port: Int)] {
         let env = ProcessInfo.processInfo.environment["STOCKD_SERVER"].flatMap { $0.isEmpty ? nil : $0 }
-        let text = server ?? env ?? Self.defaultServer
+        let all = server ?? env ?? Self.defaultServer
         let source = server != nil ? "--server" : (env != nil ? "STOCKD_SERVER" : "default")
+        return try all.split(separator: ",", omittingEmptySubsequences: false).map { part in
+            try Self.endpoint(String(part), source: source)
+        }
+    }
+
+    static func endpoint(_ text: String, source: String) throws -> (host: String, port: Int) {
         let host: Substring
         var port = 7878
         if let colon = text.lastIndex(of: ":") {
@@ -81,10 +93,17 @@ struct GlobalOptions: ParsableArguments {
     }
 
     func makeClient() throws -> StockClient {
-        let (host, port) = try endpoint()
+        let all = try endpoints()
         let cred = try credentialValue()
-        return StockClient(host: host, port: port, connections: 1, credential: cred,
-                           timeout: .milliseconds(Int64(timeout.milliseconds)), clientName: "stockctl")
+        guard all.count > 1 else {
+            return StockClient(host: all[0].host, port: all[0].port, connections: 1, credential: cred,
+                               timeout: .milliseconds(Int64(timeout.milliseconds)), clientName: "stockctl")
+        }
+        let t = Duration.milliseconds(Int64(max(1, timeout.milliseconds)))
+        var c = try StockClient.Configuration(host: all[0].host, port: all[0].port, credential: cred, clientName: "stockctl",
+                                              callTimeout: t, connectTimeout: t)
+        c.otherEndpoints = all.dropFirst().map { $0.host.contains(":") ? "[\($0.host)]:\($0.port)" : "\($0.host):\($0.port)" }
+        return try StockClient(configuration: c)
     }
 }
 

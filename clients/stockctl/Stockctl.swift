@@ -35,7 +35,7 @@ struct Stockctl: AsyncParsableCommand {
         subcommands: [
             PingCommand.self, ReserveCommand.self, BundleCommand.self, ConfirmCommand.self,
             ReleaseCommand.self, ExtendCommand.self, StockCommand.self, StatsCommand.self, WatchCommand.self,
-            EventsCommand.self, ReportCommand.self,
+            EventsCommand.self, ReportCommand.self, ClusterCommand.self,
         ] + OperationsCommands.all)
 
     /// Errors are one line on stderr (`stockctl: ...`), or with --json one JSON document on stderr,

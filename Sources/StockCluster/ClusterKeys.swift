@@ -1,0 +1,69 @@
+import Foundation
+
+/// Where a cluster keeps its state in etcd (docs/replication.md §5): every
+/// key under `/stockd/<cluster>/`.
+public struct ClusterKeys: Sendable, Equatable {
+    public let cluster: String
+
+    public init(cluster: String) {
+        precondition(!cluster.isEmpty && !cluster.contains("/"), "a cluster name is one path segment")
+        self.cluster = cluster
+    }
+
+    var prefix: String { "/stockd/\(cluster)/" }
+    /// The primary's key, attached to its lease; its create_revision is the epoch.
+    public var leader: String { prefix + "leader" }
+    /// The in-sync set, written only by the primary, guarded by its epoch.
+    public var isr: String { prefix + "isr" }
+    /// A node's advertised address and durable end, attached to its lease.
+    public func member(_ node: String) -> String { prefix + "members/" + node }
+}
+
+/// The leader key's value.
+public struct LeaderRecord: Codable, Sendable, Equatable {
+    public var node: String
+    /// The `host:port` clients and standbys reach the primary at.
+    public var address: String
+
+    public init(node: String, address: String) {
+        self.node = node
+        self.address = address
+    }
+}
+
+/// The ISR key's value: the standbys any of which may be promoted, and the
+/// epoch of the primary that wrote it.
+public struct ISRRecord: Codable, Sendable, Equatable {
+    public var epoch: Int64
+    public var members: [String]
+
+    public init(epoch: Int64, members: [String]) {
+        self.epoch = epoch
+        self.members = members
+    }
+}
+
+/// A member key's value.
+public struct MemberRecord: Codable, Sendable, Equatable {
+    public var address: String
+    /// The last seq durable on that node when it wrote this.
+    public var durable: UInt64
+
+    public init(address: String, durable: UInt64) {
+        self.address = address
+        self.durable = durable
+    }
+}
+
+/// JSON in and out of etcd values (sorted keys: equal records, equal bytes).
+public enum ClusterJSON {
+    public static func encode<T: Encodable>(_ value: T) -> [UInt8] {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        return Array((try? e.encode(value)) ?? Data())
+    }
+
+    public static func decode<T: Decodable>(_ type: T.Type, _ bytes: [UInt8]) -> T? {
+        try? JSONDecoder().decode(type, from: Data(bytes))
+    }
+}
