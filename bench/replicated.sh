@@ -80,7 +80,7 @@ class Node:
                              "--log-level", "warning"], f"{self.d}/{self.id}.log")
         wait_for(f"stockd {self.id}", 10, lambda: ctl(self.port, "cluster", "status"))
         self.agent = start([f"{B}/stock-agent", "--etcd", self.etcd.endpoint, "--cluster", "bench", "--node-id", self.id,
-                            "--stockd", f"127.0.0.1:{self.port}", "--lease-ttl", str(TTL), "--poll", "50ms"],
+                            "--stockd", f"127.0.0.1:{self.port}", "--lease-ttl", str(TTL)],
                            f"{self.d}/agent-{self.id}.log")
 
     def kill(self):

@@ -9,11 +9,14 @@
 // applied in seq order.
 //
 // Two watermarks:
-//   - `received`: every record up to it is appended and applied (the shadow
-//     state's lastSeq);
+//   - `received`: every record up to it is appended (and, after
+//     `applyDeferred`, applied: the shadow state's lastSeq);
 //   - `durable`: every record up to it is appended and fdatasynced — what
 //     REPL_ACK may report.
-// Records above `received` wait in the Replayer behind the first missing seq.
+// Records above `received` wait behind the first missing seq. Applying is
+// deferred (`applyDeferred`, which `state` and `close` call too): the receiver
+// appends, syncs and acks, and applies only then, so a commit on the primary
+// never waits for the shadow state.
 //
 // # Records beyond a gap
 //
@@ -99,15 +102,24 @@ public final class ReplicaLog {
     /// Highest seq such that every record up to it is written and fdatasynced.
     public private(set) var durable: UInt64
     /// Highest seq such that every record up to it is appended (synced or not).
-    public var received: UInt64 { replayer.state.lastSeq }
-    /// The shadow state: every record up to `received` applied, in seq order.
-    public var state: JournalState { replayer.state }
+    public private(set) var received: UInt64
+    /// The shadow state: every record up to `received` applied, in seq order (batches appended
+    /// since the last `applyDeferred` are applied first).
+    public var state: JournalState {
+        try? applyDeferred()  // a refusal is kept and thrown by the next append or sync
+        return replayer.state
+    }
     /// The epoch of the term the record at `received` belongs to (REPL_HELLO's `last_epoch`; 0: none).
-    public var lastEpoch: UInt64 { replayer.state.currentEpoch }
+    public var lastEpoch: UInt64 { state.currentEpoch }
     /// Records appended beyond a gap, waiting for it to be filled.
-    public var waiting: Int { replayer.droppedAfterGap }
+    public var waiting: Int { beyond.count }
     /// The first missing seq, when records beyond it wait.
-    public var gapAt: UInt64? { replayer.gapAt }
+    public var gapAt: UInt64? { beyond.isEmpty ? nil : received + 1 }
+    /// Seqs appended beyond the first missing one.
+    private var beyond = Set<UInt64>()
+    /// Batches appended but not yet offered to the shadow state (`applyDeferred`): the receiver
+    /// acks first and applies after, so applying is off the path every commit waits on.
+    private var deferred: [[SequencedRecord]] = []
     /// Most records that may wait behind a gap.
     public let maxPending: Int
 
@@ -127,12 +139,13 @@ public final class ReplicaLog {
         writer = try JournalWriter(directory: directory, segmentBytes: segmentBytes)
         replayer = Replayer(state: state, fateLimit: fateLimit)
         durable = state.lastSeq
+        received = state.lastSeq
         self.maxPending = maxPending
     }
 
     /// Takes one batch: exactly `count` records filling `records`, in any seq
-    /// order. Checks them all, appends them (one write), then applies them to
-    /// the shadow state, holding those beyond a gap (top of this file).
+    /// order. Checks them all, appends them (one write), and keeps them for
+    /// the shadow state (`applyDeferred`), holding those beyond a gap (top of this file).
     public func append(records: UnsafeRawBufferPointer, count: Int) throws(ReplicaError) {
         precondition(!closed, "no appends after close: the directory may have another writer now")
         precondition(count >= 0, "a record count is never negative (REPL_ROUND's is a u16)")
@@ -141,8 +154,26 @@ public final class ReplicaLog {
         try checkNew(batch)
         guard !batch.isEmpty else { return }
         do throws(JournalError) { try writer.append(records) } catch { throw .journal(error) }
-        try offer(batch)
+        if beyond.isEmpty && Self.isRun(batch, after: received) {
+            received += UInt64(batch.count)  // the usual case: the primary sends in seq order
+        } else {
+            for r in batch { beyond.insert(r.seq) }
+            while beyond.remove(received + 1) != nil { received += 1 }
+        }
+        deferred.append(batch)
         assert(durable <= received, "nothing is durable that was not received")
+    }
+
+    /// Offers the batches appended since the last call to the shadow state, in arrival order.
+    /// A record it refuses stops the log (`doesNotApply`, top of this file); with the apply after
+    /// the ack, that record may have been acknowledged as held — it is, on disk — but this node's
+    /// state cannot follow it, so it must never be promoted (the promotion fails on it).
+    public func applyDeferred() throws(ReplicaError) {
+        if let refusal { throw refusal }
+        let batches = deferred
+        deferred.removeAll(keepingCapacity: true)
+        for batch in batches { try offer(batch) }
+        assert(replayer.state.lastSeq == received, "the shadow state holds exactly the gap-free records")
     }
 
     /// fdatasyncs what was appended; then `durable` is what `received` was
@@ -160,6 +191,7 @@ public final class ReplicaLog {
     /// Syncs and closes the writer (promotion, or shutdown); the log takes nothing afterwards.
     public func close() throws(ReplicaError) {
         precondition(!closed, "closed once")
+        try applyDeferred()
         let through = received
         do throws(JournalError) { try writer.close() } catch { throw .journal(error) }
         durable = through
@@ -174,20 +206,21 @@ public final class ReplicaLog {
         var at = 0
         while out.count < count {
             let rest = UnsafeRawBufferPointer(rebasing: bytes[at...])
-            let place = "record \(out.count + 1) of \(count) at byte \(at)"
+            // Built only for an error: an interpolated string per record was the receiver's largest cost.
+            func place() -> String { "record \(out.count + 1) of \(count) at byte \(at)" }
             switch RecordCodec.frame(rest) {
             case .needMore:
-                throw .malformed(rest.isEmpty ? "\(out.count) records, not \(count)" : "\(place) is cut short")
+                throw .malformed(rest.isEmpty ? "\(out.count) records, not \(count)" : "\(place()) is cut short")
             case .corrupt(let why):
-                throw .malformed("\(place): \(why)")
+                throw .malformed("\(place()): \(why)")
             case .frame(let n):
                 let r: SequencedRecord
                 do throws(RecordCorruption) {
                     r = try RecordCodec.decodeFramed(UnsafeRawBufferPointer(rebasing: rest[0..<n]))
                 } catch {
-                    throw .malformed("\(place): \(error)")
+                    throw .malformed("\(place()): \(error)")
                 }
-                guard r.seq >= 1 else { throw .malformed("\(place): seq 0") }
+                guard r.seq >= 1 else { throw .malformed("\(place()): seq 0") }
                 out.append(r)
                 at += n
             }
@@ -198,9 +231,11 @@ public final class ReplicaLog {
 
     /// Every seq new, and the records waiting behind a gap afterwards within `maxPending`.
     private func checkNew(_ batch: [SequencedRecord]) throws(ReplicaError) {
+        // Consecutive seqs right after `received`, nothing waiting: all new, none left waiting.
+        if beyond.isEmpty && Self.isRun(batch, after: received) { return }
         var seqs = Set<UInt64>(minimumCapacity: batch.count)
         for r in batch {
-            guard r.seq > received, !replayer.isPending(r.seq), seqs.insert(r.seq).inserted else {
+            guard r.seq > received, !beyond.contains(r.seq), seqs.insert(r.seq).inserted else {
                 throw .duplicate(seq: r.seq)
             }
         }
@@ -208,22 +243,33 @@ public final class ReplicaLog {
         guard waiting <= maxPending else { throw .tooFarAhead(waiting: waiting, limit: maxPending) }
     }
 
+    /// Whether `batch` holds exactly the seqs `after + 1`, `after + 2`, ... in that order.
+    static func isRun(_ batch: [SequencedRecord], after: UInt64) -> Bool {
+        var next = after + 1
+        for r in batch {
+            guard r.seq == next else { return false }
+            next += 1
+        }
+        return true
+    }
+
     /// Records that would wait behind a gap once `seqs` (all new) are offered:
     /// those waiting now and the new ones, less the run from `received + 1`
     /// that they complete.
     private func waitingAfter(_ seqs: Set<UInt64>) -> Int {
         var next = received + 1
-        while seqs.contains(next) || replayer.isPending(next) { next += 1 }
-        let after = replayer.droppedAfterGap + seqs.count - Int(next - received - 1)
+        while seqs.contains(next) || beyond.contains(next) { next += 1 }
+        let after = beyond.count + seqs.count - Int(next - received - 1)
         assert(after >= 0, "a completed run holds only records offered")
         return after
     }
 
     /// Offers the appended batch to the shadow state, in arrival order.
     private func offer(_ batch: [SequencedRecord]) throws(ReplicaError) {
+        let path = writer.currentSegment?.path ?? writer.directory  // for error messages only
         for r in batch {
             do throws(JournalError) {
-                try replayer.offer(r, path: writer.currentSegment?.path ?? writer.directory, offset: 0)
+                try replayer.offer(r, path: path, offset: 0)
             } catch {
                 guard case let .replay(seq, reason) = error else {
                     preconditionFailure("seqs were checked new before the append, yet: \(error)")

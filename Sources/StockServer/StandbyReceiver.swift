@@ -34,7 +34,10 @@ final class StandbyReceiver: @unchecked Sendable {
     let streamEpoch = ManagedAtomic<UInt64>(0)
     /// The journal failed to write: the receiver stopped for good.
     let failed = ManagedAtomic<Bool>(false)
+    /// Bytes read and not yet parsed: `input[inputStart...]` (consumed frames are dropped when it empties
+    /// or before the next read, never one frame at a time: that moved the rest of the buffer per frame).
     private var input: [UInt8] = []
+    private var inputStart = 0
     private let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 << 10, alignment: 16)
     /// Frames from the primary at most (rounds are far smaller; StandbyLink.roundPayloadBytes).
     static let maxFrame = 1 << 20
@@ -118,6 +121,8 @@ final class StandbyReceiver: @unchecked Sendable {
     }
 
     private func session() -> Outcome {
+        input.removeAll(keepingCapacity: true)  // nothing of an earlier connection carries over
+        inputStart = 0
         do {
             let fd = try ReplicationSocket.connect(to: primary, timeoutMs: config.replTimeoutMs)
             setSocket(fd)
@@ -210,6 +215,7 @@ final class StandbyReceiver: @unchecked Sendable {
             precondition(synced >= lastAcked, "the durable end went back")
             lastAcked = synced
             try ack(fd, epoch: epoch, durable: synced)
+            try log.applyDeferred()  // after the ack: the primary's commits do not wait for it
         }
     }
 
@@ -243,15 +249,19 @@ final class StandbyReceiver: @unchecked Sendable {
 
     /// The next whole frame in `input` through `body`, or nil if none is whole yet.
     private func nextFrame<R>(_ body: (FrameHeader, UnsafeRawBufferPointer) throws -> R) throws -> R? {
-        let parsed = input.withUnsafeBytes { FrameParser.parse($0, maxFrame: Self.maxFrame) }
+        let parsed = input.withUnsafeBytes { FrameParser.parse(UnsafeRawBufferPointer(rebasing: $0[inputStart...]), maxFrame: Self.maxFrame) }
         switch parsed {
         case .needMore: return nil
         case .lengthTooSmall, .tooLarge: throw ReplicationSocket.Failure("a broken frame from the primary")
         case .frame(let header, let range):
             let result = try input.withUnsafeBytes { b in
-                try body(header, UnsafeRawBufferPointer(rebasing: b[range]))
+                try body(header, UnsafeRawBufferPointer(rebasing: b[(inputStart + range.lowerBound)..<(inputStart + range.upperBound)]))
             }
-            input.removeFirst(range.upperBound)
+            inputStart += range.upperBound
+            if inputStart == input.count {
+                input.removeAll(keepingCapacity: true)
+                inputStart = 0
+            }
             return result
         }
     }
@@ -259,6 +269,10 @@ final class StandbyReceiver: @unchecked Sendable {
     /// Reads what the socket has (waiting at most `timeoutMs` for the first byte).
     private func receive(_ fd: Int32, timeoutMs: UInt64) throws {
         let n = try ReplicationSocket.receive(fd, into: readBuffer, timeoutMs: timeoutMs)
+        if inputStart > 0 {
+            input.removeFirst(inputStart)
+            inputStart = 0
+        }
         input.append(contentsOf: UnsafeRawBufferPointer(rebasing: readBuffer[0..<n]))
     }
 

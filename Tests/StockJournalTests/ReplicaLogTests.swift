@@ -289,9 +289,10 @@ struct ReplicaLogTests {
     // MARK: - records that do not apply
 
     /// A record of another history — a confirm of a token this state never
-    /// had — is refused by the shadow state, which stays as it was; the log
-    /// takes nothing more. Recovery stops at the refused record (it is on
-    /// disk, above `received`) until the journal is cut back to `received`.
+    /// had — is refused by the shadow state when it is applied (after the
+    /// ack: `applyDeferred`), which stays as it was; the log takes nothing
+    /// more. The record is on disk and counted received (the ack went first),
+    /// so recovery stops at it until the journal is cut back before it.
     @Test func doesNotApplyLeavesTheStateAsItWas() throws {
         let dir = TempDirectory("replica-noapply")
         defer { dir.remove() }
@@ -301,24 +302,24 @@ struct ReplicaLogTests {
         let stranger = SequencedRecord(seq: 11, timeMs: records[10].timeMs,
                                        record: .confirmed(token: Token(slot: 999_999, generation: 1, secret: 42),
                                                           sku: sku, quantity: 1, returned: 0, orderReference: .empty))
-        let got = replicaError { () throws(ReplicaError) in try log.append([stranger]) }
+        try log.append([stranger])
+        let got = replicaError { () throws(ReplicaError) in try log.applyDeferred() }
         guard case let .doesNotApply(seq, reason) = got else {
             Issue.record("expected doesNotApply, got \(String(describing: got))")
             return
         }
         #expect(seq == 11 && reason.contains("unknown token"), "\(reason)")
-        #expect(log.state == before && log.received == 10 && log.lastEpoch == before.currentEpoch)
+        #expect(log.state == before && log.received == 11 && log.lastEpoch == before.currentEpoch)
         #expect(replicaError { () throws(ReplicaError) in try log.append([records[10]]) } == got,
                 "the log takes nothing after a refusal")
-        #expect(try log.sync() == 10)
-        try log.close()
+        #expect(replicaError { () throws(ReplicaError) in try log.close() } == got, "nor closes as if sound")
 
         let stopped = journalError { _ = try Self.recover(dir) }
         guard case .replay(11, _) = stopped else {
             Issue.record("expected recovery to stop at seq 11, got \(String(describing: stopped))")
             return
         }
-        _ = try Truncation.run(dataDirectory: dir.path, keepingThrough: log.received)
+        _ = try Truncation.run(dataDirectory: dir.path, keepingThrough: 10)
         #expect(try Self.recover(dir).state == before)
     }
 
@@ -332,11 +333,12 @@ struct ReplicaLogTests {
                                   record: .stockAdjusted(sku: SKU("NO-SUCH-SKU")!, delta: 1, reason: 0))
         try log.append([bad, records[12]])  // 12 (bad), 13 wait
         #expect(log.waiting == 2)
-        let got = replicaError { () throws(ReplicaError) in try log.append([records[10]]) }
+        try log.append([records[10]])
+        #expect(log.waiting == 0 && log.received == 13, "written gap-free through 13")
+        let got = replicaError { () throws(ReplicaError) in try log.applyDeferred() }
         #expect(got == .doesNotApply(seq: 12, reason: "unknown SKU NO-SUCH-SKU"))
         let eleven = try replay(records[0..<11])
-        #expect(log.received == 11 && log.state == eleven)
-        #expect(try log.sync() == 11)
+        #expect(log.state == eleven)
     }
 
     /// Mid-batch: the records before the refused one apply, none after it.
@@ -346,13 +348,14 @@ struct ReplicaLogTests {
         let (records, log) = try Self.replicaWithTen(dir)
         let bad = SequencedRecord(seq: 12, timeMs: 0, record: .extended(token: Token(slot: 1, generation: 9, secret: 9),
                                                                         deadlineWallMs: 1))
-        let got = replicaError { () throws(ReplicaError) in try log.append([records[10], bad, records[12]]) }
+        try log.append([records[10], bad, records[12]])
+        let got = replicaError { () throws(ReplicaError) in try log.applyDeferred() }
         guard case .doesNotApply(12, _) = got else {
             Issue.record("expected doesNotApply at 12, got \(String(describing: got))")
             return
         }
         let eleven = try replay(records[0..<11])
-        #expect(log.received == 11 && log.state == eleven)
+        #expect(log.received == 13 && log.state == eleven)
     }
 
     /// A term start that is not after the current epoch is another history's:
@@ -365,9 +368,8 @@ struct ReplicaLogTests {
         try log.append([SequencedRecord(seq: 11, timeMs: 0, record: .termStarted(epoch: 7_000, node: node))])
         #expect(log.lastEpoch == 7_000 && log.received == 11)
         let before = log.state
-        let got = replicaError { () throws(ReplicaError) in
-            try log.append([SequencedRecord(seq: 12, timeMs: 0, record: .termStarted(epoch: 6_999, node: node))])
-        }
+        try log.append([SequencedRecord(seq: 12, timeMs: 0, record: .termStarted(epoch: 6_999, node: node))])
+        let got = replicaError { () throws(ReplicaError) in try log.applyDeferred() }
         #expect(got == .doesNotApply(seq: 12, reason: "term start of epoch 6999 not after epoch 7000"))
         #expect(log.lastEpoch == 7_000 && log.state == before)
         #expect(got?.description
