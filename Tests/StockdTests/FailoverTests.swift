@@ -15,11 +15,13 @@ import TestSupport
         let process = Process()
         let log: String
 
-        init(node: String, stockdPort: Int, etcd: String, dir: TempDirectory, leaseTTL: Int = 2) throws {
+        init(node: String, stockdPort: Int, etcd: String, dir: TempDirectory, leaseTTL: Int = 2,
+             advertise: String? = nil) throws {
             let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
             process.executableURL = URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("stock-agent")
             process.arguments = ["--etcd", etcd, "--cluster", "show", "--node-id", node, "--stockd", "127.0.0.1:\(stockdPort)",
                                  "--lease-ttl", "\(leaseTTL)", "--poll", "50ms", "--repl-timeout", "1s"]
+                + (advertise.map { ["--advertise", $0] } ?? [])
             log = dir.path("agent-\(node)-\(stockdPort).log")
             _ = FileManager.default.createFile(atPath: log, contents: nil)
             process.standardError = FileHandle(forWritingAtPath: log)
@@ -44,11 +46,14 @@ import TestSupport
         let stockd: StockdProcess
         let agent: AgentProcess
 
-        init(_ id: String, dir: TempDirectory, etcd: String, catalog: String) throws {
+        /// `relay`: a relay in front of this node's port that others reach it through (its advertised address).
+        init(_ id: String, dir: TempDirectory, etcd: String, catalog: String, relay: TCPRelay? = nil) throws {
             self.id = id
             stockd = try StockdProcess(["--cluster", "show", "--node-id", id, "--data-dir", dir.path(id), "--workers", "2",
                                         "--repl-timeout", "1s"], catalog: catalog)
-            agent = try AgentProcess(node: id, stockdPort: stockd.port, etcd: etcd, dir: dir)
+            relay?.target = stockd.port
+            agent = try AgentProcess(node: id, stockdPort: stockd.port, etcd: etcd, dir: dir,
+                                     advertise: relay.map { "127.0.0.1:\($0.port)" })
         }
 
         func kill() {
@@ -273,5 +278,158 @@ import TestSupport
         let info = try await client.stock("JACKET")
         #expect(info.confirmed == 400 && info.reserved == 0, "\(info)")
         await client.shutdown()
+    }
+
+    /// A standby cut off by a stalled link (a TCP relay that stops forwarding its connections) leaves
+    /// the ISR — in etcd first — while changes go on acknowledged with the other standby; when the
+    /// primary then dies, the in-sync standby is promoted, never the lagging one.
+    @Test func aLaggingStandbyLeavesTheISRAndIsNeverPromoted() throws {
+        let dir = try TempDirectory(prefix: "failover-lag")
+        defer { dir.remove() }
+        let etcdServer = try EtcdProcess()
+        let etcd = try EtcdClient(endpoints: [etcdServer.endpoint], timeoutMs: 2000)
+        let relay = try TCPRelay(marker: "charlie")
+        let alpha = try Node("alpha", dir: dir, etcd: etcdServer.endpoint, catalog: Self.catalog, relay: relay)
+        try ReplicationTests.eventually(10, "alpha primary: \(alpha.diagnostics)") { (try? alpha.status())?.role == .primary }
+        let others = try ["bravo", "charlie"].map { try Node($0, dir: dir, etcd: etcdServer.endpoint, catalog: Self.catalog) }
+        let nodes = [alpha] + others
+        #expect(try Self.settledPrimary(nodes, etcd: etcd).id == "alpha")
+        let c = try alpha.stockd.connect()
+        var tokens: [Token] = []
+        for _ in 0..<50 { tokens.append(try c.reserveOK("JACKET", 1, ttlMs: 600_000).token) }
+
+        relay.stallMarked = true
+        // Changes go on: the first waits for charlie until the primary's agent takes it out of the ISR
+        // (it lags once there is something to lag behind), then they are acknowledged with bravo alone.
+        let isrKey = ClusterKeys(cluster: "show").isr
+        try ReplicationTests.eventually(15, "charlie out of the ISR (relay: \(relay.counts)): \(alpha.agent.text)") {
+            tokens.append(try c.reserveOK("JACKET", 1, ttlMs: 600_000).token)
+            guard let kv = try etcd.get(isrKey).kv, let isr = ClusterJSON.decode(ISRRecord.self, kv.value) else { return false }
+            return isr.members == ["bravo"]
+        }
+        #expect(try alpha.status().standbys.first { $0.node.string == "charlie" }?.inWaitSet != true,
+                "out of the wait set after etcd")
+        for _ in 0..<50 { tokens.append(try c.reserveOK("JACKET", 1, ttlMs: 600_000).token) }  // on alpha + bravo
+
+        alpha.kill()
+        let charlie = others[1], bravo = others[0]
+        try ReplicationTests.eventually(15, "bravo promoted: \(bravo.diagnostics)") {
+            (try? bravo.status())?.role == .primary && (try? bravo.stockd.connect().reserve("HAT", 1))?.status == .ok
+        }
+        #expect(try charlie.status().role == .standby, "the lagging standby is never promoted")
+        let p = try bravo.stockd.connect()
+        for t in tokens { #expect(try p.confirm(t).status == .ok, "acknowledged with bravo in sync: on bravo") }
+        relay.stop()
+    }
+}
+
+/// A TCP relay on loopback in front of a stockd: forwards both ways; connections whose first
+/// client bytes contain `marker` (a standby's node id, in its HELLO and REPL_HELLO) stop being
+/// forwarded while `stallMarked` is set — a link that stalls without closing.
+final class TCPRelay: @unchecked Sendable {
+    let port: Int
+    private let listener: Int32
+    private let lock = NSLock()
+    private var targetPort = 0
+    private var stall = false
+    private var stopped = false
+    private let marker: [UInt8]
+
+    var target: Int {
+        get { lock.lock(); defer { lock.unlock() }; return targetPort }
+        set { lock.lock(); targetPort = newValue; lock.unlock() }
+    }
+    var stallMarked: Bool {
+        get { lock.lock(); defer { lock.unlock() }; return stall }
+        set { lock.lock(); stall = newValue; lock.unlock() }
+    }
+    var isStopped: Bool { lock.lock(); defer { lock.unlock() }; return stopped }
+    private var accepted = 0
+    private var markedCount = 0
+    /// Connections relayed, and how many of them carried the marker.
+    var counts: String { lock.lock(); defer { lock.unlock() }; return "\(accepted) connections, \(markedCount) marked" }
+
+    init(marker: String) throws {
+        self.marker = Array(marker.utf8)
+        let (fd, p) = try loopbackSocket(listening: 64)
+        listener = fd
+        port = p
+        Thread { [self] in acceptLoop() }.start()
+    }
+
+    func stop() {
+        lock.lock(); stopped = true; lock.unlock()
+        shutdown(listener, Int32(SHUT_RDWR))
+    }
+
+    private func acceptLoop() {
+        while !isStopped {
+            let client = accept(listener, nil, nil)
+            guard client >= 0 else { if isStopped { return } else { continue } }
+            guard let server = Self.connect(port: target) else {
+                close(client)
+                continue
+            }
+            lock.lock(); accepted += 1; lock.unlock()
+            let marked = Locked(false)
+            Thread { [self] in pump(client, server, inspect: marked) }.start()
+            Thread { [self] in pump(server, client, inspect: nil, marked: marked) }.start()
+        }
+    }
+
+    /// Copies `from` to `to` until either ends; the client side looks for the marker.
+    private func pump(_ from: Int32, _ to: Int32, inspect: Locked<Bool>?, marked: Locked<Bool>? = nil) {
+        var seen: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 64 << 10)
+        let flag = inspect ?? marked!
+        while !isStopped {
+            if stallMarked && flag.get() {
+                usleep(10_000)
+                continue
+            }
+            var p = pollfd(fd: from, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, 50) >= 0 else { break }
+            if p.revents == 0 { continue }
+            let n = buffer.withUnsafeMutableBytes { recv(from, $0.baseAddress, $0.count, 0) }
+            guard n > 0 else { break }
+            if let inspect, !inspect.get(), seen.count < 4096 {
+                seen += buffer[0..<n]
+                if Self.contains(seen, marker) {
+                    inspect.set(true)
+                    lock.lock(); markedCount += 1; lock.unlock()
+                }
+            }
+            var sent = 0
+            while sent < n {
+                let m = buffer.withUnsafeBytes { send(to, $0.baseAddress! + sent, n - sent, Int32(MSG_NOSIGNAL)) }
+                guard m > 0 else { break }
+                sent += m
+            }
+        }
+        shutdown(from, Int32(SHUT_RDWR))
+        shutdown(to, Int32(SHUT_RDWR))
+    }
+
+    static func connect(port: Int) -> Int32? {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_port = UInt16(port).bigEndian
+        a.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &a) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0 else {
+            close(fd)
+            return nil
+        }
+        return fd
+    }
+
+    static func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
+        guard needle.count <= haystack.count else { return false }
+        for i in 0...(haystack.count - needle.count) where haystack[i..<(i + needle.count)].elementsEqual(needle) { return true }
+        return false
     }
 }
