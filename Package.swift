@@ -153,6 +153,10 @@ let package = Package(
             exclude: ["README.md"],
             swiftSettings: strict
         ),
+        // StockCluster: a node's coordination (docs/replication.md §6) — etcd over its v3 JSON gateway
+        // (a small blocking HTTP/1.1 client), the agent's decisions (campaign, ISR changes, fencing
+        // deadlines) as functions over a state and a clock. Foundation only; stockd never links it.
+        .target(name: "StockCluster", dependencies: ["StockProtocol"], swiftSettings: strict),
         // Benchmarks (bench/): print figures, never assert speed.
         .target(name: "CMallocCounter", path: "bench/CMallocCounter"),
         .executableTarget(
@@ -222,6 +226,12 @@ let package = Package(
             dependencies: [
                 "StockProtocol", "StockClient", "TestSupport", "stockd", "stockctl", "stock-hooks", "stockbench",
             ],
+            swiftSettings: strict
+        ),
+        // StockCluster's decisions with a fake clock, and its etcd client against a real etcd (started by the tests).
+        .testTarget(
+            name: "StockClusterTests",
+            dependencies: ["StockCluster", "StockProtocol", "TestSupport"],
             swiftSettings: strict
         ),
         // A StockServer in the test process: Connection and JournalPipeline over loopback TCP, no stockd binary.
