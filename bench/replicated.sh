@@ -99,15 +99,17 @@ def stats(port):
     r = ctl(port, "stats")
     return r or {}
 
-def throughput(port, depth):
+def throughput(port, depth, what=""):
     r = subprocess.run([f"{B}/stockbench", "throughput", "--server", f"127.0.0.1:{port}", "--connections", "16",
                         "--pipeline", str(depth), "--mix", "2:2:0:0", "--duration", DURATION, "--warmup", "1s", "--json"],
                        capture_output=True, text=True)
     if r.returncode != 0:
-        sys.exit(f"stockbench failed: {r.stderr[-2000:]}")
+        sys.exit(f"stockbench failed ({what}, depth {depth}): {r.stderr[-2000:]}\n{r.stdout[-3000:]}")
     j = json.loads(r.stdout)
     assert j["oversold"] == 0 and j["accounting_mismatches"] == 0, j
     return j
+
+names = ["single durable node", "primary + 1 standby", "primary + 2 standbys"]
 
 def run_config(kind, depth):
     d = tempfile.mkdtemp(dir=tmp)
@@ -119,14 +121,14 @@ def run_config(kind, depth):
             p = start([f"{B}/stockd", "--port", str(port), "--data-dir", f"{d}/single", "--workers", "1",
                        "--catalog", catalog, "--log-level", "warning"], f"{d}/single.log")
             wait_for("stockd", 10, lambda: ctl(port, "stats"))
-            j = throughput(port, depth)
+            j = throughput(port, depth, names[0])
             st = stats(port)
             kill(p)
         else:
             etcd = Etcd(d)
             nodes = [Node(d, n, etcd, catalog) for n in "abc"[:kind + 1]]
             primary = wait_for("a settled primary", 30, lambda: settled(nodes))
-            j = throughput(primary.port, depth)
+            j = throughput(primary.port, depth, names[kind])
             st = stats(primary.port)
             for n in nodes:
                 n.kill()
@@ -135,7 +137,6 @@ def run_config(kind, depth):
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
-names = ["single durable node", "primary + 1 standby", "primary + 2 standbys"]
 print(f"== 1. reserve+confirm, 16 connections, {DURATION} per run, A B C x {PAIRS} (medians)")
 for depth in (32, 1):
     runs = {k: [] for k in range(3)}

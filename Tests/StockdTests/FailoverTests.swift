@@ -219,7 +219,7 @@ import TestSupport
         let primary = try Self.settledPrimary(nodes, etcd: etcd)
         let c = try primary.stockd.connect()
         _ = try c.reserveOK("JACKET", 1)
-        etcdServer.pause()
+        try etcdServer.pause()
         let paused = monotonicSeconds()
         // Within the lease TTL (2 s) after its last renewal the primary stops: a change is refused then.
         var refusedAfter: Double?

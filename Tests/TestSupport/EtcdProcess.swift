@@ -83,11 +83,30 @@ public final class EtcdProcess {
     }
 
     /// SIGSTOP: etcd keeps its sockets (connections are accepted by the kernel) but answers nothing,
-    /// as a member that lost its quorum or a machine that froze.
-    public func pause() {
+    /// as a member that lost its quorum or a machine that froze. Returns once every thread is
+    /// stopped (the signal is delivered asynchronously: a busy thread could still answer one more
+    /// request), at most 2 s.
+    public func pause() throws {
         guard process.isRunning, !paused else { return }
         Glibc.kill(process.processIdentifier, SIGSTOP)
         paused = true
+        let deadline = monotonicSeconds() + 2
+        while !allThreadsStopped() {
+            guard monotonicSeconds() < deadline else { throw HarnessError("etcd did not stop within 2 s of SIGSTOP") }
+            sleepSeconds(0.005)
+        }
+    }
+
+    /// Every thread of the process in state T (stopped) per /proc/<pid>/task/<tid>/stat.
+    private func allThreadsStopped() -> Bool {
+        let tasks = "/proc/\(process.processIdentifier)/task"
+        guard let tids = try? FileManager.default.contentsOfDirectory(atPath: tasks), !tids.isEmpty else { return false }
+        return tids.allSatisfy { tid in
+            guard let stat = try? String(contentsOfFile: "\(tasks)/\(tid)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return false }
+            // "pid (comm) S …": the state follows the command name's closing parenthesis.
+            return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).first == "T"
+        }
     }
 
     /// SIGCONT after `pause()`.
