@@ -77,7 +77,7 @@ class Node:
     def start(self):
         self.stockd = start([f"{B}/stockd", "--cluster", "bench", "--node-id", self.id, "--port", str(self.port),
                              "--data-dir", f"{self.d}/{self.id}", "--workers", "1", "--catalog", self.catalog,
-                             "--log-level", "warning"], f"{self.d}/{self.id}.log")
+                             "--log-level", "notice"], f"{self.d}/{self.id}.log")
         wait_for(f"stockd {self.id}", 10, lambda: ctl(self.port, "cluster", "status"))
         self.agent = start([f"{B}/stock-agent", "--etcd", self.etcd.endpoint, "--cluster", "bench", "--node-id", self.id,
                             "--stockd", f"127.0.0.1:{self.port}", "--lease-ttl", str(TTL)],
@@ -99,12 +99,21 @@ def stats(port):
     r = ctl(port, "stats")
     return r or {}
 
-def throughput(port, depth, what=""):
+def logs(d):
+    out = []
+    for name in sorted(os.listdir(d)):
+        if name.endswith(".log") and not name.startswith("etcd"):
+            lines = open(os.path.join(d, name), errors="replace").read().splitlines()
+            out.append(f"--- {name}: " + " | ".join(lines[-12:]))
+    return "\n".join(out)
+
+def throughput(port, depth, what="", d=None):
     r = subprocess.run([f"{B}/stockbench", "throughput", "--server", f"127.0.0.1:{port}", "--connections", "16",
                         "--pipeline", str(depth), "--mix", "2:2:0:0", "--duration", DURATION, "--warmup", "1s", "--json"],
                        capture_output=True, text=True)
     if r.returncode != 0:
-        sys.exit(f"stockbench failed ({what}, depth {depth}): {r.stderr[-2000:]}\n{r.stdout[-3000:]}")
+        sys.exit(f"stockbench failed ({what}, depth {depth}): {r.stderr[-2000:]}\n{r.stdout[-3000:]}\n"
+                 + (logs(d) if d else ""))
     j = json.loads(r.stdout)
     assert j["oversold"] == 0 and j["accounting_mismatches"] == 0, j
     return j
@@ -121,14 +130,14 @@ def run_config(kind, depth):
             p = start([f"{B}/stockd", "--port", str(port), "--data-dir", f"{d}/single", "--workers", "1",
                        "--catalog", catalog, "--log-level", "warning"], f"{d}/single.log")
             wait_for("stockd", 10, lambda: ctl(port, "stats"))
-            j = throughput(port, depth, names[0])
+            j = throughput(port, depth, names[0], d)
             st = stats(port)
             kill(p)
         else:
             etcd = Etcd(d)
             nodes = [Node(d, n, etcd, catalog) for n in "abc"[:kind + 1]]
             primary = wait_for("a settled primary", 30, lambda: settled(nodes))
-            j = throughput(primary.port, depth, names[kind])
+            j = throughput(primary.port, depth, names[kind], d)
             st = stats(primary.port)
             for n in nodes:
                 n.kill()
