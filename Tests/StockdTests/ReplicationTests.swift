@@ -26,6 +26,27 @@ import TestSupport
         return reply
     }
 
+    /// `threads` clients reserving one JACKET at a time on `port` until `upTo` each, or until the
+    /// server is gone: the tokens whose RESERVE was answered OK, and the group to wait for.
+    static func reserveLoad(port: Int, threads: Int, upTo: Int) -> (Locked<[Token]>, DispatchGroup) {
+        let acknowledged = Locked<[Token]>([])
+        let group = DispatchGroup()
+        for _ in 0..<threads {
+            group.enter()
+            Thread {
+                defer { group.leave() }
+                guard let c = try? RawClient(port: port) else { return }
+                var mine: [Token] = []
+                while mine.count < upTo {
+                    guard let r = try? c.reserve("JACKET", 1, ttlMs: 600_000), let res = r.reservation else { break }
+                    mine.append(res.token)
+                }
+                acknowledged.update { $0 += mine }
+            }.start()
+        }
+        return (acknowledged, group)
+    }
+
     /// What the journal carries of a SKU (not `reservations`, a count since the process started).
     static func counts(_ i: StockInfo) -> [UInt64] {
         [i.onHand, i.available, i.reserved, i.confirmed, UInt64(i.lowStockThreshold), UInt64(i.perCustomerLimit), i.backup]
@@ -127,22 +148,7 @@ import TestSupport
         let b = try Self.node("b", dataDir: dir.path("b"), extra: ["--min-insync", "0"])
         _ = try Self.role(a.connect(), RoleChange(role: .primary, epoch: 3))
         try Self.follow(b, a, epoch: 3, id: "b")
-        let acknowledged = Locked<[Token]>([])
-        let port = a.port
-        let group = DispatchGroup()
-        for _ in 0..<4 {
-            group.enter()
-            Thread {
-                defer { group.leave() }
-                guard let c = try? RawClient(port: port) else { return }
-                var mine: [Token] = []
-                while mine.count < 50_000 {
-                    guard let r = try? c.reserve("JACKET", 1, ttlMs: 600_000), let res = r.reservation else { break }
-                    mine.append(res.token)
-                }
-                acknowledged.update { $0 += mine }
-            }.start()
-        }
+        let (acknowledged, group) = Self.reserveLoad(port: a.port, threads: 4, upTo: 50_000)
         let t0 = monotonicSeconds()
         sleepSeconds(0.5)
         a.kill()

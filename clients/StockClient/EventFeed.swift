@@ -78,9 +78,25 @@ extension StockClient {
         guard credit >= 1, credit <= Int(Limits.maxFeedCredit) else { throw .invalidArgument }
         guard let prefix = ShortBytes(filter.skuPrefix), prefix.withUnsafeBytes({ ShortBytes.isValidText($0) }) else { throw .invalidArgument }
         let subscribe = Subscribe(from: position.wire, credit: UInt32(credit), kinds: filter.mask, skuPrefix: prefix)
-        let session = try await FeedSession.open(client: self, subscribe: subscribe)
+        let session = try await openFollowingPrimary(subscribe)
         return EventFeed(client: self, session: session, subscribe: subscribe, includeProgress: filter.includeProgress,
                          resume: resume, onInterruption: onInterruption)
+    }
+
+    /// SUBSCRIBE where the primary is: a standby's NOT_PRIMARY moves the route (FeedSession), a node
+    /// that cannot be reached the next configured one; each endpoint is tried at most twice.
+    private func openFollowingPrimary(_ subscribe: Subscribe) async throws(StockError) -> FeedSession {
+        var tries = 0
+        while true {
+            tries += 1
+            do { return try await FeedSession.open(client: self, subscribe: subscribe) } catch {
+                let endpoints = route.with { $0.endpoints.count }
+                guard tries < 2 * endpoints + 1 else { throw error }
+                if error == .rejected(.notPrimary) { continue }
+                guard case .unreachable = error, endpoints > 1 else { throw error }
+                route.with { $0.rotate() }
+            }
+        }
     }
 }
 
@@ -189,9 +205,13 @@ public final class EventFeed: AsyncSequence, @unchecked Sendable {
                 return stillOpen
             } catch {
                 if error == .closed && client.isShutDown { return false }
+                // A replicated cluster: a standby named the primary (the Route moved), or this node is gone
+                // (the next configured one). Offsets are the same on every node: resume there.
+                if error == .rejected(.notPrimary) { continue }
                 guard error == .connectionLost || error == .rejected(.shuttingDown) || isUnreachable(error) else {
                     throw error
                 }
+                if case .unreachable = error { client.route.with { $0.rotate() } }
             }
         }
     }

@@ -51,10 +51,12 @@ final class FeedSession: IOResource, @unchecked Sendable {
         let connectBy = min(deadline, now &+ client.configuration.connectTimeout.clampedNanoseconds)
         let hello = Hello(clientName: client.clientName, credential: client.credential)
         let opened = OnceResult<FeedStart>()
-        let (host, port) = (client.host, client.port)
+        // The node calls go to now: after a failover, the primary a NOT_PRIMARY named (Route).
+        let target = client.route.with { $0.current }
+        let route = client.route
         guard s.thread.start({
-            s.run(host: host, port: port, hello: hello, subscribe: subscribe, connectBy: connectBy,
-                  deadlineNs: deadline, opened: opened)
+            s.run(host: target.host, port: target.port, route: route, hello: hello, subscribe: subscribe,
+                  connectBy: connectBy, deadlineNs: deadline, opened: opened)
         }) else {
             client.feedSessions.remove(s)
             wakeup.close()
@@ -152,8 +154,8 @@ final class FeedSession: IOResource, @unchecked Sendable {
 
     // MARK: the I/O thread
 
-    private func run(host: String, port: Int, hello: Hello, subscribe: Subscribe, connectBy: UInt64,
-                     deadlineNs: UInt64, opened: OnceResult<FeedStart>) {
+    private func run(host: String, port: Int, route: Locked<Route>, hello: Hello, subscribe: Subscribe,
+                     connectBy: UInt64, deadlineNs: UInt64, opened: OnceResult<FeedStart>) {
         defer {
             lock.with { threadRunning = false }
             wakeup.close()
@@ -169,7 +171,7 @@ final class FeedSession: IOResource, @unchecked Sendable {
         defer { Glibc.close(fd) }
         var decoder = FrameDecoder(maxFrame: Limits.maxFrameCeiling)
         do throws(StockError) {
-            let start = try handshake(fd, hello, subscribe, &decoder, deadlineNs)
+            let start = try handshake(fd, hello, subscribe, &decoder, deadlineNs, route: route)
             guard opened.resume(.success(start)) else { return finish(.closed) }
             try readLoop(fd, &decoder)
         } catch {
@@ -180,7 +182,7 @@ final class FeedSession: IOResource, @unchecked Sendable {
 
     /// HELLO (request id 1) and SUBSCRIBE (2), pipelined; both answers read before `deadlineNs`.
     private func handshake(_ fd: Int32, _ hello: Hello, _ subscribe: Subscribe, _ decoder: inout FrameDecoder,
-                           _ deadlineNs: UInt64) throws(StockError) -> FeedStart {
+                           _ deadlineNs: UInt64, route: Locked<Route>) throws(StockError) -> FeedStart {
         var w = ByteWriter(capacity: 512)
         RequestCodec.encode(.hello(hello), requestID: 1, into: &w)
         RequestCodec.encode(.subscribe(subscribe), requestID: requestID, into: &w)
@@ -194,6 +196,9 @@ final class FeedSession: IOResource, @unchecked Sendable {
         var answers: [Response] = []
         while answers.count < 2 {
             if let r = try Self.nextResponse(&decoder) {
+                if case .failure(.notPrimary, .notPrimary(let epoch, let primary)) = r.body {
+                    _ = route.with { $0.notPrimary(epoch: epoch, primary: primary) }  // the resubscribe goes there
+                }
                 if case .failure(let s, let d) = r.body { throw StockError(status: s, detail: d) }
                 answers.append(r)
                 continue

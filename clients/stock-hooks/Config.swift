@@ -7,6 +7,8 @@ import StockClient
 struct Config: Sendable {
     var host: String
     var port: Int
+    /// The other nodes of a replicated cluster (`--server a,b,c`): the feed follows the primary.
+    var otherEndpoints: [String] = []
     var credential: String
     var url: String
     var secret: [UInt8]

@@ -7,6 +7,24 @@ import Synchronization
 /// lanes → workers posting to the receiver, with the watermark persisted
 /// every 100 ms and at exit.
 struct Runner: Sendable {
+    /// The feed's client: one node, or (with several `--server` addresses) every node of a cluster,
+    /// the feed following the primary across a failover (offsets are the same on every node).
+    static func makeClient(_ config: Config) -> StockClient {
+        guard !config.otherEndpoints.isEmpty else {
+            return StockClient(host: config.host, port: config.port, connections: 1, credential: config.credential,
+                               timeout: .seconds(5), clientName: "stock-hooks")
+        }
+        // The addresses were checked when the flags were parsed; a credential too long for a
+        // Configuration gets the single-node client, which cuts it as it always did (the server refuses it).
+        if var c = try? StockClient.Configuration(host: config.host, port: config.port, credential: config.credential,
+                                                  clientName: "stock-hooks") {
+            c.otherEndpoints = config.otherEndpoints
+            if let client = try? StockClient(configuration: c) { return client }
+        }
+        return StockClient(host: config.host, port: config.port, connections: 1, credential: config.credential,
+                           timeout: .seconds(5), clientName: "stock-hooks")
+    }
+
     let config: Config
 
     /// Persist the watermark at most this often while running.
@@ -36,8 +54,7 @@ struct Runner: Sendable {
             return 1
         }
 
-        let client = StockClient(host: config.host, port: config.port, connections: 1, credential: config.credential,
-                                 timeout: .seconds(5), clientName: "stock-hooks")
+        let client = Self.makeClient(config)
         defer { client.close() }
         let position = persisted.map { FeedPosition.offset($0 + 1) } ?? config.from
         let feed: EventFeed

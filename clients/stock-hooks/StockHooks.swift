@@ -21,8 +21,9 @@ struct StockHooks: ParsableCommand {
         version: BuildInfo.versionLine(program: "stock-hooks")
     )
 
-    @Option(help: ArgumentHelp("stockd address (default: $STOCK_HOOKS_SERVER, $STOCKD_SERVER, else 127.0.0.1:7878).",
-                               valueName: "host:port"))
+    @Option(help: ArgumentHelp("stockd address (default: $STOCK_HOOKS_SERVER, $STOCKD_SERVER, else 127.0.0.1:7878); "
+                               + "a replicated cluster's nodes comma-separated (the feed follows the primary).",
+                               valueName: "host:port[,host:port...]"))
     var server: String?
 
     @Option(name: .customLong("token"),
@@ -88,8 +89,14 @@ struct StockHooks: ParsableCommand {
         }
 
         let (host, port): (String, Int)
+        var others: [String] = []
         if let (text, source) = pick(server, "server") ?? environment("STOCKD_SERVER").map({ ($0, "STOCKD_SERVER") }) {
-            (host, port) = try Parse.endpoint(text, source)
+            var all: [(String, Int)] = []
+            for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+                all.append(try Parse.endpoint(String(part), source))
+            }
+            (host, port) = all[0]
+            others = all.dropFirst().map { $0.0.contains(":") ? "[\($0.0)]:\($0.1)" : "\($0.0):\($0.1)" }
         } else {
             (host, port) = try Parse.endpoint(Config.defaultServer, "default")
         }
@@ -162,10 +169,12 @@ struct StockHooks: ParsableCommand {
         var until = untilCaughtUp
         if !until, let fromVariable = try parsed(untilVariable, Parse.bool) { until = fromVariable }
 
-        return Config(host: host, port: port, credential: credential, url: url, secret: secret, stateDir: stateDir,
-                      kinds: kinds, skuPrefix: skuPrefix, concurrency: concurrency, timeoutMs: timeoutMs,
-                      retry: RetryPolicy(maxAttempts: maxAttempts, initialMs: initial, maxMs: maximum), from: from,
-                      maxBuffered: maxBuffered, untilCaughtUp: until)
+        var config = Config(host: host, port: port, credential: credential, url: url, secret: secret, stateDir: stateDir,
+                            kinds: kinds, skuPrefix: skuPrefix, concurrency: concurrency, timeoutMs: timeoutMs,
+                            retry: RetryPolicy(maxAttempts: maxAttempts, initialMs: initial, maxMs: maximum), from: from,
+                            maxBuffered: maxBuffered, untilCaughtUp: until)
+        config.otherEndpoints = others
+        return config
     }
 }
 
