@@ -169,18 +169,9 @@ public final class EtcdProcess {
         return answer.hasPrefix("HTTP/1.1 200")
     }
 
-    /// As StockdProcess.launch: stdout and stderr into files, stdin closed.
+    /// StockdProcess.launch, with etcd's binary.
     private static func launch(_ process: Process, binary: String, args: [String], stderrPath: String, stdoutPath: String) throws {
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = args
-        _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
-        _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
-        guard let err = FileHandle(forWritingAtPath: stderrPath), let out = FileHandle(forWritingAtPath: stdoutPath)
-        else { throw HarnessError("cannot open log files in \(stderrPath)") }
-        process.standardError = err
-        process.standardOutput = out
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
+        try StockdProcess.launch(process, binary: binary, args: args, stderrPath: stderrPath, stdoutPath: stdoutPath)
     }
 }
 

@@ -144,7 +144,13 @@ public final class StockdProcess {
     }
 
     public static func launch(_ process: Process, args: [String], stderrPath: String, stdoutPath: String) throws {
-        process.executableURL = URL(fileURLWithPath: try StockdBinary.path())
+        try launch(process, binary: try StockdBinary.path(), args: args, stderrPath: stderrPath, stdoutPath: stdoutPath)
+    }
+
+    /// Runs `binary args` with stdout and stderr into files and stdin closed (stockd, and EtcdProcess's etcd).
+    public static func launch(_ process: Process, binary: String, args: [String], stderrPath: String,
+                              stdoutPath: String) throws {
+        process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = args
         _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
         _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
