@@ -26,6 +26,17 @@ TTL = int(os.environ["LEASE_TTL"])
 tmp = tempfile.mkdtemp(prefix="bench-repl.")
 procs = []
 
+def cleanup():
+    # Every process started here, whatever ended the run (a failed check exits through sys.exit).
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+import atexit
+atexit.register(cleanup)
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

@@ -41,16 +41,19 @@ final class ClusterNode: @unchecked Sendable {
     /// Demoted by ROLE standby while primary: changes are refused until the process restarts.
     let demoted = ManagedAtomic<Bool>(false)
 
-    /// The journal's segment size and the core's fate memory (a reopened ReplicaLog needs them).
+    /// The journal's segment size and the core's fate memory (a reopened ReplicaLog needs them), and the
+    /// feed's retention (`--feed-retention`): a truncation keeps covered segments as startup does.
     let segmentBytes: Int64
     let fateLimit: Int
+    let retainBytes: Int64
 
     init(config: ClusterConfig, directory: String, log: ReplicaLog, segmentBytes: Int64, fateLimit: Int,
-         logger: Logger) throws(ConfigError) {
+         retainBytes: Int64, logger: Logger) throws(ConfigError) {
         self.config = config
         self.directory = directory
         self.segmentBytes = segmentBytes
         self.fateLimit = fateLimit
+        self.retainBytes = retainBytes
         self.logger = logger
         idleLog = log
         do { epoch = ManagedAtomic(try NodeEpoch.read(directory: directory)) } catch {
@@ -99,9 +102,10 @@ final class ClusterNode: @unchecked Sendable {
         idleLog = nil
         primaryAddress = primary
         let r = StandbyReceiver(config: config, directory: directory, primary: primary.string, log: log, logger: logger,
-                                truncateAndReopen: { [directory, segmentBytes, fateLimit] old, seq in
+                                truncateAndReopen: { [directory, segmentBytes, fateLimit, retainBytes] old, seq in
                                     try ClusterNode.truncate(old, through: seq, directory: directory,
-                                                             segmentBytes: segmentBytes, fateLimit: fateLimit)
+                                                             segmentBytes: segmentBytes, fateLimit: fateLimit,
+                                                             retainBytes: retainBytes)
                                 })
         receiver = r
         r.start()
@@ -120,12 +124,16 @@ final class ClusterNode: @unchecked Sendable {
     }
 
     /// Offline truncation for TRUNCATE_TO: close, cut, recover (nothing expired), reopen.
+    /// `retainBytes` as at startup: the snapshot written here must not take the covered segments with it,
+    /// or a later truncation below a snapshot written after this one would find nothing to rebuild from
+    /// (FailoverTests' ten-round drill found it: finish with no retention deleted them all).
     static func truncate(_ log: ReplicaLog, through seq: UInt64, directory: String, segmentBytes: Int64,
-                         fateLimit: Int) throws -> ReplicaLog {
+                         fateLimit: Int, retainBytes: Int64) throws -> ReplicaLog {
         try log.close()
         _ = try Truncation.run(dataDirectory: directory, keepingThrough: seq)
         let result = try Recovery.run(dataDirectory: directory, nowWallMs: 0, fateLimit: fateLimit)
-        try Recovery.finish(result, dataDirectory: directory, nowWallMs: JournalPipeline.wallNanos() / 1_000_000)
+        try Recovery.finish(result, dataDirectory: directory, nowWallMs: JournalPipeline.wallNanos() / 1_000_000,
+                            retainBytes: retainBytes)
         return try ReplicaLog(directory: directory, state: result.state, segmentBytes: segmentBytes, fateLimit: fateLimit)
     }
 

@@ -170,7 +170,13 @@ final class StandbyReceiver: @unchecked Sendable {
             return start
         case .failure(.truncateTo, .truncateTo(let seq)):
             logger.warning("standby: \(primary) says our journal above seq \(seq) was never committed: cutting it")
-            log = try truncateAndReopen(log, seq)
+            do { log = try truncateAndReopen(log, seq) } catch {
+                // The old log is closed now: replication cannot go on in this process (a restart
+                // recovers the directory and says hello again from what it holds).
+                failed.store(true, ordering: .releasing)
+                logger.critical("standby: cutting the journal back to seq \(seq) failed, replication stopped; restart this node: \(error)")
+                throw ReplicationSocket.Failure("truncation to \(seq) failed: \(error)")
+            }
             durable.store(log.durable, ordering: .releasing)
             return nil
         case .failure(let status, let detail):

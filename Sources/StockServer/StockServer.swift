@@ -70,7 +70,8 @@ public final class StockServer: @unchecked Sendable {
                 throw ConfigError("--cluster: a cluster node starts from its recovered journal")
             }
             cluster = try ClusterNode(config: c, directory: dir, log: replica, segmentBytes: Int64(config.segmentBytes),
-                                      fateLimit: config.core.fateMemoryTotal, logger: logger)
+                                      fateLimit: config.core.fateMemoryTotal, retainBytes: config.feedRetentionBytes,
+                                      logger: logger)
         } else {
             cluster = nil
         }

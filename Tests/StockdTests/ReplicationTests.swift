@@ -55,13 +55,14 @@ import TestSupport
     static func address(_ p: StockdProcess) -> ShortBytes { ShortBytes("127.0.0.1:\(p.port)")! }
 
     /// Polls `condition` every 20 ms for at most `seconds`.
-    static func eventually(_ seconds: Double, _ what: String, _ condition: () throws -> Bool) throws {
+    /// `what` is evaluated when the wait ran out, so it can describe the state then.
+    static func eventually(_ seconds: Double, _ what: @autoclosure () -> String, _ condition: () throws -> Bool) throws {
         let deadline = monotonicSeconds() + seconds
         while monotonicSeconds() < deadline {
             if try condition() { return }
             sleepSeconds(0.02)
         }
-        throw HarnessError("not within \(seconds) s: \(what)")
+        throw HarnessError("not within \(seconds) s: \(what())")
     }
 
     /// `standby` follows `primary` in `epoch` until the primary waits for it.
