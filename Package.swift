@@ -224,8 +224,9 @@ let package = Package(
             swiftSettings: strict
         ),
         // What the test targets share: seeded randomness, temporary directories, a real stockd process
-        // (StockdProcess), the raw-frame client (RawClient), running the built tools (runTool, CtlFixture),
-        // the fake webhook receiver. Foundation and StockProtocol only.
+        // (StockdProcess), the raw-frame client (RawClient), running the built tools (runTool, CtlFixture), the
+        // traits that keep test bodies off the cooperative pool (TestThreadTraits),
+        // the fake webhook receiver. Foundation, Testing and StockProtocol only.
         .target(name: "TestSupport", dependencies: ["StockProtocol"], path: "Tests/TestSupport", swiftSettings: strict),
         // One test target per program. The executables a target's tests run are among its
         // dependencies, so SwiftPM builds them next to the test bundle (the tests find them through
@@ -289,12 +290,12 @@ let package = Package(
         ),
         .testTarget(
             name: "StockBenchRedisTests",
-            dependencies: ["StockBenchRedis", "BenchSupport"],
+            dependencies: ["StockBenchRedis", "BenchSupport", "TestSupport"],
             swiftSettings: strict
         ),
         .testTarget(
             name: "CommandSupportTests",
-            dependencies: ["CommandSupport"],
+            dependencies: ["CommandSupport", "TestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

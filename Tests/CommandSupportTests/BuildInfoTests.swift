@@ -1,8 +1,9 @@
 import CommandSupport
 import Testing
+import TestSupport
 
 /// `--version` on every binary: the release and the commit the build recorded.
-@Suite struct BuildInfoTests {
+@Suite(.ownThread) struct BuildInfoTests {
     @Test func versionLineNamesProgramVersionAndCommit() {
         #expect(BuildInfo.versionLine(program: "stockctl") == "stockctl \(BuildInfo.version) (commit \(BuildInfo.commit))")
         #expect(BuildInfo.version.split(separator: ".").count == 3)
@@ -18,7 +19,7 @@ import Testing
 }
 
 /// Global options written before the subcommand move after it; everything else stays put.
-@Suite struct LeadingOptionsTests {
+@Suite(.ownThread) struct LeadingOptionsTests {
     let leading = LeadingOptions(valued: ["--server", "--token", "--token-file", "--timeout"], flags: ["--json"])
 
     @Test func leadingGlobalOptionsMoveAfterTheSubcommand() {

@@ -1,8 +1,9 @@
 import CommandSupport
 import Testing
+import TestSupport
 
 /// The one duration grammar of every binary: each accepted form, each refused one, and the words.
-@Suite struct DurationParserTests {
+@Suite(.ownThread) struct DurationParserTests {
     @Test(arguments: [
         ("0", 0), ("1ms", 1), ("500ms", 500), ("1s", 1000), ("90s", 90_000), ("1.5s", 1500), ("0.25s", 250),
         ("1m", 60_000), ("1m30s", 90_000), ("2h", 7_200_000), ("1h30m", 5_400_000), ("1.5h", 5_400_000),

@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 import StockBenchRedis
 import Testing
+import TestSupport
 
 // The scripts, RedisWire and RedisAdmin against a real redis-server started
 // by RedisServer. Requests go through RedisWire.encode and replies through
@@ -137,7 +138,7 @@ final class RedisFixture {
 
 func tok(_ n: UInt64) -> BenchToken { BenchToken(hi: 0x5EED_0000_0000_0000 | n, lo: ~n) }
 
-@Suite("Redis baseline against redis-server", .serialized)
+@Suite("Redis baseline against redis-server", .ownThread, .serialized)
 struct RedisIntegrationTests {
     @Test("redis-server is located")
     func locate() {

@@ -1,6 +1,7 @@
 import BenchSupport
 import StockBenchRedis
 import Testing
+import TestSupport
 
 // RedisWire without a server: the RESP reply parser (every reply kind, split
 // anywhere, malformed input) and the EVALSHA encoder (exact bytes).
@@ -76,7 +77,7 @@ let replyCases: [(resp: String, reply: BenchReply)] = [
     ("*2\r\n:1\r\n-ERR inside\r\n", .failed(code: -2)),
 ]
 
-@Suite("RedisWire reply parser")
+@Suite("RedisWire reply parser", .ownThread)
 struct RedisWireParserTests {
     @Test("each reply kind alone")
     func eachKind() {
@@ -246,7 +247,7 @@ struct RedisWireParserTests {
     }
 }
 
-@Suite("RedisWire encoder")
+@Suite("RedisWire encoder", .ownThread)
 struct RedisWireEncoderTests {
     static let token = BenchToken(hi: 0x0123_4567_89AB_CDEF, lo: 0xFEDC_BA98_7654_3210)
     static let hex = "0123456789abcdeffedcba9876543210"

@@ -9,7 +9,7 @@ import TestSupport
 /// request ids never confused after a call gave up, Token as Codable text.
 /// A `FakeStockd` (a listener in this process) plays the server that never
 /// answers; a real stockd the rest. Every wait is bounded.
-@Suite(.timeLimit(.minutes(2))) struct ClientAsyncTests {
+@Suite(.ownThread, .timeLimit(.minutes(2))) struct ClientAsyncTests {
     /// How long a cancelled or timed-out call may take to return: generous for a loaded CI machine,
     /// far below the 30 s call timeout the clients below are given.
     /// "Promptly": well below the clients' 30 s call timeout, so a call that ignored a cancellation or

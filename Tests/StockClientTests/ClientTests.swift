@@ -20,7 +20,7 @@ func stockError<R>(_ body: () async throws -> R) async -> StockError? {
 
 /// StockClient against real stockd processes, one test at a time: these were part of the serialized
 /// "stockd over TCP" suite (StockdTests' StockServerTests) and stay serialized, with its time limit.
-@Suite("StockClient against a real stockd", .serialized, .timeLimit(.minutes(2)))
+@Suite("StockClient against a real stockd", .ownThread, .serialized, .timeLimit(.minutes(2)))
 struct ClientTests {
     @Test("a --catalog saved with CRLF line ends loads every line")
     func crlfCatalog() async throws {

@@ -1,9 +1,10 @@
 import StockCluster
 import StockProtocol
 import Testing
+import TestSupport
 
 /// The agent's rules (docs/replication.md §3–§5) on made-up inputs.
-@Suite struct AgentPolicyTests {
+@Suite(.ownThread) struct AgentPolicyTests {
     static func standby(_ node: String, lagMs: UInt32 = 0, waiting: Bool = true, acked: UInt64 = 10) -> StandbyStatus {
         StandbyStatus(node: ShortBytes(node)!, acked: acked, lagMs: lagMs, inWaitSet: waiting)
     }

@@ -24,7 +24,7 @@ extension EtcdError {
 
 /// EtcdClient against a real single-member etcd, one per test (the suite is serialized so that
 /// the timing checks do not compete with a dozen etcds starting at once).
-@Suite(.serialized) struct EtcdClientTests {
+@Suite(.ownThread, .serialized) struct EtcdClientTests {
     let etcd: EtcdProcess
     let client: EtcdClient
 

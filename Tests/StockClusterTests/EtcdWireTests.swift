@@ -1,9 +1,10 @@
 import Foundation
 @testable import StockCluster
 import Testing
+import TestSupport
 
 /// The gateway's JSON as etcd 3.4.23 wrote it (captured with curl), decoded without an etcd.
-@Suite struct EtcdWireTests {
+@Suite(.ownThread) struct EtcdWireTests {
     func decode<T: Decodable>(_ type: T.Type, _ json: String) throws -> T {
         try JSONDecoder().decode(type, from: Data(json.utf8))
     }

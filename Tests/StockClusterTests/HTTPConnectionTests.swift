@@ -31,7 +31,7 @@ extension HTTPError {
     }
 }
 
-@Suite struct HTTPConnectionTests {
+@Suite(.ownThread) struct HTTPConnectionTests {
     func post(_ server: ScriptedHTTPServer, body: String = #"{"a":1}"#, timeoutMs: Int = 3000,
               chunked: HTTPConnection.ChunkedBody = .complete) throws(HTTPError) -> HTTPResponse {
         try HTTPConnection.post(try HTTPURL(server.url), body: Array(body.utf8), timeoutMs: timeoutMs, chunked: chunked)

@@ -3,11 +3,12 @@ import Foundation
 @testable import StockCore
 import StockProtocol
 import Testing
+import TestSupport
 
 /// Backup units and STAGE in the core: backup is never sold until released,
 /// a stage is all lines or none, and on_hand = available + reserved +
 /// confirmed + backup after every step.
-@Suite struct CoreBackupTests {
+@Suite(.cpuHeavy) struct CoreBackupTests {
     static func line(_ sku: String, _ onHand: UInt64, backup: UInt64 = 0, low: UInt32 = 0, limit: UInt32 = 0) -> StageLine {
         StageLine(sku: SKU(sku)!, onHand: onHand, backup: backup, lowStockThreshold: low, perCustomerLimit: limit)
     }

@@ -24,7 +24,7 @@ final class Locked<Value>: @unchecked Sendable {
     }
 }
 
-@Suite(.serialized) struct CoreConcurrencyTests {
+@Suite(.serialized, .cpuHeavy) struct CoreConcurrencyTests {
     struct Outcome: Sendable {
         var issued: [Token] = []
         var decided: [Token] = []

@@ -1,8 +1,9 @@
 @testable import StockCore
 import StockProtocol
 import Testing
+import TestSupport
 
-@Suite struct CoreOperationTests {
+@Suite(.cpuHeavy) struct CoreOperationTests {
     @Test func reserveConfirmReleaseAndEveryTokenStatus() throws {
         let f = Fixture(stock: [("JACKET-RED-M", 10)])
         let a = try f.reserve("JACKET-RED-M", 3)

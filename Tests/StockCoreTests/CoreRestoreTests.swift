@@ -1,10 +1,11 @@
 @testable import StockCore
 import StockProtocol
 import Testing
+import TestSupport
 
 /// Restoring a core from what a journal remembers (stock, live tokens,
 /// customers' sold units): the restored core answers exactly like the first.
-@Suite struct CoreRestoreTests {
+@Suite(.cpuHeavy) struct CoreRestoreTests {
     /// Collects `Change`s as a journal would.
     final class Recorder: @unchecked Sendable {
         var changes: [Change] = []

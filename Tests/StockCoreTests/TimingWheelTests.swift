@@ -58,7 +58,7 @@ private func stepMs(_ wheel: TimingWheel, from fromMs: UInt64, to toMs: UInt64) 
     return fired
 }
 
-@Suite struct TimingWheelTests {
+@Suite(.cpuHeavy) struct TimingWheelTests {
     /// The named bucket bounds add up to the layout the header comment describes.
     @Test func bucketLayoutIsTheDocumentedOne() {
         #expect(TimingWheel.level0BucketCount == 256 && TimingWheel.upperBucketCount == 64)

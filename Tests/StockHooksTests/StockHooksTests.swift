@@ -8,7 +8,7 @@ import TestSupport
 // directory, a local HTTP receiver (HooksReceiver) that fails a seeded
 // share of requests, and the built `stock-hooks` binary.
 
-@Suite(.serialized) struct StockHooksTests {
+@Suite(.ownThread, .serialized) struct StockHooksTests {
     static let secret = "whsec-test-\u{e9}-42"
     static let skus = ["HOOK-A", "HOOK-B", "HOOK-C", "HOOK-D", "HOOK-E"]
     static var catalog: String { skus.map { "\($0),100000" }.joined(separator: "\n") + "\n" }

@@ -2,7 +2,7 @@ import StockJournal
 import Testing
 import TestSupport
 
-@Suite("CRC32C")
+@Suite("CRC32C", .cpuHeavy)
 struct CRC32CTests {
     static func crc(_ bytes: [UInt8], table: Bool = false) -> UInt32 {
         bytes.withUnsafeBytes { table ? CRC32C.extendWithTable(0, $0) : CRC32C.extend(0, $0) }

@@ -4,7 +4,7 @@ import StockProtocol
 import Testing
 import TestSupport
 
-@Suite("Compaction")
+@Suite("Compaction", .cpuHeavy)
 struct CompactionTests {
     /// Seq and largest seq of every record in `segments`.
     static func seqs(_ segments: [SegmentFile]) throws -> (all: Set<UInt64>, maxBySegment: [String: UInt64]) {

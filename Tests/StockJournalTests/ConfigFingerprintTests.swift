@@ -5,7 +5,7 @@ import TestSupport
 /// REPL_HELLO's config fingerprint (ConfigFingerprint.swift): FNV-1a 64 over
 /// a tag and the fields, little-endian, in the documented order — pinned, so
 /// a change that would make two releases disagree fails here.
-@Suite("Config fingerprint")
+@Suite("Config fingerprint", .cpuHeavy)
 struct ConfigFingerprintTests {
     /// FNV-1a 64, written out again from its definition.
     static func fnv1a(_ bytes: [UInt8]) -> UInt64 {

@@ -2,11 +2,12 @@ import Foundation
 @testable import StockJournal
 import StockProtocol
 import Testing
+import TestSupport
 
 /// The decided tokens the journal remembers across restarts (FateMemory):
 /// what replay keeps, what a reused slot forgets, the bound, and the
 /// snapshot round trip.
-@Suite("Fate memory")
+@Suite("Fate memory", .cpuHeavy)
 struct FateMemoryTests {
     let a = SKU("FATE-SKU")!
 

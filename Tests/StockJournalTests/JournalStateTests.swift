@@ -1,8 +1,9 @@
 import StockJournal
 import StockProtocol
 import Testing
+import TestSupport
 
-@Suite("Journal state")
+@Suite("Journal state", .cpuHeavy)
 struct JournalStateTests {
     let a = SKU("jacket-red-M")!, b = SKU("beanie")!
     let t1 = Token(slot: 1, generation: 1, secret: 11), t2 = Token(slot: 2, generation: 1, secret: 22)

@@ -3,7 +3,7 @@ import Testing
 import TestSupport
 
 /// A node's highest epoch seen only goes up, durably, and a damaged file is an error, never a 0.
-@Suite("Node epoch")
+@Suite("Node epoch", .cpuHeavy)
 struct NodeEpochTests {
     @Test func onlyGoesUp() throws {
         let dir = TempDirectory("epoch")

@@ -3,7 +3,7 @@ import StockProtocol
 import Testing
 import TestSupport
 
-@Suite("Record codec")
+@Suite("Record codec", .cpuHeavy)
 struct RecordCodecTests {
     @Test func roundTripEveryKind() {
         var gen = RandomRecords(seed: 0x5EC0_0001)

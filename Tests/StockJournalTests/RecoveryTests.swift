@@ -4,7 +4,7 @@ import StockProtocol
 import Testing
 import TestSupport
 
-@Suite("Recovery")
+@Suite("Recovery", .cpuHeavy)
 struct RecoveryTests {
     @Test func emptyAndMissingDirectory() throws {
         let dir = TempDirectory("fresh")

@@ -9,7 +9,7 @@ import TestSupport
 /// the shadow state exactly as recovery would rebuild them; the watermarks
 /// stop at the first missing seq; a bad batch writes nothing; a record that
 /// does not apply leaves the state as it was.
-@Suite("Replica log")
+@Suite("Replica log", .cpuHeavy)
 struct ReplicaLogTests {
     static let fateLimit = FateMemory.defaultLimit
 

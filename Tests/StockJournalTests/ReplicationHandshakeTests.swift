@@ -6,7 +6,7 @@ import TestSupport
 /// The primary's answer to a REPL_HELLO (docs/replication.md §3 "Divergent
 /// histories", PROTOCOL.md §10): a table of hellos against one history, and
 /// generated histories against an oracle that scans the records.
-@Suite("Replication handshake")
+@Suite("Replication handshake", .cpuHeavy)
 struct ReplicationHandshakeTests {
     static let node = ShortBytes("node-a")!
 

@@ -4,7 +4,7 @@ import StockProtocol
 import Testing
 import TestSupport
 
-@Suite("Segment files")
+@Suite("Segment files", .cpuHeavy)
 struct SegmentTests {
     /// Reads every record of `dir` in file order.
     static func readAll(_ dir: String, repair: Bool = false) throws -> ([SequencedRecord], JournalReader.Summary) {

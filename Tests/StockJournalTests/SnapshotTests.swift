@@ -4,7 +4,7 @@ import StockProtocol
 import Testing
 import TestSupport
 
-@Suite("Snapshots")
+@Suite("Snapshots", .cpuHeavy)
 struct SnapshotTests {
     @Test func roundTrip() throws {
         let dir = TempDirectory("snap")

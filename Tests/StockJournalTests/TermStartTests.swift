@@ -8,7 +8,7 @@ import TestSupport
 /// epoch history it builds in `JournalState`, the divergence lookup
 /// `termEnd`, and the history's way through snapshots, compaction,
 /// recovery, truncation and verification.
-@Suite("Term start records")
+@Suite("Term start records", .cpuHeavy)
 struct TermStartTests {
     static let nodeA = ShortBytes("stockd-a")!, nodeB = ShortBytes("stockd-b")!, nodeC = ShortBytes("stockd-c")!
     static let sku = SKU("TERM-SKU")!

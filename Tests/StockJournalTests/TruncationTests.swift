@@ -7,7 +7,7 @@ import TestSupport
 /// Cutting a journal back to a seq (a node rejoining behind a new primary,
 /// docs/replication.md §3): recovery afterwards gives exactly the replay of
 /// the records kept, and a cut that would lose kept records changes nothing.
-@Suite("Truncation")
+@Suite("Truncation", .cpuHeavy)
 struct TruncationTests {
     /// Out-of-order records across many segments, cut at a random seq: the
     /// state is the replay of the first S records; numbering goes on at S+1.

@@ -3,7 +3,7 @@ import StockProtocol
 import Testing
 import TestSupport
 
-@Suite("Verify")
+@Suite("Verify", .cpuHeavy)
 struct VerifyTests {
     @Test func goodDirectory() throws {
         let dir = TempDirectory("vgood")

@@ -1,10 +1,11 @@
 import Testing
+import TestSupport
 @testable import StockProtocol
 
 /// Seeded, reproducible fuzzing of the frame decoder and both codecs: valid
 /// frames mutated (bit flips, truncation, insertion, deletion, length-prefix
 /// and header edits, interesting bytes, concatenation) plus purely random bytes.
-@Suite("Fuzz")
+@Suite("Fuzz", .cpuHeavy)
 struct FuzzTests {
     static let inputs = 100_000
     static let seed: UInt64 = 0xF022_0001

@@ -1,10 +1,11 @@
 import Foundation
 import StockProtocol
 import Testing
+import TestSupport
 
 /// The per-opcode facts table (`Opcode.facts`) against PROTOCOL.md §4: the spec's role column is
 /// read from the document itself, so the table and the spec cannot drift apart.
-@Suite struct OpcodeFactsTests {
+@Suite(.cpuHeavy) struct OpcodeFactsTests {
     /// `opcode byte -> role name` from the §4 table (`| `0x10` | RESERVE | checkout | …`).
     static func specRoles() throws -> [UInt8: String] {
         let spec = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -57,7 +58,7 @@ import Testing
 
 /// The table's payload sizes against the codec: every vector's payload fits its opcode's range,
 /// and the largest and smallest valid requests the codec can encode land on the range's ends.
-@Suite struct OpcodeLayoutTests {
+@Suite(.cpuHeavy) struct OpcodeLayoutTests {
     static let longest = ShortBytes(String(repeating: "x", count: Limits.maxSKULength))!
     static let token = Token(slot: 7, generation: 1, secret: 42)
 

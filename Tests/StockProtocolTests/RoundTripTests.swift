@@ -244,7 +244,7 @@ struct Gen {
     }
 }
 
-@Suite("Round trips of random valid values")
+@Suite("Round trips of random valid values", .cpuHeavy)
 struct RoundTripTests {
     static let count = 10_000
 

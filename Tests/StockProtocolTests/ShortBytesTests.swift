@@ -1,7 +1,8 @@
 import Testing
+import TestSupport
 @testable import StockProtocol
 
-@Suite("ShortBytes, UTF-8 validation, tokens")
+@Suite("ShortBytes, UTF-8 validation, tokens", .cpuHeavy)
 struct ShortBytesTests {
     static func valid(_ bytes: [UInt8]) -> Bool {
         bytes.withUnsafeBytes { UTF8Validation.isValid($0) }

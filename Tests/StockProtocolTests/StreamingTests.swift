@@ -1,8 +1,9 @@
 import Testing
+import TestSupport
 @testable import StockProtocol
 
 /// A pipelined stream fed to `FrameDecoder` in pieces of every size.
-@Suite("Streaming")
+@Suite("Streaming", .cpuHeavy)
 struct StreamingTests {
     enum Message: Equatable {
         case request(UInt32, Request)

@@ -1,4 +1,5 @@
 import Testing
+import TestSupport
 @testable import StockProtocol
 
 /// Vectors on which the Swift codec disagrees with PROTOCOL.md (the vectors
@@ -16,7 +17,7 @@ func checkVector(_ name: String, _ body: () -> Void) {
     }
 }
 
-@Suite("Protocol vectors (protocol/vectors)")
+@Suite("Protocol vectors (protocol/vectors)", .cpuHeavy)
 struct VectorTests {
     @Test("request vector decodes to its fields and re-encodes to its bytes", arguments: Vectors.requests)
     func request(_ v: Vector) throws {

@@ -10,7 +10,7 @@ import TestSupport
 /// what `Connection` answers and in what order, what `JournalPipeline` has on disk by the time an
 /// answer arrives, the server's counters (STATS, `core.stats()`, `summary`), and a restart from
 /// the journal. Serialized: each test runs two loop threads of its own.
-@Suite("StockServer in process", .serialized, .timeLimit(.minutes(2)))
+@Suite("StockServer in process", .ownThread, .serialized, .timeLimit(.minutes(2)))
 struct InProcessServerTests {
     static let scarf = sku("SCARF")
 

@@ -70,7 +70,7 @@ private func expectSound(_ r: ToolRun, _ o: [String: Any], refusal: String,
     #expect(check(o, "p99_ratio")["skipped"] as? Bool == true, sourceLocation: sourceLocation)
 }
 
-@Suite(.serialized) struct HostileClientTests {
+@Suite(.ownThread, .serialized) struct HostileClientTests {
     @Test("hostile: a stockd stockbench starts itself, no auth")
     func ownServer() throws {
         let r = try runTool("stockbench", shortRun, timeout: 60)

@@ -31,7 +31,7 @@ func expectBalanced(_ o: [String: Any], _ context: String, sourceLocation: Sourc
     #expect(int(o, "units_sold") <= int(o, "units_staged"), "\(context)", sourceLocation: sourceLocation)
 }
 
-@Suite(.serialized) struct StockbenchTests {
+@Suite(.ownThread, .serialized) struct StockbenchTests {
     static let backends = ["stockd", "redis"]
 
     @Test("throughput: closed loop, every fate, both backends", arguments: backends)

@@ -5,7 +5,7 @@ import TestSupport
 /// stockctl's command-line conventions (issue 17, item 3) against a real stockd: global options
 /// before the subcommand, `--version` with the commit, errors as JSON on stderr with --json, the
 /// shared duration grammar, and RFC 4180 CSV in `stage`, `stock import`, `audit` and `--catalog`.
-@Suite(.serialized) struct CLIConventionTests {
+@Suite(.ownThread, .serialized) struct CLIConventionTests {
     /// The `error` object of the one JSON document on stderr, nil when stderr is not that.
     static func errorDocument(_ run: ToolRun) -> [String: Any]? {
         let doc = try? JSONSerialization.jsonObject(with: Data(run.stderr.utf8)) as? [String: Any]

@@ -4,7 +4,7 @@ import TestSupport
 
 /// `stockctl audit` and `stockctl drill` (issue 9) against a real stockd,
 /// through the built stockctl binary.
-@Suite struct OperationsTests {
+@Suite(.ownThread) struct OperationsTests {
     /// The catalog of every audit test: ZERO is at on-hand 0.
     static let catalog = "JACKET,10\nSCARF,5\nHAT,3\nZERO,0\n"
 

@@ -6,7 +6,7 @@ import TestSupport
 /// `stockctl report` against a real stockd: a small seeded show driven with
 /// StockClient, the report's numbers checked against a ledger of the same
 /// operations and against `stockctl events --json`.
-@Suite struct ReportTests {
+@Suite(.ownThread) struct ReportTests {
     /// Per-SKU numbers the test keeps itself.
     struct Ledger: Equatable {
         var sold = 0, reserved = 0, confirmedLines = 0, released = 0, expired = 0

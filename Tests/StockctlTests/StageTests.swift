@@ -5,7 +5,7 @@ import TestSupport
 /// `stockctl stage` and `stockctl backup` (issue 9) against a real stockd:
 /// a show's catalog goes in whole or not at all, and backup units are never
 /// sold until an operator releases them — across restarts too.
-@Suite struct StageTests {
+@Suite(.ownThread) struct StageTests {
     static let show = """
         sku,on_hand,backup,low_stock_threshold,per_customer_limit,name
         # hero product: 4 units held back for the second half

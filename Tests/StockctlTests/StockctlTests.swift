@@ -6,7 +6,7 @@ import TestSupport
 let stockKeys: Set<String> = ["sku", "on_hand", "available", "reserved", "confirmed", "backup", "low_stock_threshold",
                                "per_customer_limit"]
 
-@Suite struct StockctlTests {
+@Suite(.ownThread) struct StockctlTests {
     @Test func pingStatsAndEnvironment() throws {
         let f = try CtlFixture()
         let ping = try f.run(["ping"])

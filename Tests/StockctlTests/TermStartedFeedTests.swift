@@ -9,7 +9,7 @@ import TestSupport
 /// directory itself: stock set, term start, stock set. stockctl events names
 /// the epoch and node; stock-hooks posts the two stock events and none for
 /// the term start, yet its stored offset passes it.
-@Suite struct TermStartedFeedTests {
+@Suite(.ownThread) struct TermStartedFeedTests {
     static func dataDirectory() throws -> TempDirectory {
         let dir = try TempDirectory(prefix: "term-feed")
         let t: UInt64 = 1_732_665_600_000

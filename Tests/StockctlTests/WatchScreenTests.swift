@@ -9,7 +9,7 @@ import TestSupport
 /// the frame fits, attention first, the rest counted, NO_COLOR, the
 /// alternate screen left on exit and on SIGINT; and the drill prefix kept out
 /// of `stock list`, `watch` and `report`, and `report --since-stage`.
-@Suite(.serialized) struct WatchScreenTests {
+@Suite(.ownThread, .serialized) struct WatchScreenTests {
     /// 40 quiet SKUs, one sold out, one low, one the test keeps busy, and a drill SKU.
     static let catalog = (0..<40).map { String(format: "W-%03d,50", $0) }.joined(separator: "\n")
         + "\nW-SOLD,0\nW-LOW,3,5\nW-BUSY,100\nDRILL-1,0\n"

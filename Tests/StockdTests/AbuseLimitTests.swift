@@ -7,7 +7,7 @@ import TestSupport
 /// The per-connection abuse limits against a real stockd: a frame dribbled
 /// in too slowly (slowloris), a client that never reads its answers, and
 /// the reservation rate limit — each handled without touching other clients.
-@Suite struct AbuseLimitTests {
+@Suite(.ownThread) struct AbuseLimitTests {
     @Test func aFrameThatNeverCompletesIsClosedButSlowWholeFramesAreNot() throws {
         let server = try StockdProcess(["--frame-timeout", "300ms", "--sync", "none"], catalog: "JACKET,10\n")
         let loris = try server.connect()

@@ -7,7 +7,7 @@ import TestSupport
 /// `stockd --auth-file`: roles enforced per request, wrong credentials
 /// refused and closed, failures counted and logged without secrets,
 /// rotation on SIGHUP, and no unauthenticated non-loopback listener.
-@Suite struct AuthTests {
+@Suite(.ownThread) struct AuthTests {
     static let checkoutSecret = AuthFixture.checkoutSecret
     static let adminSecret = AuthFixture.adminSecret
     static let authText = AuthFixture.authText

@@ -7,7 +7,7 @@ import TestSupport
 /// name — every stockd until it is given one: CLUSTER_STATUS reports a standalone node whose
 /// commit point is its durable watermark, the rest is refused with a defined status and changes
 /// nothing, and the admin role is demanded before any payload is judged.
-@Suite struct ClusterOpcodeTests {
+@Suite(.ownThread) struct ClusterOpcodeTests {
     static let authText = """
         monitor     viewer    vw-0c7e2d9a4b6f8e1a3c5d
         shop        checkout  \(AuthTests.checkoutSecret)

@@ -10,7 +10,7 @@ import TestSupport
 // restarts (clean stop and kill -9), what a client sees while stockd stops,
 // and a second stockd on a served port.
 
-@Suite(.serialized) struct ConformanceDefectTests {
+@Suite(.ownThread, .serialized) struct ConformanceDefectTests {
     // MARK: 1. lines in reserved events
 
     @Test("a RESERVE without customer or key gives a reserved event with lines = 1, like its released event")

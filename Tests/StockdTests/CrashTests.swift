@@ -38,7 +38,7 @@ final class Ledger: @unchecked Sendable {
     }
 }
 
-@Suite(.serialized) struct CrashTests {
+@Suite(.ownThread, .serialized) struct CrashTests {
     static let skus = ["CRASH-A", "CRASH-B", "CRASH-C", "CRASH-D"]
     static let initial = 5_000
 

@@ -86,7 +86,7 @@ final class FaultLedger: @unchecked Sendable {
     }
 }
 
-@Suite(.serialized) struct DiskFaultTests {
+@Suite(.ownThread, .serialized) struct DiskFaultTests {
     static let sku = "FAULT-A"
     static let onHand: UInt64 = 1_000_000
     /// The journal segment may not grow past this offset once the limit is set

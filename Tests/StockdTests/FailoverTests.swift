@@ -9,7 +9,7 @@ import TestSupport
 /// Failover decided by a real etcd (docs/replication.md §5): three stockd
 /// nodes, each with its stock-agent, one etcd, all on loopback; the primary's
 /// machine "dies" (SIGKILL of its stockd and its agent) under load.
-@Suite(.serialized) struct FailoverTests {
+@Suite(.ownThread, .serialized) struct FailoverTests {
     /// A stock-agent process next to the test binary, killed with the test.
     final class AgentProcess {
         let process = Process()

@@ -70,7 +70,7 @@ func parsePrometheus(_ text: String) throws -> (samples: [String: Double], types
     return (samples, types)
 }
 
-@Suite struct MetricsTests {
+@Suite(.ownThread) struct MetricsTests {
     @Test("GET /metrics: valid Prometheus text; counters, histograms and per-SKU gauges follow the traffic")
     func scrape() async throws {
         let files = try TempDirectory(prefix: "stockd-metrics")

@@ -6,7 +6,7 @@ import TestSupport
 /// Integration tests: each starts a real `stockd` process (`StockdProcess`)
 /// and talks raw TCP to it (`RawClient`). Serialized, so that timing-sensitive
 /// tests (expiry, idle timeout, shutdown) do not compete for the CPU.
-@Suite("stockd over TCP", .serialized, .timeLimit(.minutes(2)))
+@Suite("stockd over TCP", .ownThread, .serialized, .timeLimit(.minutes(2)))
 struct StockServerTests {}
 
 // MARK: - 1. Every opcode answered OK over the wire

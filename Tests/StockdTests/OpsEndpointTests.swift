@@ -56,7 +56,7 @@ struct MetricsStockd {
     func remove() { files.remove() }
 }
 
-@Suite(.serialized) struct OpsEndpointTests {
+@Suite(.ownThread, .serialized) struct OpsEndpointTests {
     @Test("GET /healthz is 200 ok, GET /ready is 200 ready once started; other paths and methods unchanged")
     func probes() throws {
         let m = try MetricsStockd()

@@ -7,7 +7,7 @@ import TestSupport
 /// Replication with static roles (docs/replication.md §10 step 2): real stockd
 /// nodes on loopback, their roles given by ROLE the way their agent will, the
 /// primary killed with SIGKILL, a standby promoted by hand.
-@Suite(.serialized) struct ReplicationTests {
+@Suite(.ownThread, .serialized) struct ReplicationTests {
     /// A cluster node; `dataDir` outlives the process, so a node can be restarted on it.
     static func node(_ id: String, dataDir: String, catalog: String? = nil, extra: [String] = []) throws -> StockdProcess {
         try StockdProcess(["--cluster", "show", "--node-id", id, "--data-dir", dataDir, "--workers", "2",

@@ -11,7 +11,7 @@ import TestSupport
 // limit before the stock, STOCK_LIST past the end, the alert levels, which
 // no-op changes give events, BUSY for SUBSCRIBE, and a feed's end at a stop.
 
-@Suite(.serialized) struct SpecConformanceTests {
+@Suite(.ownThread, .serialized) struct SpecConformanceTests {
     // MARK: helpers
 
     static func hello(_ name: String = "spec", credential: String = "") -> Request {

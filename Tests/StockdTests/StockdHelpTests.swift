@@ -6,7 +6,7 @@ import TestSupport
 /// out, and held both to what `--help` prints and to ArgumentParser's own description of the
 /// command's arguments (`--experimental-dump-help`), so a flag added to Sources/stockd/Stockd.swift
 /// without updating the list fails, and so does one removed.
-@Suite struct StockdHelpTests {
+@Suite(.ownThread) struct StockdHelpTests {
     static var stockdPath: String {
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("stockd").path

@@ -8,7 +8,7 @@ import TestSupport
 /// a viewer reads stock, STATS and the event feed and is FORBIDDEN everything
 /// that holds or changes units; checkout may read STATS too; `stockctl watch`
 /// runs on a viewer credential.
-@Suite(.serialized) struct ViewerRoleTests {
+@Suite(.ownThread, .serialized) struct ViewerRoleTests {
     static let viewerSecret = "vw-5d1c7a9e3b2f4d6a8c0e"
     static let authText = """
         # name      role      secret

@@ -13,7 +13,7 @@ import TestSupport
 /// do), and the demo receiver's port 9099 is replaced by a free one. A line ending in `&` runs in
 /// the background, as it would in the reader's shell; a line marked `(second terminal)` too (a
 /// reader starts it in another terminal). Background commands are stopped with SIGINT at the end.
-@Suite struct WalkthroughTests {
+@Suite(.ownThread) struct WalkthroughTests {
     /// The README's commands, continuation lines joined.
     static func showCommands(readme: String) throws -> (setup: String, commands: [String]) {
         guard let section = readme.range(of: "## A show, end to end") else {
