@@ -87,6 +87,8 @@ public struct RecoveryResult: Sendable {
     public var segmentSummaries: [SegmentSummary]
     /// Tokens expired at recovery, by deadline.
     public var expiredAtRecovery: [ExpiredAtRecovery]
+    /// The latest time of a record replayed (0: none; a snapshot keeps no record times).
+    public var lastTimeMs: UInt64
     /// Time `run` took.
     public var elapsed: Duration
 }
@@ -132,7 +134,7 @@ public enum Recovery {
             recordsReplayed: replayer.replayed, recordsCoveredBySnapshot: replayer.covered, tornTail: read.tornTail,
             gapAt: replayer.gapAt, droppedAfterGap: replayer.droppedAfterGap, highestSeqSeen: replayer.highestSeen,
             replayedThrough: replayedThrough, segmentSummaries: read.segments, expiredAtRecovery: expired,
-            elapsed: clock.now - start)
+            lastTimeMs: replayer.lastTimeMs, elapsed: clock.now - start)
     }
 
     /// Expires every token due at `nowWallMs`, earliest deadline first, with

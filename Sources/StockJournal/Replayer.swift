@@ -23,10 +23,14 @@ public struct Replayer: Sendable {
     public private(set) var covered = 0
     /// Largest seq offered, applied or not (`base` if larger).
     public private(set) var highestSeen: UInt64
+    /// The latest `timeMs` of the records applied (`lastTimeMs` given to init if later): the
+    /// journal's own clock, which a promotion never lets run backwards (docs/replication.md §5).
+    public private(set) var lastTimeMs: UInt64
 
     /// Starts from `state` (a snapshot's, or empty); records up to its `lastSeq` are ignored.
     /// `fateLimit`, when given, bounds the decided tokens remembered (FateMemory).
-    public init(state: JournalState, fateLimit: Int? = nil) {
+    public init(state: JournalState, fateLimit: Int? = nil, lastTimeMs: UInt64 = 0) {
+        self.lastTimeMs = lastTimeMs
         var state = state
         if let fateLimit { state.fateLimit = fateLimit }
         self.state = state
@@ -47,6 +51,7 @@ public struct Replayer: Sendable {
         if r.seq == next {
             try state.apply(r)
             replayed += 1
+            lastTimeMs = max(lastTimeMs, r.timeMs)
             try drain()
             checkProgress()
         } else if r.seq < next || pending.updateValue(r, forKey: r.seq) != nil {
@@ -65,6 +70,7 @@ public struct Replayer: Sendable {
         while !pending.isEmpty, let r = pending.removeValue(forKey: state.lastSeq + 1) {
             try state.apply(r)
             replayed += 1
+            lastTimeMs = max(lastTimeMs, r.timeMs)
         }
         assert(pending[state.lastSeq + 1] == nil, "drained up to the next missing seq")
     }

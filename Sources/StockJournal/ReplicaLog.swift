@@ -109,6 +109,11 @@ public final class ReplicaLog {
         try? applyDeferred()  // a refusal is kept and thrown by the next append or sync
         return replayer.state
     }
+    /// The latest record time applied to the shadow state (the journal's clock, `Replayer.lastTimeMs`).
+    public var lastTimeMs: UInt64 {
+        try? applyDeferred()
+        return replayer.lastTimeMs
+    }
     /// The epoch of the term the record at `received` belongs to (REPL_HELLO's `last_epoch`; 0: none).
     public var lastEpoch: UInt64 { state.currentEpoch }
     /// Records appended beyond a gap, waiting for it to be filled.
@@ -132,12 +137,12 @@ public final class ReplicaLog {
     /// `state`: what recovery rebuilt from `directory` (after `Recovery.finish`,
     /// with nothing expired: see "Starting" at the top of this file); its
     /// lastSeq is the last gap-free seq on disk. `segmentBytes` and `fateLimit`
-    /// as for the primary's writer and recovery.
+    /// as for the primary's writer and recovery; `lastTimeMs` the latest record time recovery saw.
     public init(directory: String, state: JournalState, segmentBytes: Int64, fateLimit: Int,
-                maxPending: Int = ReplicaLog.defaultMaxPending) throws(JournalError) {
+                lastTimeMs: UInt64 = 0, maxPending: Int = ReplicaLog.defaultMaxPending) throws(JournalError) {
         precondition(maxPending >= 0, "maxPending is a count")
         writer = try JournalWriter(directory: directory, segmentBytes: segmentBytes)
-        replayer = Replayer(state: state, fateLimit: fateLimit)
+        replayer = Replayer(state: state, fateLimit: fateLimit, lastTimeMs: lastTimeMs)
         durable = state.lastSeq
         received = state.lastSeq
         self.maxPending = maxPending

@@ -134,7 +134,8 @@ final class ClusterNode: @unchecked Sendable {
         let result = try Recovery.run(dataDirectory: directory, nowWallMs: 0, fateLimit: fateLimit)
         try Recovery.finish(result, dataDirectory: directory, nowWallMs: JournalPipeline.wallNanos() / 1_000_000,
                             retainBytes: retainBytes)
-        return try ReplicaLog(directory: directory, state: result.state, segmentBytes: segmentBytes, fateLimit: fateLimit)
+        return try ReplicaLog(directory: directory, state: result.state, segmentBytes: segmentBytes, fateLimit: fateLimit,
+                              lastTimeMs: result.lastTimeMs)
     }
 
     /// Server stop: the receiver or the sender ends; a standby's journal is synced and closed.

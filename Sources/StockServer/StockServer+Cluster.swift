@@ -58,10 +58,11 @@ extension StockServer {
             throw Failure(.staleEpoch, .staleEpoch(epoch: log.lastEpoch))
         }
         do {
+            let journalTimeMs = log.lastTimeMs
             try log.close()
             var state = log.state
             let termSeq = state.lastSeq + 1
-            try journalTermStart(&state, epoch: e, node: node)
+            try journalTermStart(&state, epoch: e, node: node, journalTimeMs: journalTimeMs)
             try restoreCore(from: state)
             try openJournal(after: state, node: node, epoch: e)
             node.history = state.epochs
@@ -82,8 +83,12 @@ extension StockServer {
     }
 
     /// Step 2: the term start record, expiries and new catalog SKUs, durable as a segment of their own.
-    private func journalTermStart(_ state: inout JournalState, epoch e: UInt64, node: ClusterNode) throws {
-        let nowMs = JournalPipeline.wallNanos() / 1_000_000
+    /// Their time is this node's wall clock or the journal's latest record time if that is later: a
+    /// promoted node whose clock is behind the old primary's must not make the journal's time run
+    /// backwards — it would then keep holds past deadlines the old primary already reached.
+    private func journalTermStart(_ state: inout JournalState, epoch e: UInt64, node: ClusterNode,
+                                  journalTimeMs: UInt64) throws {
+        let nowMs = Self.promotionTime(wallMs: JournalPipeline.wallNanos() / 1_000_000, journalTimeMs: journalTimeMs)
         let start = SequencedRecord(seq: state.lastSeq + 1, timeMs: nowMs,
                                     record: .termStarted(epoch: e, node: ShortBytes(node.config.nodeID)!))
         try state.apply(start)
@@ -102,6 +107,9 @@ extension StockServer {
         try writer.append(buffer)
         try writer.close()
     }
+
+    /// The time a promotion expires holds at and stamps its records with (journalTermStart).
+    static func promotionTime(wallMs: UInt64, journalTimeMs: UInt64) -> UInt64 { max(wallMs, journalTimeMs) }
 
     /// Step 3: the core from the shadow state (it is empty: a standby's core is never written).
     private func restoreCore(from state: JournalState) throws {

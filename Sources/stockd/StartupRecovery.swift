@@ -83,8 +83,11 @@ enum StartupRecovery {
 
     /// A cluster node's start (docs/replication.md §2): recover the journal as it is — nothing
     /// expired, no catalog staged: those are the primary's records to write, and a standby's
-    /// journal must stay a prefix of its primary's. Returns the state its ReplicaLog continues.
-    static func recoverReplica(_ dir: String, retainBytes: Int64, fateLimit: Int, logger: Logger) throws -> JournalState {
+    /// journal must stay a prefix of its primary's. Returns the state its ReplicaLog continues, and
+    /// the journal's latest record time.
+    static func recoverReplica(_ dir: String, retainBytes: Int64, fateLimit: Int, logger: Logger) throws
+        -> (state: JournalState, lastTimeMs: UInt64)
+    {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         try lock(dir)
         let result: RecoveryResult
@@ -106,7 +109,7 @@ enum StartupRecovery {
             "live_holds": .stringConvertible(result.state.tokenCount), "last_seq": .stringConvertible(result.state.lastSeq),
             "epoch": .stringConvertible(result.state.currentEpoch),
         ])
-        return result.state
+        return (result.state, result.lastTimeMs)
     }
 
     /// After the loops and the journal stopped: replay, write one snapshot, drop the segments beyond

@@ -227,11 +227,11 @@ struct Stockd: ParsableCommand {
         var recovered: RecoveredData?
         var replica: ReplicaLog?
         if config.cluster != nil {
-            let state = try StartupRecovery.recoverReplica(dataDir, retainBytes: config.feedRetentionBytes,
-                                                           fateLimit: config.core.fateMemoryTotal, logger: logger)
+            let recovered = try StartupRecovery.recoverReplica(dataDir, retainBytes: config.feedRetentionBytes,
+                                                               fateLimit: config.core.fateMemoryTotal, logger: logger)
             config.journalDirectory = dataDir
-            replica = try ReplicaLog(directory: dataDir, state: state, segmentBytes: Int64(config.segmentBytes),
-                                     fateLimit: config.core.fateMemoryTotal)
+            replica = try ReplicaLog(directory: dataDir, state: recovered.state, segmentBytes: Int64(config.segmentBytes),
+                                     fateLimit: config.core.fateMemoryTotal, lastTimeMs: recovered.lastTimeMs)
         } else if sync == "always" {
             let r = try StartupRecovery.recover(dataDir, catalog: stock, retainBytes: config.feedRetentionBytes,
                                                 fateLimit: config.core.fateMemoryTotal, logger: logger)

@@ -72,6 +72,8 @@ struct ReplicaLogTests {
                 prefix += 1
             }
             #expect(log.received == prefix && log.lastEpoch == epoch)
+            #expect(log.lastTimeMs == (records[0..<Int(prefix)].map(\.timeMs).max() ?? 0),
+                    "the journal's time: the latest record applied (a promotion's clock never goes below it)")
             #expect(log.waiting == delivered.count - Int(prefix) && (log.gapAt == nil) == (log.waiting == 0))
             #expect(log.durable == synced, "durable moves only on a sync")
             if rng.next(below: 3) == 0 {
@@ -94,6 +96,12 @@ struct ReplicaLogTests {
         #expect(differences(recovered.state, log.state) == [] && recovered.state == log.state)
         #expect(recovered.nextSeq == 2501 && recovered.droppedAfterGap == 0 && recovered.highestSeqSeen == 2500)
         #expect(recovered.segments > 1, "the replica's journal rotated like the primary's")
+        let latest = records.map(\.timeMs).max()!
+        #expect(recovered.lastTimeMs == latest && latest > records[0].timeMs, "recovery knows the journal's time too")
+        let reopened = try ReplicaLog(directory: dir.path, state: recovered.state, segmentBytes: 4096,
+                                      fateLimit: Self.fateLimit, lastTimeMs: recovered.lastTimeMs)
+        #expect(reopened.lastTimeMs == latest, "and a replica started on it continues from there")
+        try reopened.close()
     }
 
     /// A replica that starts on a recovered directory continues it: the

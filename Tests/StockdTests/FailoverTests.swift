@@ -237,6 +237,85 @@ import TestSupport
         }
     }
 
+    /// The primary cut off from etcd while it still reaches its standbys (a relay per node between
+    /// its agent and etcd; the primary's drops everything): it stops acknowledging within its lease,
+    /// a standby promotes although the old primary's replication links are up, the old primary
+    /// acknowledges nothing after that, and every hold it acknowledged is on the new primary. With
+    /// etcd back, its agent sees the new leader and the old primary is demoted.
+    @Test func aPrimaryCutOffFromEtcdButNotFromItsStandbysIsReplaced() throws {
+        let dir = try TempDirectory(prefix: "failover-cut")
+        defer { dir.remove() }
+        let etcdServer = try EtcdProcess()
+        let etcd = try EtcdClient(endpoints: [etcdServer.endpoint], timeoutMs: 2000)
+        var relays: [String: TCPRelay] = [:]
+        let nodes = try ["a", "b", "c"].map { id in
+            let relay = try TCPRelay(marker: "")
+            relay.target = etcdServer.clientPort
+            relays[id] = relay
+            return try Node(id, dir: dir, etcd: "http://127.0.0.1:\(relay.port)", catalog: Self.catalog)
+        }
+        defer { relays.values.forEach { $0.stop() } }
+        let old = try Self.settledPrimary(nodes, etcd: etcd)
+        let oldEpoch = try old.status().epoch
+        let c = try old.stockd.connect()
+        var tokens: [Token] = []
+        for _ in 0..<20 { tokens.append(try c.reserveOK("JACKET", 1, ttlMs: 600_000).token) }
+
+        relays[old.id]!.blackhole = true
+        let cut = monotonicSeconds()
+        var refusedAfter: Double?
+        while monotonicSeconds() - cut < 4 {
+            let r = try c.reserve("JACKET", 1, ttlMs: 600_000)
+            if r.status == .notPrimary {
+                refusedAfter = monotonicSeconds() - cut
+                break
+            }
+            #expect(r.status == .ok, "\(r.body)")
+            if r.status == .ok, let t = r.reservation?.token { tokens.append(t) }
+            sleepSeconds(0.02)
+        }
+        let after = try #require(refusedAfter, "the primary kept acknowledging without etcd: \(old.diagnostics)")
+        #expect(after <= 2.0, "stopped \(after) s after the cut: beyond the lease")
+
+        let survivors = nodes.filter { $0.id != old.id }
+        var takenBy: Node?
+        try ReplicationTests.eventually(20, "a survivor serves changes: \(survivors.map(\.diagnostics))") {
+            for n in survivors {
+                guard let p = try? n.stockd.connect(), let r = try? p.reserve("HAT", 1), r.status == .ok else { continue }
+                takenBy = n
+                return true
+            }
+            return false
+        }
+        let primary = try #require(takenBy)
+        #expect(try primary.status().epoch > oldEpoch)
+        // The old primary, still connected to its standbys as far as it knows: refusals, or nothing — never OK.
+        var ids: [UInt32] = []
+        for _ in 0..<20 { ids.append(try c.sendRequest(.reserve(Reserve(sku: SKU("JACKET")!, quantity: 1)))) }
+        let deadline = monotonicSeconds() + 2
+        var answered = 0
+        while monotonicSeconds() < deadline, answered < ids.count {
+            guard let r = try? c.readResponse(timeout: max(0.05, deadline - monotonicSeconds())) else { break }
+            answered += 1
+            #expect(r.status != .ok, "the cut-off primary acknowledged a change after the handover: \(r.body)")
+        }
+        let p = try primary.stockd.connect()
+        for t in tokens { #expect(try p.confirm(t).status == .ok, "a hold the old primary acknowledged is on the new one") }
+        let info = try p.info("JACKET")
+        #expect(info.reserved == 0 && info.confirmed == UInt64(tokens.count) && info.onHand == 1_000_000,
+                "exactly the acknowledged holds, each confirmed once: \(info)")
+        // The third node follows the new primary: it is in its wait set, at the new epoch.
+        let third = survivors.first { $0.id != primary.id }!
+        try ReplicationTests.eventually(15, "the other standby follows the new primary: \(third.diagnostics)") {
+            (try? primary.status())?.standbys.contains { $0.node.string == third.id && $0.inWaitSet } == true
+        }
+        relays[old.id]!.blackhole = false
+        try ReplicationTests.eventually(15, "the old primary is demoted once etcd is back: \(old.diagnostics)") {
+            (try? old.status())?.role != .primary || old.stockd.stderrText.contains("demoted")
+        }
+        #expect(try c.reserve("JACKET", 1).status != .ok)
+    }
+
     /// A StockClient given every node follows the primary through a failover: each RESERVE (with an
     /// idempotency key) is answered OK within its deadline, before, during and after the kill, and
     /// each of those holds is on the new primary exactly once.
@@ -499,6 +578,7 @@ final class TCPRelay: @unchecked Sendable {
     private let lock = NSLock()
     private var targetPort = 0
     private var stall = false
+    private var dropAll = false
     private var stopped = false
     private let marker: [UInt8]
 
@@ -509,6 +589,12 @@ final class TCPRelay: @unchecked Sendable {
     var stallMarked: Bool {
         get { lock.lock(); defer { lock.unlock() }; return stall }
         set { lock.lock(); stall = newValue; lock.unlock() }
+    }
+    /// Nothing forwarded on any connection, old or new, either way (a network cut): connects still
+    /// succeed, every request then waits for its own timeout.
+    var blackhole: Bool {
+        get { lock.lock(); defer { lock.unlock() }; return dropAll }
+        set { lock.lock(); dropAll = newValue; lock.unlock() }
     }
     var isStopped: Bool { lock.lock(); defer { lock.unlock() }; return stopped }
     private var accepted = 0
@@ -550,7 +636,7 @@ final class TCPRelay: @unchecked Sendable {
         var buffer = [UInt8](repeating: 0, count: 64 << 10)
         let flag = inspect ?? marked!
         while !isStopped {
-            if stallMarked && flag.get() {
+            if blackhole || (stallMarked && flag.get()) {
                 usleep(10_000)
                 continue
             }
