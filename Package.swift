@@ -135,7 +135,7 @@ let package = Package(
         .executableTarget(
             name: "stockctl",
             dependencies: [
-                "StockClient", "CommandSupport",
+                "StockClient", "CommandSupport", "StockCluster",
                 server("ArgumentParser", "swift-argument-parser"),
             ],
             path: "clients/stockctl",

@@ -22,6 +22,11 @@ public struct AgentConfig: Sendable {
     public var credential: [UInt8] = []
     /// etcd and stockd calls give up after this long.
     public var callTimeoutMs: Int = 1000
+    /// How long the other standbys leave the leader key to the node a deliberate handover names
+    /// (after that any ISR member campaigns: the named node may have died meanwhile).
+    public var handoverWindowMs: Int = 6000
+    /// How long a handing-over primary waits for its last records to be committed and on the target.
+    public var drainTimeoutMs: Int = 2000
 
     public init(cluster: String, node: String, stockd: String, advertise: String, etcd: [String]) {
         self.cluster = cluster
@@ -54,6 +59,8 @@ public final class Agent {
     private(set) var isPrimary = false
     private var followed = ""
     private var stockdDownSinceNs: UInt64 = 0
+    /// The handover record this agent last saw (by its mod revision) and since when.
+    private var handoverSeen: (revision: Int64, sinceNs: UInt64) = (0, 0)
 
     public init(config: AgentConfig, log: @escaping (String) -> Void) throws(EtcdError) {
         self.config = config
@@ -128,6 +135,10 @@ public final class Agent {
             let granted = try etcd.grantLease(ttlSeconds: Int(config.leaseTTLSeconds))
             lease = granted.id
             lastRenewalNs = now
+            // Where this node is reached, for a primary handing its term over to it (it names the new
+            // primary's address to clients meanwhile); gone with the lease.
+            let me = ClusterJSON.encode(MemberRecord(address: config.advertise, durable: 0))
+            _ = try etcd.put(keys.member(config.node), me, lease: lease)
             return
         }
         guard now - lastRenewalNs >= UInt64(config.leaseTTLSeconds) * 1_000_000_000 / 3 else { return }
@@ -149,6 +160,7 @@ public final class Agent {
         let (isrKV, _) = try etcd.get(keys.isr)
         let isr = isrKV.flatMap { ClusterJSON.decode(ISRRecord.self, $0.value) }
         guard CampaignPolicy.mayCampaign(node: config.node, leaderPresent: false, isr: isr) else { return }
+        if try yieldsToHandover(isr: isr) { return }
         let me = ClusterJSON.encode(LeaderRecord(node: config.node, address: config.advertise))
         let guardISR: EtcdCompare = .modRevision(key: keys.isr, equals: isrKV?.modRevision ?? 0)
         let result = try etcd.txn(compare: [.createRevision(key: keys.leader, equals: 0), guardISR],
@@ -211,6 +223,10 @@ public final class Agent {
         }
         let (isrKV, _) = try etcd.get(keys.isr)
         let isr = isrKV.flatMap { ClusterJSON.decode(ISRRecord.self, $0.value) }?.members ?? []
+        if let (request, revision) = try handoverRequest(), request.epoch == e {
+            try handOver(admin, request, revision: revision, isr: isr, status: status, epoch: e)
+            return
+        }
         guard let change = ISRPolicy.next(isr: isr, standbys: status.standbys, replTimeoutMs: config.replTimeoutMs) else {
             return
         }
@@ -225,6 +241,66 @@ public final class Agent {
         case .add(let m):
             if try writeISR(isr + [m], epoch: e, expectedModRevision: isrKV?.modRevision ?? 0) { log("\(m) into the ISR") }
         }
+    }
+
+    // MARK: deliberate handover (stockctl cluster failover)
+
+    private func handoverRequest() throws(EtcdError) -> (HandoverRecord, Int64)? {
+        let (kv, _) = try etcd.get(keys.handover)
+        guard let kv, let record = ClusterJSON.decode(HandoverRecord.self, kv.value) else { return nil }
+        return (record, kv.modRevision)
+    }
+
+    /// Another node is named by a handover of the term that just ended: leave it the key for a while.
+    private func yieldsToHandover(isr: ISRRecord?) throws -> Bool {
+        guard let (request, revision) = try handoverRequest() else { return false }
+        let now = Self.nanos()
+        if handoverSeen.revision != revision { handoverSeen = (revision, now) }
+        let yields = CampaignPolicy.yieldsToHandover(node: config.node, isr: isr, handover: request,
+                                                     seenForNs: now - handoverSeen.sinceNs,
+                                                     windowNs: UInt64(config.handoverWindowMs) * 1_000_000)
+        return yields
+    }
+
+    /// The primary hands its term over: stop taking changes (ROLE standby demotes stockd; what is in
+    /// flight still commits), wait until every record is committed and on the target, then give the
+    /// leader key back. The target campaigns at once; the others wait out `handoverWindowMs`.
+    private func handOver(_ admin: StockdAdmin, _ request: HandoverRecord, revision: Int64, isr: [String],
+                          status: ClusterStatus, epoch e: Int64) throws {
+        let target: String
+        switch HandoverPolicy.target(requested: request.to, isr: isr, standbys: status.standbys,
+                                     replTimeoutMs: config.replTimeoutMs) {
+        case .failure(let why):
+            log("handover of epoch \(e) refused: \(why)")
+            // Withdrawn, so stockctl sees the refusal (the key gone, the leader unchanged) and no later step retries it.
+            _ = try etcd.txn(compare: [.modRevision(key: keys.handover, equals: revision)], success: [.delete(key: keys.handover)])
+            return
+        case .success(let t): target = t
+        }
+        if request.to.isEmpty {  // name the target, so the other standbys leave it the key
+            let named = ClusterJSON.encode(HandoverRecord(epoch: e, to: target))
+            guard try etcd.txn(compare: [.modRevision(key: keys.handover, equals: revision)],
+                               success: [.put(key: keys.handover, value: named)]).succeeded else { return }
+        }
+        let member = try etcd.get(keys.member(target)).kv.flatMap { ClusterJSON.decode(MemberRecord.self, $0.value) }
+        let address = member.flatMap { ShortBytes($0.address) } ?? .empty
+        let demoted = try admin.request(.role(RoleChange(role: .standby, epoch: UInt64(e), primary: address)))
+        guard demoted.status == .ok else { throw StockdAdmin.Failure("ROLE standby for the handover answered \(demoted.status.name)") }
+        log("handing epoch \(e) over to \(target): taking no more changes")
+        let deadline = Self.nanos() + UInt64(config.drainTimeoutMs) * 1_000_000
+        var stable = 0, last: UInt64 = 0
+        while Self.nanos() < deadline, stable < 2 {
+            let s = try admin.clusterStatus()
+            let drained = HandoverPolicy.drained(written: s.durable, committed: s.committed, target: target, standbys: s.standbys)
+            stable = drained && s.durable == last ? stable + 1 : (drained ? 1 : 0)
+            last = s.durable
+            if stable < 2 { usleep(10_000) }
+        }
+        if stable < 2 { log("handover: \(target) not caught up within \(config.drainTimeoutMs) ms; giving the key back anyway") }
+        try? etcd.revoke(lease)
+        lease = 0
+        isPrimary = false
+        log("handed epoch \(e) over to \(target) (durable \(last)); restart this node's stockd to rejoin as a standby")
     }
 
     private func setWaitSet(_ admin: StockdAdmin, _ nodes: [String], epoch e: Int64) throws {

@@ -32,6 +32,17 @@ public enum CampaignPolicy {
         return isr.members.contains(node)
     }
 
+    /// Whether a node that may campaign waits because the term that just ended was handed over to
+    /// another node (§5, deliberate handover): the handover names that term (no later ISR exists,
+    /// whose epoch would be above it) and someone else, and this agent has seen it for less than
+    /// `windowNs`. After the window anyone in the ISR may campaign (the named node may be dead).
+    public static func yieldsToHandover(node: String, isr: ISRRecord?, handover: HandoverRecord?,
+                                        seenForNs: UInt64, windowNs: UInt64) -> Bool {
+        guard let handover, !handover.to.isEmpty, handover.to != node else { return false }
+        guard let isr, isr.epoch == handover.epoch else { return false }  // a later term began: stale
+        return seenForNs < windowNs
+    }
+
     /// The ISR a new primary starts its term with: the previous one without
     /// itself. Its stockd waits for all of them (ISR_SET) before the agent
     /// writes the record, so the ISR in etcd never holds a node the primary
@@ -81,4 +92,39 @@ public enum ISRPolicy {
         case .add: return current
         }
     }
+}
+
+/// The primary's side of a deliberate handover (§5).
+public enum HandoverPolicy {
+    /// The node to hand the term to, or why there is none: a requested node must be in the ISR, in
+    /// stockd's wait set and not lagging; with none requested, the ISR member furthest ahead.
+    public static func target(requested: String, isr: [String], standbys: [StandbyStatus],
+                              replTimeoutMs: UInt64) -> Result<String, HandoverRefusal> {
+        let eligible = standbys.filter { isr.contains($0.node.string) && $0.inWaitSet && UInt64($0.lagMs) <= replTimeoutMs }
+        if !requested.isEmpty {
+            guard isr.contains(requested) else { return .failure(HandoverRefusal("\(requested) is not in the in-sync set \(isr)")) }
+            guard eligible.contains(where: { $0.node.string == requested }) else {
+                return .failure(HandoverRefusal("\(requested) is not caught up (not in the wait set, or lagging)"))
+            }
+            return .success(requested)
+        }
+        guard let best = eligible.max(by: { ($0.acked, $1.node.string) < ($1.acked, $0.node.string) }) else {
+            return .failure(HandoverRefusal("no standby is in sync"))
+        }
+        return .success(best.node.string)
+    }
+
+    /// Whether the drained primary may give up its key: it takes no more changes (demoted), every
+    /// record it wrote is committed, and the target has acknowledged all of them — so the target
+    /// holds every acknowledged change and the answers in flight at the handover were all sent.
+    public static func drained(written: UInt64, committed: UInt64, target: String, standbys: [StandbyStatus]) -> Bool {
+        guard committed >= written else { return false }
+        return standbys.contains { $0.node.string == target && $0.acked >= written }
+    }
+}
+
+/// Why a handover was not made.
+public struct HandoverRefusal: Error, Equatable, CustomStringConvertible {
+    public let description: String
+    public init(_ d: String) { description = d }
 }

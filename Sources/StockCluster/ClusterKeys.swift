@@ -15,6 +15,9 @@ public struct ClusterKeys: Sendable, Equatable {
     public var leader: String { prefix + "leader" }
     /// The in-sync set, written only by the primary, guarded by its epoch.
     public var isr: String { prefix + "isr" }
+    /// A deliberate handover asked for (`stockctl cluster failover`), read by the primary's agent and
+    /// by every agent about to campaign; stale once a later term has begun.
+    public var handover: String { prefix + "handover" }
     /// A node's advertised address and durable end, attached to its lease.
     public func member(_ node: String) -> String { prefix + "members/" + node }
 }
@@ -40,6 +43,19 @@ public struct ISRRecord: Codable, Sendable, Equatable {
     public init(epoch: Int64, members: [String]) {
         self.epoch = epoch
         self.members = members
+    }
+}
+
+/// The handover key's value: the term to hand over (the leader key's create_revision, so a request
+/// meant for one term never ends a later one) and the node to hand it to ("" for the primary's agent
+/// to pick the in-sync standby furthest ahead).
+public struct HandoverRecord: Codable, Sendable, Equatable {
+    public var epoch: Int64
+    public var to: String
+
+    public init(epoch: Int64, to: String) {
+        self.epoch = epoch
+        self.to = to
     }
 }
 

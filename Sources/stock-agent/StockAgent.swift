@@ -42,6 +42,16 @@ struct StockAgent: ParsableCommand {
     @Option(help: "How often the agent looks at etcd and stockd.", transform: { try DurationParser.milliseconds($0) })
     var poll: UInt64 = 100
 
+    @Option(name: .customLong("handover-window"),
+            help: "After a deliberate handover (stockctl cluster failover) the other standbys leave the leader key to the named node this long.",
+            transform: { try DurationParser.milliseconds($0) })
+    var handoverWindowMs: UInt64 = 6000
+
+    @Option(name: .customLong("drain-timeout"),
+            help: "A primary handing over waits at most this long for its last records to be committed and on the target.",
+            transform: { try DurationParser.milliseconds($0) })
+    var drainTimeoutMs: UInt64 = 2000
+
     @Option(name: .customLong("credential-file"),
             help: ArgumentHelp("An admin credential of stockd's auth file (default $STOCKD_CREDENTIAL).", valueName: "file"))
     var credentialFile: String?
@@ -49,6 +59,8 @@ struct StockAgent: ParsableCommand {
     func run() throws {
         guard (2...60).contains(leaseTTL) else { throw ValidationError("--lease-ttl must be 2...60 (seconds)") }
         guard (10...10_000).contains(poll) else { throw ValidationError("--poll must be 10ms...10s") }
+        guard (100...600_000).contains(handoverWindowMs) else { throw ValidationError("--handover-window must be 100ms...10m") }
+        guard (10...60_000).contains(drainTimeoutMs) else { throw ValidationError("--drain-timeout must be 10ms...60s") }
         let endpoints = etcd.split(separator: ",").map { String($0) }
         guard !endpoints.isEmpty, endpoints.allSatisfy({ $0.hasPrefix("http://") }) else {
             throw ValidationError("--etcd takes http:// URLs, comma-separated")
@@ -57,6 +69,8 @@ struct StockAgent: ParsableCommand {
         c.leaseTTLSeconds = Int64(leaseTTL)
         c.replTimeoutMs = replTimeoutMs
         c.pollMs = Int(poll)
+        c.handoverWindowMs = Int(handoverWindowMs)
+        c.drainTimeoutMs = Int(drainTimeoutMs)
         c.callTimeoutMs = max(200, min(2000, leaseTTL * 1000 / 3))
         c.credential = try credential()
         signal(SIGPIPE, SIG_IGN)

@@ -66,4 +66,42 @@ import TestSupport
         #expect(ClusterKeys(cluster: "show").leader == "/stockd/show/leader")
         #expect(ClusterKeys(cluster: "show").member("b") == "/stockd/show/members/b")
     }
+
+    @Test func aHandoverNamesAnInSyncTargetAndEndsOnlyWhenDrained() {
+        let timeout: UInt64 = 1000
+        let standbys = [Self.standby("b", acked: 90), Self.standby("c", acked: 100), Self.standby("d", waiting: false)]
+        #expect(HandoverPolicy.target(requested: "b", isr: ["b", "c"], standbys: standbys, replTimeoutMs: timeout)
+                == .success("b"))
+        #expect(HandoverPolicy.target(requested: "", isr: ["b", "c"], standbys: standbys, replTimeoutMs: timeout)
+                == .success("c"), "none named: the member furthest ahead")
+        #expect(HandoverPolicy.target(requested: "d", isr: ["b", "c"], standbys: standbys, replTimeoutMs: timeout)
+                == .failure(HandoverRefusal("d is not in the in-sync set [\"b\", \"c\"]")))
+        let lagging = [Self.standby("b", lagMs: 1500)]
+        if case .success = HandoverPolicy.target(requested: "b", isr: ["b"], standbys: lagging, replTimeoutMs: timeout) {
+            Issue.record("a lagging member is no target")
+        }
+        if case .success = HandoverPolicy.target(requested: "", isr: [], standbys: standbys, replTimeoutMs: timeout) {
+            Issue.record("an empty ISR has no target")
+        }
+        // Drained: every record written is committed and on the target.
+        #expect(HandoverPolicy.drained(written: 100, committed: 100, target: "c", standbys: standbys))
+        #expect(!HandoverPolicy.drained(written: 100, committed: 100, target: "b", standbys: standbys), "b has 90")
+        #expect(!HandoverPolicy.drained(written: 101, committed: 100, target: "c", standbys: standbys), "one in flight")
+        #expect(!HandoverPolicy.drained(written: 100, committed: 100, target: "x", standbys: standbys))
+    }
+
+    @Test func theOtherStandbysLeaveTheKeyToTheNamedNodeForAWindow() {
+        let isr = ISRRecord(epoch: 7, members: ["b", "c"])
+        let toB = HandoverRecord(epoch: 7, to: "b")
+        #expect(CampaignPolicy.yieldsToHandover(node: "c", isr: isr, handover: toB, seenForNs: 0, windowNs: 100))
+        #expect(!CampaignPolicy.yieldsToHandover(node: "c", isr: isr, handover: toB, seenForNs: 100, windowNs: 100),
+                "after the window: b may be dead")
+        #expect(!CampaignPolicy.yieldsToHandover(node: "b", isr: isr, handover: toB, seenForNs: 0, windowNs: 100))
+        #expect(!CampaignPolicy.yieldsToHandover(node: "c", isr: ISRRecord(epoch: 9, members: ["c"]), handover: toB,
+                                                 seenForNs: 0, windowNs: 100), "a later term began: stale")
+        #expect(!CampaignPolicy.yieldsToHandover(node: "c", isr: isr, handover: nil, seenForNs: 0, windowNs: 100))
+        #expect(!CampaignPolicy.yieldsToHandover(node: "c", isr: isr, handover: HandoverRecord(epoch: 7, to: ""),
+                                                 seenForNs: 0, windowNs: 100), "not named yet")
+        #expect(ClusterKeys(cluster: "show").handover == "/stockd/show/handover")
+    }
 }

@@ -352,6 +352,71 @@ import TestSupport
         await client.shutdown()
     }
 
+    /// `stockctl cluster failover --to` under a keyed reserve load from a StockClient given every
+    /// node: the named standby becomes primary, every call is answered OK (those in flight at the
+    /// handover too: the old primary commits what it took before it lets go), every hold is on the
+    /// new primary once, and the old primary takes no more changes. Then the refusals: a node not in
+    /// the in-sync set, and the primary itself, are one line on stderr and exit 1.
+    @Test func aDeliberateHandoverUnderLoadLosesNothingAndAnswersEveryCall() async throws {
+        let dir = try TempDirectory(prefix: "failover-handover")
+        defer { dir.remove() }
+        let etcdServer = try EtcdProcess()
+        let etcd = try EtcdClient(endpoints: [etcdServer.endpoint], timeoutMs: 2000)
+        let nodes = try ["a", "b", "c"].map { try Node($0, dir: dir, etcd: etcdServer.endpoint, catalog: Self.catalog) }
+        let old = try Self.settledPrimary(nodes, etcd: etcd)
+        let oldEpoch = try old.status().epoch
+        let target = nodes.first { $0.id != old.id }!
+        var config = try StockClient.Configuration(host: "127.0.0.1", port: old.stockd.port, connections: 2,
+                                                   callTimeout: .seconds(15))
+        config.otherEndpoints = nodes.filter { $0.id != old.id }.map { "127.0.0.1:\($0.stockd.port)" }
+        let client = try StockClient(configuration: config)
+        let stop = Locked(false)
+        // Off this test's thread: stockctl below blocks it while the load goes on.
+        let load = Task.detached { () throws -> [Token] in
+            try await withThrowingTaskGroup(of: [Token].self) { group in
+                for w in 0..<4 {
+                    group.addTask {
+                        var held: [Token] = []
+                        for i in 0..<20_000 where !stop.get() {
+                            held.append(try await client.reserve(sku: "JACKET", quantity: 1, ttl: .seconds(600),
+                                                                 idempotencyKey: "handover-\(w)-\(i)").token)
+                        }
+                        return held
+                    }
+                }
+                return try await group.reduce(into: []) { $0 += $1 }
+            }
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        let r = try stockctl(["cluster", "failover", "--etcd", etcdServer.endpoint, "--cluster", "show", "--to", target.id,
+                              "--json"], timeout: 30)
+        #expect(r.code == 0 && r.object?["to"] as? String == target.id, "\(r) \(nodes.map(\.diagnostics))")
+        print("handover: \(r.stdout)")
+        try await Task.sleep(for: .milliseconds(500))
+        stop.set(true)
+        let tokens = try await load.value  // a call that failed fails the test here
+        #expect(tokens.count > 100 && Set(tokens).count == tokens.count, "\(tokens.count) holds, one per key")
+        let status = try target.status()
+        #expect(status.role == .primary && status.epoch > oldEpoch)
+        for t in tokens { try await client.confirm(t) }
+        let info = try await client.stock("JACKET")
+        #expect(info.confirmed == UInt64(tokens.count) && info.reserved == 0, "exactly the acknowledged holds: \(info)")
+        await client.shutdown()
+        #expect(try old.stockd.connect().reserve("JACKET", 1).status == .notPrimary, "the old primary takes no more changes")
+
+        let third = nodes.first { $0.id != old.id && $0.id != target.id }!
+        try ReplicationTests.eventually(15, "the third node in the new ISR") {
+            guard let kv = try etcd.get(ClusterKeys(cluster: "show").isr).kv,
+                  let isr = ClusterJSON.decode(ISRRecord.self, kv.value) else { return false }
+            return isr.members == [third.id]
+        }
+        let notInSync = try stockctl(["cluster", "failover", "--etcd", etcdServer.endpoint, "--cluster", "show", "--to", old.id])
+        #expect(notInSync.code == 1 && notInSync.stderrLines.count == 1 && notInSync.stderr.contains("not in the in-sync set"),
+                "\(notInSync)")
+        let itself = try stockctl(["cluster", "failover", "--etcd", etcdServer.endpoint, "--cluster", "show", "--to", target.id])
+        #expect(itself.code == 1 && itself.stderr.contains("already the primary"), "\(itself)")
+    }
+
     /// A standby cut off by a stalled link (a TCP relay that stops forwarding its connections) leaves
     /// the ISR — in etcd first — while changes go on acknowledged with the other standby; when the
     /// primary then dies, the in-sync standby is promoted, never the lagging one.

@@ -46,6 +46,8 @@ final class ClientConnection: IOResource, @unchecked Sendable {
     private var alive = true
     private var threadRunning = true
     private var closedByUser = false
+    /// `retire()`d: closes once no call waits (no new call picks it: `isAlive` is false).
+    private var retiring = false
     /// An unsolicited failure (BUSY, SHUTTING_DOWN) announcing the close.
     private var farewell: Status?
     private let writeLock = Mutex()
@@ -92,7 +94,7 @@ final class ClientConnection: IOResource, @unchecked Sendable {
         return c
     }
 
-    var isAlive: Bool { stateLock.with { alive && !closedByUser } }
+    var isAlive: Bool { stateLock.with { alive && !closedByUser && !retiring } }
 
     /// Sends `request` and waits for its answer until `deadlineNs` (monotonic).
     /// Throws `timeout`, `cancelled` (the task was cancelled: the request may
@@ -113,6 +115,16 @@ final class ClientConnection: IOResource, @unchecked Sendable {
     func close() {
         stateLock.with {
             closedByUser = true
+            if threadRunning { wakeup.signal() }
+        }
+    }
+
+    /// Closes the connection once the calls waiting on it have their answers (or time out): the
+    /// route moved to another node, and calls in flight here — a change this node may have made —
+    /// must get their answers, not `closed`.
+    func retire() {
+        stateLock.with {
+            retiring = true
             if threadRunning { wakeup.signal() }
         }
     }
@@ -231,7 +243,7 @@ final class ClientConnection: IOResource, @unchecked Sendable {
         defer { buffer.deallocate() }
         var fds = [pollfd(fd: fd, events: 0, revents: 0), pollfd(fd: wakeup.fd, events: Int16(POLLIN), revents: 0)]
         var lastExpiryNs = Socket.nowNs()
-        while stateLock.with({ alive && !closedByUser }) {
+        while stateLock.with({ alive && !closedByUser && !(retiring && calls.isEmpty) }) {
             let wantWrite = writeLock.with { outbox.count > 0 }
             fds[0].events = Int16(POLLIN) | (wantWrite ? Int16(POLLOUT) : 0)
             let n = poll(&fds, 2, Self.tickMs)

@@ -570,7 +570,7 @@ private final class Slot: Sendable {
             if now < s.retryAtNs, let e = s.lastError, s.generation == generation { return .failure(e) }
             return .success(nil)
         }
-        stale?.close()
+        stale?.retire()  // not close(): other callers may be waiting on it for answers
         switch current {
         case .failure(let e): throw e
         case .success(let c?): return c

@@ -4,8 +4,8 @@ import StockClient
 /// `stockctl cluster …`: a replicated cluster as one node sees it (docs/replication.md).
 struct ClusterCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "cluster", abstract: "A replicated cluster: roles, epochs, standbys.",
-        subcommands: [ClusterStatusCommand.self])
+        commandName: "cluster", abstract: "A replicated cluster: roles, epochs, standbys; a deliberate handover.",
+        subcommands: [ClusterStatusCommand.self, ClusterFailoverCommand.self])
 }
 
 /// `stockctl cluster status`: the node's role, epoch, durable end and commit point, and on a
