@@ -85,15 +85,15 @@ public final class Agent {
         guard let admin = connectedStockd() else { return }
         do {
             try renewLease(admin)
-            let (leaderKV, _) = try etcd.get(keys.leader)
-            if let kv = leaderKV, let leader = ClusterJSON.decode(LeaderRecord.self, kv.value) {
+            let view = ClusterView(try etcd.get(prefix: keys.prefix).kvs, keys: keys)  // one request per step
+            if let kv = view.leader, let leader = ClusterJSON.decode(LeaderRecord.self, kv.value) {
                 if leader.node == config.node && kv.lease == lease {
-                    try serveAsPrimary(admin, epoch: kv.createRevision)
+                    try serveAsPrimary(admin, epoch: kv.createRevision, view: view)
                 } else {
                     try follow(admin, leader: leader, epoch: kv.createRevision)
                 }
             } else {
-                try campaign(admin)
+                try campaign(admin, view: view)
             }
         } catch let e as EtcdError {
             log("etcd: \(e)")
@@ -155,12 +155,12 @@ public final class Agent {
         if isPrimary { _ = try admin.request(.fence(untilNs: Fencing.deadline(sentNs: sent, ttlSeconds: ttl))) }
     }
 
-    private func campaign(_ admin: StockdAdmin) throws {
+    private func campaign(_ admin: StockdAdmin, view: ClusterView) throws {
         guard lease != 0 else { return }
-        let (isrKV, _) = try etcd.get(keys.isr)
-        let isr = isrKV.flatMap { ClusterJSON.decode(ISRRecord.self, $0.value) }
+        let isrKV = view.isr
+        let isr = view.isrRecord
         guard CampaignPolicy.mayCampaign(node: config.node, leaderPresent: false, isr: isr) else { return }
-        if try yieldsToHandover(isr: isr) { return }
+        if yieldsToHandover(isr: isr, view: view) { return }
         let me = ClusterJSON.encode(LeaderRecord(node: config.node, address: config.advertise))
         let guardISR: EtcdCompare = .modRevision(key: keys.isr, equals: isrKV?.modRevision ?? 0)
         let result = try etcd.txn(compare: [.createRevision(key: keys.leader, equals: 0), guardISR],
@@ -205,11 +205,10 @@ public final class Agent {
     }
 
     /// The primary's agent: one ISR change per step, each guarded by this term's epoch.
-    private func serveAsPrimary(_ admin: StockdAdmin, epoch e: Int64) throws {
+    private func serveAsPrimary(_ admin: StockdAdmin, epoch e: Int64, view: ClusterView) throws {
         if !isPrimary || epoch != e {
             // We hold the key (a restart of the agent alone): make sure stockd is primary of it.
-            let (isrKV, _) = try etcd.get(keys.isr)
-            try promote(admin, epoch: e, previous: isrKV.flatMap { ClusterJSON.decode(ISRRecord.self, $0.value) })
+            try promote(admin, epoch: e, previous: view.isrRecord)
             return
         }
         let status = try admin.clusterStatus()
@@ -221,10 +220,10 @@ public final class Agent {
             isPrimary = false
             return
         }
-        let (isrKV, _) = try etcd.get(keys.isr)
-        let isr = isrKV.flatMap { ClusterJSON.decode(ISRRecord.self, $0.value) }?.members ?? []
-        if let (request, revision) = try handoverRequest(), request.epoch == e {
-            try handOver(admin, request, revision: revision, isr: isr, status: status, epoch: e)
+        let isrKV = view.isr
+        let isr = view.isrRecord?.members ?? []
+        if let (request, revision) = Self.handoverRequest(view), request.epoch == e {
+            try handOver(admin, request, revision: revision, isr: isr, status: status, epoch: e, view: view)
             return
         }
         guard let change = ISRPolicy.next(isr: isr, standbys: status.standbys, replTimeoutMs: config.replTimeoutMs) else {
@@ -245,15 +244,14 @@ public final class Agent {
 
     // MARK: deliberate handover (stockctl cluster failover)
 
-    private func handoverRequest() throws(EtcdError) -> (HandoverRecord, Int64)? {
-        let (kv, _) = try etcd.get(keys.handover)
-        guard let kv, let record = ClusterJSON.decode(HandoverRecord.self, kv.value) else { return nil }
+    private static func handoverRequest(_ view: ClusterView) -> (HandoverRecord, Int64)? {
+        guard let kv = view.handover, let record = ClusterJSON.decode(HandoverRecord.self, kv.value) else { return nil }
         return (record, kv.modRevision)
     }
 
     /// Another node is named by a handover of the term that just ended: leave it the key for a while.
-    private func yieldsToHandover(isr: ISRRecord?) throws -> Bool {
-        guard let (request, revision) = try handoverRequest() else { return false }
+    private func yieldsToHandover(isr: ISRRecord?, view: ClusterView) -> Bool {
+        guard let (request, revision) = Self.handoverRequest(view) else { return false }
         let now = Self.nanos()
         if handoverSeen.revision != revision { handoverSeen = (revision, now) }
         let yields = CampaignPolicy.yieldsToHandover(node: config.node, isr: isr, handover: request,
@@ -266,7 +264,7 @@ public final class Agent {
     /// flight still commits), wait until every record is committed and on the target, then give the
     /// leader key back. The target campaigns at once; the others wait out `handoverWindowMs`.
     private func handOver(_ admin: StockdAdmin, _ request: HandoverRecord, revision: Int64, isr: [String],
-                          status: ClusterStatus, epoch e: Int64) throws {
+                          status: ClusterStatus, epoch e: Int64, view: ClusterView) throws {
         let target: String
         switch HandoverPolicy.target(requested: request.to, isr: isr, standbys: status.standbys,
                                      replTimeoutMs: config.replTimeoutMs) {
@@ -282,7 +280,7 @@ public final class Agent {
             guard try etcd.txn(compare: [.modRevision(key: keys.handover, equals: revision)],
                                success: [.put(key: keys.handover, value: named)]).succeeded else { return }
         }
-        let member = try etcd.get(keys.member(target)).kv.flatMap { ClusterJSON.decode(MemberRecord.self, $0.value) }
+        let member = view.members[target].flatMap { ClusterJSON.decode(MemberRecord.self, $0.value) }
         let address = member.flatMap { ShortBytes($0.address) } ?? .empty
         let demoted = try admin.request(.role(RoleChange(role: .standby, epoch: UInt64(e), primary: address)))
         guard demoted.status == .ok else { throw StockdAdmin.Failure("ROLE standby for the handover answered \(demoted.status.name)") }

@@ -22,6 +22,30 @@ public struct ClusterKeys: Sendable, Equatable {
     public func member(_ node: String) -> String { prefix + "members/" + node }
 }
 
+/// One read of every key of a cluster (`EtcdClient.get(prefix:)`): what an agent's step decides on.
+public struct ClusterView: Sendable {
+    public var leader: EtcdKeyValue?
+    public var isr: EtcdKeyValue?
+    public var handover: EtcdKeyValue?
+    /// Member keys by node id.
+    public var members: [String: EtcdKeyValue] = [:]
+
+    public init(_ kvs: [EtcdKeyValue], keys: ClusterKeys) {
+        let memberPrefix = keys.member("")
+        for kv in kvs {
+            switch kv.key {
+            case keys.leader: leader = kv
+            case keys.isr: isr = kv
+            case keys.handover: handover = kv
+            default:
+                if kv.key.hasPrefix(memberPrefix) { members[String(kv.key.dropFirst(memberPrefix.count))] = kv }
+            }
+        }
+    }
+
+    public var isrRecord: ISRRecord? { isr.flatMap { ClusterJSON.decode(ISRRecord.self, $0.value) } }
+}
+
 /// The leader key's value.
 public struct LeaderRecord: Codable, Sendable, Equatable {
     public var node: String

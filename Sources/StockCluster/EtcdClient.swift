@@ -154,6 +154,17 @@ public final class EtcdClient: Sendable {
         return (try single(r, key), r.header?.revision ?? 0)
     }
 
+    /// Every key starting with `prefix`, in key order, and the store's revision as of the read (one
+    /// consistent read: the agent's whole view of its cluster per step).
+    public func get(prefix: String) throws(EtcdError) -> (kvs: [EtcdKeyValue], revision: Int64) {
+        let r: EtcdWire.RangeResponse = try call("/v3/kv/range", EtcdWire.Range(prefix: prefix))
+        let kvs = (r.kvs ?? []).map(\.kv)
+        guard kvs.allSatisfy({ $0.key.hasPrefix(prefix) }) else {
+            throw .malformed("range of prefix \(prefix) answered \(kvs.map(\.key))")
+        }
+        return (kvs, r.header?.revision ?? 0)
+    }
+
     /// Writes the key (attached to `lease` unless 0); the revision of the write.
     @discardableResult
     public func put(_ key: String, _ value: [UInt8], lease: Int64 = 0) throws(EtcdError) -> Int64 {

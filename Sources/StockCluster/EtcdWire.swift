@@ -28,7 +28,20 @@ enum EtcdWire {
 
     struct Range: Encodable {
         let key: String
-        init(_ key: String) { self.key = base64(key) }
+        /// Every key from `key` up to (not including) this one; nil: `key` alone.
+        let range_end: String?
+        init(_ key: String) {
+            self.key = base64(key)
+            range_end = nil
+        }
+        /// Every key starting with `prefix` (etcd's range end: the prefix with its last byte + 1).
+        init(prefix: String) {
+            var end = Array(prefix.utf8)
+            precondition(!end.isEmpty && end.last! < 0xFF, "a prefix ends in a byte that can be incremented")
+            end[end.count - 1] += 1
+            key = base64(prefix)
+            range_end = Data(end).base64EncodedString()
+        }
     }
 
     struct Put: Encodable {

@@ -68,6 +68,23 @@ extension EtcdError {
         #expect(winner.createRevision == first.revision)
     }
 
+    /// One read of a cluster's keys: exactly those under the prefix (not a cluster whose name
+    /// extends this one's), in key order, and the agent's view of them.
+    @Test func aPrefixReadReturnsTheClusterKeysOnly() throws {
+        let keys = ClusterKeys(cluster: "pfx")
+        try client.put(keys.leader, Array("L".utf8))
+        try client.put(keys.isr, ClusterJSON.encode(ISRRecord(epoch: 3, members: ["b"])))
+        try client.put(keys.member("b"), Array("M".utf8))
+        try client.put(ClusterKeys(cluster: "pfx2").leader, Array("other".utf8))
+        try client.put("/stockd/pfx", Array("no slash".utf8))
+        let (kvs, revision) = try client.get(prefix: "/stockd/pfx/")
+        #expect(kvs.map(\.key) == ["/stockd/pfx/isr", "/stockd/pfx/leader", "/stockd/pfx/members/b"] && revision > 0)
+        let view = ClusterView(kvs, keys: keys)
+        #expect(view.leader?.value == Array("L".utf8) && view.isrRecord == ISRRecord(epoch: 3, members: ["b"]))
+        #expect(view.handover == nil && Set(view.members.keys) == ["b"])
+        #expect(try client.get(prefix: "/stockd/none/").kvs.isEmpty)
+    }
+
     @Test func revokeDeletesAttachedKey() throws {
         let lease = try client.grantLease(ttlSeconds: 30)
         let revision = try client.put("/k/leased", [1, 2, 3], lease: lease.id)

@@ -199,6 +199,15 @@ import TestSupport
         try ReplicationTests.eventually(10, "the old primary is demoted: \(old.diagnostics)") {
             (try? old.status())?.role != .primary || old.stockd.stderrText.contains("demoted")
         }
+        // Restarted on its journal, it cuts what was never committed (if anything) and rejoins as a
+        // standby of the new primary, which then waits for it again.
+        old.kill()
+        let rejoined = try Node(old.id, dir: dir, etcd: etcdServer.endpoint, catalog: Self.catalog)
+        try ReplicationTests.eventually(20, "the old primary rejoins: \(rejoined.diagnostics)") {
+            (try? rejoined.status())?.role == .standby
+                && (try? takenBy!.status())?.standbys.contains { $0.node.string == old.id && $0.inWaitSet } == true
+        }
+        #expect(try p.reserve("HAT", 1).status == .ok, "committed with the rejoined node in the wait set")
     }
 
     /// etcd loses its quorum (frozen): nobody can take the leader key, so there is no failover, and the
