@@ -174,8 +174,11 @@ final class ClusterNode: @unchecked Sendable {
 
     /// The standbys of this primary for CLUSTER_STATUS: every connected one and every wait-set
     /// member (a disconnected member still holds commits back: its agent must see it). `lag_ms`
-    /// is how long its ack has been behind `durable`: since the ack last moved (or since this
-    /// primary began, for a member that never acked).
+    /// is 0 for a standby whose ack reached `durable`; else, for a connected one, how long ago the
+    /// oldest round it has not acked was sent — not since its ack last moved, which after an idle
+    /// spell is long ago although it answers the first new round within a millisecond (the bench
+    /// saw caught-up standbys leave the ISR at every traffic onset that way); for a disconnected
+    /// member, since its ack last moved (or since this primary began).
     func standbys(durable: UInt64) -> [StandbyStatus] {
         pthread_mutex_lock(lock)
         let hub = self.hub
@@ -183,10 +186,18 @@ final class ClusterNode: @unchecked Sendable {
         pthread_mutex_unlock(lock)
         guard let hub else { return [] }
         let now = JournalPipeline.nanos()
-        let nodes = Set(hub.linkStatus().map(\.node)).union(gate.members()).sorted()
+        let links = Dictionary(hub.linkStatus().map { ($0.node, $0.status) }, uniquingKeysWith: { a, _ in a })
+        let nodes = Set(links.keys).union(gate.members()).sorted()
         return nodes.prefix(Limits.maxStandbys).map { node in
             let v = gate.view(node)
-            let lagNs = v.acked >= durable ? 0 : now &- max(v.movedNs, since)
+            let lagNs: UInt64
+            if v.acked >= durable {
+                lagNs = 0
+            } else if let link = links[node] {
+                lagNs = link.oldestUnackedNs == 0 ? 0 : now &- max(link.oldestUnackedNs, since)
+            } else {
+                lagNs = now &- max(v.movedNs, since)
+            }
             return StandbyStatus(node: ShortBytes(node) ?? .empty, acked: v.acked,
                                  lagMs: UInt32(min(UInt64(UInt32.max), lagNs / 1_000_000)), inWaitSet: v.waiting)
         }

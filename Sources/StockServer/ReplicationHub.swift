@@ -69,6 +69,8 @@ final class ReplicationHub: @unchecked Sendable {
     struct LinkStatus {
         var acked: UInt64
         var lastAckNs: UInt64
+        /// StandbyLink.oldestUnackedNs.
+        var oldestUnackedNs: UInt64
     }
 
     /// poll(2) timeout: heartbeats and the silence check run at least this often (ms).
@@ -228,7 +230,9 @@ final class ReplicationHub: @unchecked Sendable {
             connected.remove(link.node)
             status[link.node] = nil
         }
-        for link in links { status[link.node] = LinkStatus(acked: link.acked, lastAckNs: link.lastHeardNs) }
+        for link in links {
+            status[link.node] = LinkStatus(acked: link.acked, lastAckNs: link.lastHeardNs, oldestUnackedNs: link.oldestUnackedNs)
+        }
         pthread_mutex_unlock(lock)
     }
 }

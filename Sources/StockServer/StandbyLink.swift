@@ -26,6 +26,9 @@ final class StandbyLink {
     /// The standby's last ack: it holds every record up to it, fdatasynced.
     private(set) var acked: UInt64
     private(set) var lastHeardNs: UInt64
+    /// When the oldest round it has not acked was sent (0: it acked everything sent): how long it
+    /// has been sitting on records — its lag for the ISR (CLUSTER_STATUS `lag_ms`).
+    var oldestUnackedNs: UInt64 { unacked.first?.sentNs ?? 0 }
     private var lastSentNs: UInt64 = 0
     private(set) var closed = false
     /// Whether the last pump found nothing more to read (the standby is at the live end).
@@ -101,7 +104,8 @@ final class StandbyLink {
         precondition(last == sentEnd + UInt64(n), "rounds are sent gap-free in seq order")
         sentEnd = last
         appendRound(count: n)
-        if unacked.count == Self.sentRoundsKept { unacked.removeFirst(Self.sentRoundsKept / 2) }
+        // Thinned from the second entry on: the first stays the oldest unacked round (`oldestUnackedNs`).
+        if unacked.count == Self.sentRoundsKept { unacked.removeSubrange(1...(Self.sentRoundsKept / 2)) }
         unacked.append((last, lastSentNs))
         hub.roundsSent.wrappingIncrement(ordering: .relaxed)
         hub.recordsSent.wrappingIncrement(by: UInt64(n), ordering: .relaxed)

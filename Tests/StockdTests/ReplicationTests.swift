@@ -236,10 +236,21 @@ import TestSupport
         try ack(2)
         try Self.eventually(5, "f in the wait set") { try Self.status(admin).standbys.first?.inWaitSet == true }
 
+        // Idle for 2 s, f heard all along (acks of the same end). Its lag counts from the oldest round
+        // it has not acked, not from its ack's last move: the next record finds it ~0 ms behind, not 2 s
+        // (the bench saw caught-up standbys leave the ISR at every traffic onset that way).
+        for _ in 0..<20 {
+            sleepSeconds(0.1)
+            try ack(2)
+        }
         let shop = try a.connect()
         let id = try shop.sendRequest(.reserve(Reserve(sku: SKU("JACKET")!, quantity: 1)))
         try rounds(through: 3)
+        let fresh = try #require(try Self.status(admin).standbys.first)
+        #expect(fresh.acked == 2 && fresh.lagMs < 1500, "a round just sent: \(fresh)")
         #expect(shop.staysSilent(for: 0.3), "no answer before the standby has the record")
+        let sitting = try #require(try Self.status(admin).standbys.first)
+        #expect(sitting.lagMs >= 250, "sitting on that round for 0.3 s: \(sitting)")
         #expect(try Self.status(admin).committed == 2)
         try ack(3)
         let answer = try shop.readResponse()
