@@ -119,18 +119,10 @@ import TestSupport
 
         // A survivor takes over: the first reserve answered OK there ends the failover.
         let survivors = nodes.filter { $0.id != primary.id }
-        var newPrimary: Node?
-        try ReplicationTests.eventually(20, "a survivor serves changes: \(survivors.map(\.diagnostics))") {
-            for n in survivors {
-                guard let c = try? n.stockd.connect(), let r = try? c.reserve("HAT", 1), r.status == .ok else { continue }
-                newPrimary = n
-                return true
-            }
-            return false
-        }
+        let newPrimary = try Self.survivorServing(survivors)
         let failover = monotonicSeconds() - killedAt
-        print("failover: \(tokens.count) reservations acknowledged before the kill; first OK on \(newPrimary!.id) after \(String(format: "%.2f", failover)) s")
-        let p = try newPrimary!.stockd.connect()
+        print("failover: \(tokens.count) reservations acknowledged before the kill; first OK on \(newPrimary.id) after \(String(format: "%.2f", failover)) s")
+        let p = try newPrimary.stockd.connect()
         let s = try ReplicationTests.status(p)
         #expect(s.epoch > epochBefore, "a new term")
         let info = try p.info("JACKET")
@@ -142,7 +134,7 @@ import TestSupport
         #expect(try p.confirm(tokens[0]).status == .tokenConfirmed)
 
         // The feed: offsets gap-free from the first record to the commit point, one term start per term.
-        let feed = try newPrimary!.stockd.connect()
+        let feed = try newPrimary.stockd.connect()
         let end = try ReplicationTests.status(p).committed
         _ = try feed.sendRequest(.subscribe(Subscribe(from: 1, credit: 1_000_000)))
         var next: UInt64 = 1
@@ -155,6 +147,20 @@ import TestSupport
             next = e.offset + 1
         }
         #expect(terms == 2, "the first primary's term and the new one's")
+    }
+
+    /// The first of `survivors` to answer a RESERVE OK (the failover's end), within 20 s.
+    static func survivorServing(_ survivors: [Node]) throws -> Node {
+        var serving: Node?
+        try ReplicationTests.eventually(20, "a survivor serves changes: \(survivors.map(\.diagnostics))") {
+            for n in survivors {
+                guard let c = try? n.stockd.connect(), let r = try? c.reserve("HAT", 1), r.status == .ok else { continue }
+                serving = n
+                return true
+            }
+            return false
+        }
+        return serving!
     }
 
     /// Split brain attempted: the primary's machine freezes past its lease, a standby takes over,
@@ -171,15 +177,7 @@ import TestSupport
 
         old.signal(SIGSTOP)
         let survivors = nodes.filter { $0.id != old.id }
-        var takenBy: Node?
-        try ReplicationTests.eventually(20, "a survivor serves changes: \(survivors.map(\.diagnostics))") {
-            for n in survivors {
-                guard let c = try? n.stockd.connect(), let r = try? c.reserve("HAT", 1), r.status == .ok else { continue }
-                takenBy = n
-                return true
-            }
-            return false
-        }
+        let takenBy = try Self.survivorServing(survivors)
         old.signal(SIGCONT)
         // The old primary's answers from now on: refusals, or nothing — never OK.
         var ids: [UInt32] = []
@@ -191,7 +189,7 @@ import TestSupport
             answered += 1
             #expect(r.status != .ok, "the old primary acknowledged a change after the handover: \(r.body)")
         }
-        let p = try takenBy!.stockd.connect()
+        let p = try takenBy.stockd.connect()
         #expect(try p.confirm(before.token).status == .ok, "the hold acknowledged before the freeze survived")
         let info = try p.info("JACKET")
         #expect(info.reserved == 0 && info.confirmed == 1, "nothing the old primary did after the handover is here")
@@ -205,7 +203,7 @@ import TestSupport
         let rejoined = try Node(old.id, dir: dir, etcd: etcdServer.endpoint, catalog: Self.catalog)
         try ReplicationTests.eventually(20, "the old primary rejoins: \(rejoined.diagnostics)") {
             (try? rejoined.status())?.role == .standby
-                && (try? takenBy!.status())?.standbys.contains { $0.node.string == old.id && $0.inWaitSet } == true
+                && (try? takenBy.status())?.standbys.contains { $0.node.string == old.id && $0.inWaitSet } == true
         }
         #expect(try p.reserve("HAT", 1).status == .ok, "committed with the rejoined node in the wait set")
     }
@@ -273,8 +271,14 @@ import TestSupport
         relays[old.id]!.blackhole = true
         let cut = monotonicSeconds()
         var refusedAfter: Double?
+        var unanswered = 0  // a change journaled as the fence fell: never committed, so never answered
         while monotonicSeconds() - cut < 4 {
-            let r = try c.reserve("JACKET", 1, ttlMs: 600_000)
+            let sent = monotonicSeconds() - cut
+            guard let r = try? c.reserve("JACKET", 1, ttlMs: 600_000) else {
+                unanswered = 1
+                refusedAfter = sent
+                break
+            }
             if r.status == .notPrimary {
                 refusedAfter = monotonicSeconds() - cut
                 break
@@ -285,34 +289,26 @@ import TestSupport
         }
         let after = try #require(refusedAfter, "the primary kept acknowledging without etcd: \(old.diagnostics)")
         #expect(after <= 2.0, "stopped \(after) s after the cut: beyond the lease")
+        let c2 = try old.stockd.connect()  // c may still owe that answer
 
         let survivors = nodes.filter { $0.id != old.id }
-        var takenBy: Node?
-        try ReplicationTests.eventually(20, "a survivor serves changes: \(survivors.map(\.diagnostics))") {
-            for n in survivors {
-                guard let p = try? n.stockd.connect(), let r = try? p.reserve("HAT", 1), r.status == .ok else { continue }
-                takenBy = n
-                return true
-            }
-            return false
-        }
-        let primary = try #require(takenBy)
+        let primary = try Self.survivorServing(survivors)
         #expect(try primary.status().epoch > oldEpoch)
         // The old primary, still connected to its standbys as far as it knows: refusals, or nothing — never OK.
         var ids: [UInt32] = []
-        for _ in 0..<20 { ids.append(try c.sendRequest(.reserve(Reserve(sku: SKU("JACKET")!, quantity: 1)))) }
+        for _ in 0..<20 { ids.append(try c2.sendRequest(.reserve(Reserve(sku: SKU("JACKET")!, quantity: 1)))) }
         let deadline = monotonicSeconds() + 2
         var answered = 0
         while monotonicSeconds() < deadline, answered < ids.count {
-            guard let r = try? c.readResponse(timeout: max(0.05, deadline - monotonicSeconds())) else { break }
+            guard let r = try? c2.readResponse(timeout: max(0.05, deadline - monotonicSeconds())) else { break }
             answered += 1
             #expect(r.status != .ok, "the cut-off primary acknowledged a change after the handover: \(r.body)")
         }
         let p = try primary.stockd.connect()
         for t in tokens { #expect(try p.confirm(t).status == .ok, "a hold the old primary acknowledged is on the new one") }
         let info = try p.info("JACKET")
-        #expect(info.reserved == 0 && info.confirmed == UInt64(tokens.count) && info.onHand == 1_000_000,
-                "exactly the acknowledged holds, each confirmed once: \(info)")
+        #expect(info.reserved <= UInt64(unanswered) && info.confirmed == UInt64(tokens.count) && info.onHand == 1_000_000,
+                "exactly the acknowledged holds, each confirmed once (and at most the unanswered one held): \(info)")
         // The third node follows the new primary: it is in its wait set, at the new epoch.
         let third = survivors.first { $0.id != primary.id }!
         try ReplicationTests.eventually(15, "the other standby follows the new primary: \(third.diagnostics)") {
@@ -322,7 +318,7 @@ import TestSupport
         try ReplicationTests.eventually(15, "the old primary is demoted once etcd is back: \(old.diagnostics)") {
             (try? old.status())?.role != .primary || old.stockd.stderrText.contains("demoted")
         }
-        #expect(try c.reserve("JACKET", 1).status != .ok)
+        #expect(try c2.reserve("JACKET", 1).status != .ok)
     }
 
     /// A StockClient given every node follows the primary through a failover: each RESERVE (with an

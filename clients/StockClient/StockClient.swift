@@ -376,7 +376,8 @@ public final class StockClient: Sendable {
     /// deadline: a `NOT_PRIMARY` answer (no effect, safe to resend) moves the client to the node it
     /// names; a node that cannot be reached, when there are other endpoints, to the next one; and a
     /// connection lost under a request that is safe to send again (a RESERVE with an idempotency
-    /// key, a read) sends it again. Between rounds it waits a little (`followPause`), so a failover
+    /// key, a read) sends it again; `NOT_ENOUGH_REPLICAS` (refused before execution) is tried again
+    /// after a pause. Between rounds it waits a little (`followPause`), so a failover
     /// in progress — the old primary gone, no new one yet — is waited out, not hammered.
     func call(_ request: Request, timeout: Duration? = nil) async throws(StockError) -> ResponseBody {
         if Task.isCancelled { throw .cancelled }
@@ -405,6 +406,12 @@ public final class StockClient: Sendable {
                     let to = route.with { $0.notPrimary(epoch: epoch, primary: primary) }
                     logger.info("stockd.client: not the primary; following", metadata: [
                         "stockd.epoch": "\(epoch)", "stockd.primary": "\(primary.string)", "stockd.next": "\(to)"])
+                    continue
+                }
+                // Refused before it was executed (too few standbys in sync: a failover under way, or a
+                // standby rejoining): safe to send again, after the same pauses, within the deadline.
+                if status == .notEnoughReplicas, await pauseBeforeMove(&moves, deadlineNs: deadline) {
+                    logger.debug("stockd.client: not enough replicas in sync; trying again")
                     continue
                 }
                 if status.closesConnection { slot.discard(connection) }
