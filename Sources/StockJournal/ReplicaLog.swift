@@ -13,10 +13,11 @@
 //     `applyDeferred`, applied: the shadow state's lastSeq);
 //   - `durable`: every record up to it is appended and fdatasynced — what
 //     REPL_ACK may report.
-// Records above `received` wait behind the first missing seq. Applying is
-// deferred (`applyDeferred`, which `state` and `close` call too): the receiver
-// appends, syncs and acks, and applies only then, so a commit on the primary
-// never waits for the shadow state.
+// Records above `received` wait behind the first missing seq. Applying runs
+// on a thread of its own (`ShadowApplier`): the receiver appends, syncs and
+// acks while the batches before are applied, so a commit on the primary never
+// waits for the shadow state; `state`, `lastTimeMs`, `applyDeferred` and
+// `close` wait until every appended batch is applied.
 //
 // # Records beyond a gap
 //
@@ -98,6 +99,9 @@ public final class ReplicaLog {
     /// Records that may wait behind a gap by default: far above the real
     /// reordering window (a round's worker buffers), the feed's bound too.
     public static let defaultMaxPending = FeedReader.maxPending
+    /// Records appended but not yet applied to the shadow state at most by default (`ShadowApplier`):
+    /// beyond it `append` waits for the applier.
+    public static let defaultMaxQueuedRecords = ShadowApplier.defaultMaxQueuedRecords
 
     /// Highest seq such that every record up to it is written and fdatasynced.
     public private(set) var durable: UInt64
@@ -106,32 +110,29 @@ public final class ReplicaLog {
     /// The shadow state: every record up to `received` applied, in seq order (batches appended
     /// since the last `applyDeferred` are applied first).
     public var state: JournalState {
-        try? applyDeferred()  // a refusal is kept and thrown by the next append or sync
-        return replayer.state
+        applier.drained { $0.state }.value  // a refusal is kept and thrown by the next append or sync
     }
     /// The latest record time applied to the shadow state (the journal's clock, `Replayer.lastTimeMs`).
     public var lastTimeMs: UInt64 {
-        try? applyDeferred()
-        return replayer.lastTimeMs
+        applier.drained { $0.lastTimeMs }.value
     }
     /// The epoch of the term the record at `received` belongs to (REPL_HELLO's `last_epoch`; 0: none).
     public var lastEpoch: UInt64 { state.currentEpoch }
+    /// The `doesNotApply` that stopped the log, once the applier met it (top of this file).
+    public var refusal: ReplicaError? { applier.refused }
     /// Records appended beyond a gap, waiting for it to be filled.
     public var waiting: Int { beyond.count }
     /// The first missing seq, when records beyond it wait.
     public var gapAt: UInt64? { beyond.isEmpty ? nil : received + 1 }
     /// Seqs appended beyond the first missing one.
     private var beyond = Set<UInt64>()
-    /// Batches appended but not yet offered to the shadow state (`applyDeferred`): the receiver
-    /// acks first and applies after, so applying is off the path every commit waits on.
-    private var deferred: [[SequencedRecord]] = []
     /// Most records that may wait behind a gap.
     public let maxPending: Int
 
     private let writer: JournalWriter
-    private var replayer: Replayer
-    /// The `doesNotApply` that stopped the log (every later append throws it again).
-    private var refusal: ReplicaError?
+    /// Owns the shadow state's `Replayer`: appended batches are applied there, off the
+    /// receiver's path (a `doesNotApply` there stops the log: every later append throws it).
+    private let applier: ShadowApplier
     private var closed = false
 
     /// `state`: what recovery rebuilt from `directory` (after `Recovery.finish`,
@@ -139,13 +140,19 @@ public final class ReplicaLog {
     /// lastSeq is the last gap-free seq on disk. `segmentBytes` and `fateLimit`
     /// as for the primary's writer and recovery; `lastTimeMs` the latest record time recovery saw.
     public init(directory: String, state: JournalState, segmentBytes: Int64, fateLimit: Int,
-                lastTimeMs: UInt64 = 0, maxPending: Int = ReplicaLog.defaultMaxPending) throws(JournalError) {
+                lastTimeMs: UInt64 = 0, maxPending: Int = ReplicaLog.defaultMaxPending,
+                maxQueuedRecords: Int = ReplicaLog.defaultMaxQueuedRecords) throws(JournalError) {
         precondition(maxPending >= 0, "maxPending is a count")
         writer = try JournalWriter(directory: directory, segmentBytes: segmentBytes)
-        replayer = Replayer(state: state, fateLimit: fateLimit, lastTimeMs: lastTimeMs)
+        applier = ShadowApplier(replayer: Replayer(state: state, fateLimit: fateLimit, lastTimeMs: lastTimeMs),
+                                maxQueuedRecords: maxQueuedRecords)
         durable = state.lastSeq
         received = state.lastSeq
         self.maxPending = maxPending
+    }
+
+    deinit {
+        applier.stop()  // a log dropped without close (a failed truncation): its thread ends with it
     }
 
     /// Takes one batch: exactly `count` records filling `records`, in any seq
@@ -165,20 +172,19 @@ public final class ReplicaLog {
             for r in batch { beyond.insert(r.seq) }
             while beyond.remove(received + 1) != nil { received += 1 }
         }
-        deferred.append(batch)
+        // Waits while the applier is `maxQueuedRecords` behind: the acks slow down, memory does not grow.
+        applier.enqueue(ShadowApplier.Batch(records: batch, path: writer.currentSegment?.path ?? writer.directory))
         assert(durable <= received, "nothing is durable that was not received")
     }
 
-    /// Offers the batches appended since the last call to the shadow state, in arrival order.
+    /// Waits until every batch appended so far is applied to the shadow state, in arrival order.
     /// A record it refuses stops the log (`doesNotApply`, top of this file); with the apply after
     /// the ack, that record may have been acknowledged as held — it is, on disk — but this node's
     /// state cannot follow it, so it must never be promoted (the promotion fails on it).
     public func applyDeferred() throws(ReplicaError) {
+        let (applied, refusal) = applier.drained { $0.state.lastSeq }
         if let refusal { throw refusal }
-        let batches = deferred
-        deferred.removeAll(keepingCapacity: true)
-        for batch in batches { try offer(batch) }
-        assert(replayer.state.lastSeq == received, "the shadow state holds exactly the gap-free records")
+        assert(applied == received, "the shadow state holds exactly the gap-free records")
     }
 
     /// fdatasyncs what was appended; then `durable` is what `received` was
@@ -197,6 +203,7 @@ public final class ReplicaLog {
     public func close() throws(ReplicaError) {
         precondition(!closed, "closed once")
         try applyDeferred()
+        applier.stop()
         let through = received
         do throws(JournalError) { try writer.close() } catch { throw .journal(error) }
         durable = through
@@ -267,21 +274,5 @@ public final class ReplicaLog {
         let after = beyond.count + seqs.count - Int(next - received - 1)
         assert(after >= 0, "a completed run holds only records offered")
         return after
-    }
-
-    /// Offers the appended batch to the shadow state, in arrival order.
-    private func offer(_ batch: [SequencedRecord]) throws(ReplicaError) {
-        let path = writer.currentSegment?.path ?? writer.directory  // for error messages only
-        for r in batch {
-            do throws(JournalError) {
-                try replayer.offer(r, path: path, offset: 0)
-            } catch {
-                guard case let .replay(seq, reason) = error else {
-                    preconditionFailure("seqs were checked new before the append, yet: \(error)")
-                }
-                refusal = .doesNotApply(seq: seq, reason: reason)
-                throw .doesNotApply(seq: seq, reason: reason)
-            }
-        }
     }
 }

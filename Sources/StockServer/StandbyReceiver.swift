@@ -221,7 +221,9 @@ final class StandbyReceiver: @unchecked Sendable {
             precondition(synced >= lastAcked, "the durable end went back")
             lastAcked = synced
             try ack(fd, epoch: epoch, durable: synced)
-            try log.applyDeferred()  // after the ack: the primary's commits do not wait for it
+            // The shadow state is applied on the log's own thread (ShadowApplier), off this cycle;
+            // a record it refused stops the stream here, within a heartbeat, not at the next round.
+            if let refusal = log.refusal { throw refusal }
         }
     }
 

@@ -14,11 +14,12 @@ struct ReplicaLogTests {
     static let fateLimit = FateMemory.defaultLimit
 
     /// A replica on `dir` as a standby starts one: recovery (nothing expired) and finish, then the log.
-    static func open(_ dir: TempDirectory, maxPending: Int = ReplicaLog.defaultMaxPending) throws -> ReplicaLog {
+    static func open(_ dir: TempDirectory, maxPending: Int = ReplicaLog.defaultMaxPending,
+                     maxQueuedRecords: Int = ReplicaLog.defaultMaxQueuedRecords) throws -> ReplicaLog {
         let recovered = try Recovery.run(dataDirectory: dir.path, nowWallMs: 0, fateLimit: fateLimit)
         try Recovery.finish(recovered, dataDirectory: dir.path, nowWallMs: 0)
         return try ReplicaLog(directory: dir.path, state: recovered.state, segmentBytes: 4096, fateLimit: fateLimit,
-                              maxPending: maxPending)
+                              maxPending: maxPending, maxQueuedRecords: maxQueuedRecords)
     }
 
     static func recover(_ dir: TempDirectory) throws -> RecoveryResult {
@@ -292,6 +293,35 @@ struct ReplicaLogTests {
         try log.close()
         let recovered = try Self.recover(dir)
         #expect(recovered.highestSeqSeen == 27 && recovered.recordsRead == 27)
+    }
+
+    /// The shadow state is applied on the log's own thread while appends go on (nothing reads it
+    /// between batches here, unlike `streamedInAnyOrder`): with an apply queue of one record (every
+    /// append waits for the batch before), a small one and the default, the state at the end is
+    /// recovery's of the same records, in order, and a sync never waits for the applier.
+    @Test(arguments: [1, 64, ReplicaLog.defaultMaxQueuedRecords])
+    func appliedOffTheAppendPath(maxQueued: Int) throws {
+        let dir = TempDirectory("replica-applier"), reference = TempDirectory("replica-applier-ref")
+        defer { dir.remove(); reference.remove() }
+        let records = Self.history(3000, seed: 0x5EED_00A0 + UInt64(maxQueued))
+        let arrival = shuffledInWindows(records, window: 48, seed: UInt64(maxQueued))
+        let log = try Self.open(dir, maxQueuedRecords: maxQueued)
+        var rng = SplitMix64(seed: UInt64(maxQueued))
+        var i = 0
+        while i < arrival.count {
+            let n = min(arrival.count - i, 1 + Int(rng.next(below: 200)))
+            try log.append(Array(arrival[i..<(i + n)]))
+            i += n
+            if rng.next(below: 4) == 0 { _ = try log.sync() }
+        }
+        #expect(try log.sync() == 3000 && log.received == 3000)
+        try log.applyDeferred()
+        try writeJournal(arrival, to: reference.path, segmentBytes: 4096, maxBatch: 16, seed: 1)
+        let expected = try Recovery.run(dataDirectory: reference.path, nowWallMs: 0, fateLimit: Self.fateLimit)
+        #expect(differences(log.state, expected.state) == [] && log.state == expected.state)
+        #expect(log.lastTimeMs == records.map(\.timeMs).max()!)
+        try log.close()
+        #expect(log.state == expected.state, "the state stays readable after close")
     }
 
     // MARK: - records that do not apply
