@@ -83,12 +83,18 @@ public struct FateMemory: Sendable {
             head += 1
             if bySlot[e.slot]?.seq == e.seq { bySlot[e.slot] = nil }
         }
-        // Consumed and stale entries (evicted, reused slots) are dropped by
-        // rebuilding from `bySlot` once they outnumber the live ones by
-        // 1,024: an O(n log n) rebuild after at least n + 1,024 appends, and
-        // `order` never holds more than 2 × count + 1,024 entries.
+        // Consumed and stale entries (evicted, reused slots) are dropped once
+        // they outnumber the live ones by 1,024, keeping the live ones in
+        // place (`order` is already oldest first: no sort): O(n) after at
+        // least n + 1,024 appends, and `order` never holds more than
+        // 2 × count + 1,024 entries.
         if order.count > 2 * bySlot.count + 1024 {
-            order = oldestFirst.map { ($0.token.slot, $0.seq) }
+            var kept = 0
+            for i in head..<order.count where bySlot[order[i].slot]?.seq == order[i].seq {
+                order[kept] = order[i]
+                kept += 1
+            }
+            order.removeLast(order.count - kept)
             head = 0
         }
         assert(order.count - head >= bySlot.count, "fate memory order shorter than its tokens")

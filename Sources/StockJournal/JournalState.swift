@@ -231,17 +231,21 @@ public struct JournalState: Sendable, Equatable {
                                   key: ShortBytes, bundle: Bool) throws(Refusal) {
         guard line.quantity > 0 else { throw Refusal("reserved 0 units") }
         let i = try index(line.sku)
-        if let t = tokens[token] {
+        // One hash probe for the usual case (a new token): the table's slot is looked up once and
+        // filled in place (this runs per record in a standby's shadow state and in every snapshot).
+        let index = tokens.index(forKey: token)
+        if let index {
             // Another line of the same bundle: the same request wrote them all.
+            let t = tokens.values[index]
             guard t.bundle && bundle else { throw Refusal("token \(token) reserved twice") }
             guard t.customer == customer && t.idempotencyKey == key else {
                 throw Refusal("bundle token \(token): lines disagree on customer or key")
             }
         }
         try update(i) { $0.reserved += Int64(line.quantity) }
-        if tokens[token] != nil {
-            tokens[token]!.lines.append(line)
-            tokens[token]!.deadlineWallMs = max(tokens[token]!.deadlineWallMs, deadlineWallMs)
+        if let index {
+            tokens.values[index].lines.append(line)
+            tokens.values[index].deadlineWallMs = max(tokens.values[index].deadlineWallMs, deadlineWallMs)
         } else {
             tokens[token] = LiveToken(token: token, lines: [line], deadlineWallMs: deadlineWallMs, customer: customer,
                                       idempotencyKey: key, bundle: bundle)
@@ -255,7 +259,8 @@ public struct JournalState: Sendable, Equatable {
     private mutating func settle(_ token: Token, sku: SKU, held: UInt64, fate: DecidedFate, seq: UInt64,
                                  _ change: (inout SKUState) -> Void) throws(Refusal) -> (Int, LiveToken)
     {
-        guard let t = tokens[token] else { throw Refusal("unknown token \(token)") }
+        guard let at = tokens.index(forKey: token) else { throw Refusal("unknown token \(token)") }
+        let t = tokens.values[at]
         guard let l = t.lines.firstIndex(where: { $0.sku == sku && UInt64($0.quantity) == held }) else {
             let has = t.lines.map { "\($0.quantity) of \($0.sku)" }.joined(separator: ", ")
             throw Refusal("token \(token) has no line of \(held) of \(sku) (has \(has))")
@@ -263,10 +268,10 @@ public struct JournalState: Sendable, Equatable {
         let i = try index(sku)
         try update(i, change)
         if t.lines.count == 1 {
-            tokens[token] = nil
+            tokens.remove(at: at)  // the index found above: no second probe
             fates.remember(DecidedToken(token: token, fate: fate, seq: seq))
         } else {
-            tokens[token]!.lines.remove(at: l)
+            tokens.values[at].lines.remove(at: l)
         }
         return (i, t)
     }

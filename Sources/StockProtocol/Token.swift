@@ -17,6 +17,16 @@ public struct Token: Sendable, Hashable, CustomStringConvertible {
     /// Random bits chosen at issue.
     public var secret: UInt64
 
+    /// One word into the hasher, not three: every bit of the token still goes in (equal tokens
+    /// hash equal), and a journal's shadow state hashes a token several times per record.
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine((UInt64(slot) | UInt64(generation) << 32) ^ secret.byteSwapped)
+    }
+
+    public static func == (a: Token, b: Token) -> Bool {
+        a.slot == b.slot && a.generation == b.generation && a.secret == b.secret
+    }
+
     /// A token from its parts.
     public init(slot: UInt32, generation: UInt32, secret: UInt64) {
         self.slot = slot

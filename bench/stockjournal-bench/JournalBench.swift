@@ -10,6 +10,9 @@
 //    measured syncs. Scale with STOCKJOURNAL_LATENCY_BATCHES (default 4000) and
 //    STOCKJOURNAL_LATENCY_SEGMENT_MIB (default 4). The temp directory must be on the disk of
 //    interest (TMPDIR).
+// 3. A JournalState fed reserve/confirm records (the flash-sale mix: 512 holds open, slots reused),
+//    with the allocations per record: the work behind a standby's shadow state (ShadowApplier), the
+//    primary's background snapshots and recovery.
 import CMallocCounter
 import Foundation
 import StockJournal
@@ -53,6 +56,49 @@ struct JournalBench {
         precondition(buffer.recordCount > 0, "nothing encoded")
         return "encode into a reused buffer: \(rate(n, d)); "
             + "\(String(format: "%.3f", Double(allocs) / Double(n))) allocations/record"
+    }
+
+    // MARK: 3. shadow state apply
+
+    /// `pairs` reserve/confirm pairs on 4 SKUs, a hold confirmed 512 reservations after it was made,
+    /// slots reused every 4,096 reservations; applied in seq order through a `Replayer`.
+    static func shadowApply(pairs: Int = 200_000) throws -> String {
+        let skus = (0..<4).map { SKU("aurora-jacket-\($0)")! }
+        let customer = ShortBytes("viewer-000123")!
+        var records: [SequencedRecord] = []
+        records.reserveCapacity(2 * pairs + skus.count)
+        var seq: UInt64 = 0
+        func add(_ r: JournalRecord) {
+            seq += 1
+            records.append(SequencedRecord(seq: seq, timeMs: 1_700_000_000_000 + seq, record: r))
+        }
+        for sku in skus { add(.stockSet(sku: sku, onHand: Limits.maxStock, lowStockThreshold: 0, perCustomerLimit: 0)) }
+        func token(_ i: Int) -> Token {
+            Token(slot: UInt32(i % 4096), generation: UInt32(i / 4096 + 1), secret: UInt64(i) &* 0x9E37_79B9_7F4A_7C15)
+        }
+        let window = 512
+        for i in 0..<(pairs + window) {
+            if i < pairs {
+                add(.reserved(token: token(i), sku: skus[i % 4], quantity: 1, deadlineWallMs: 1_800_000_000_000,
+                              customer: customer, idempotencyKey: .empty, bundle: false))
+            }
+            if i >= window {
+                let j = i - window
+                add(.confirmed(token: token(j), sku: skus[j % 4], quantity: 1, returned: 0, orderReference: .empty,
+                               customer: customer))
+            }
+        }
+        var replayer = Replayer(state: JournalState(), fateLimit: FateMemory.defaultLimit)
+        let clock = ContinuousClock()
+        let allocsBefore = malloc_counter_allocations()
+        let t = clock.now
+        for r in records { try replayer.offer(r, path: "bench", offset: 0) }
+        let d = clock.now - t
+        let allocs = malloc_counter_allocations() - allocsBefore
+        precondition(replayer.state.lastSeq == seq && replayer.state.tokenCount == 0, "not every record applied")
+        try replayer.state.checkInvariants()
+        return "shadow state apply (reserve/confirm, 512 holds open): \(rate(records.count, d)); "
+            + "\(String(format: "%.2f", Double(allocs) / Double(records.count))) allocations/record"
     }
 
     // MARK: 2. append + fdatasync latency
@@ -130,6 +176,8 @@ struct JournalBench {
 
     static func main() throws {
         print(encodeHotPath())
+        print(try shadowApply())
+        if env("STOCKJOURNAL_APPLY_ONLY", 0) != 0 { return }
         let batches = env("STOCKJOURNAL_LATENCY_BATCHES", 4000)
         let segmentBytes = Int64(env("STOCKJOURNAL_LATENCY_SEGMENT_MIB", 4)) << 20
         // Alternate to spread any drift of the disk over both.
