@@ -52,7 +52,7 @@ public final class FeedReader {
     /// The next offset to hand out.
     public private(set) var next: UInt64
     /// Records read ahead of `next`.
-    public var pendingCount: Int { pending.count }
+    public var pendingCount: Int { raw ? rawPending.count : pending.count }
 
     private let directory: String
     private var segments: [SegmentFile] = []
@@ -64,6 +64,12 @@ public final class FeedReader {
     private var skipped = Set<UInt64>()
     private let buffer: UnsafeMutableRawPointer
     private let filter: RecordFilter?
+    /// Raw mode (`readRaw`): records read ahead are kept as their framed bytes in `rawArena`
+    /// (seq → offset), never decoded. The replication sender forwards the journal's own bytes:
+    /// decoding every record and encoding it again was most of its time.
+    private let raw: Bool
+    private var rawPending: [UInt64: Int] = [:]
+    private var rawArena: [UInt8] = []
 
     /// Which records a reader decodes and hands out, judged on the raw
     /// record: its kind byte and its SKU's bytes (empty for `extended`).
@@ -71,10 +77,12 @@ public final class FeedReader {
     public typealias RecordFilter = (_ kind: UInt8, _ sku: UnsafeRawBufferPointer) -> Bool
 
     /// A reader handing out offsets from `from` (>= 1), the records `filter` accepts.
-    public init(directory: String, from: UInt64, filter: RecordFilter? = nil) throws(JournalError) {
+    /// With `raw`, records are handed out as their framed bytes (`readRaw`) instead of decoded (`read`).
+    public init(directory: String, from: UInt64, filter: RecordFilter? = nil, raw: Bool = false) throws(JournalError) {
         precondition(from >= 1, "offsets start at 1")
         self.directory = directory
         self.filter = filter
+        self.raw = raw
         next = from
         buffer = .allocate(byteCount: Self.chunkBytes, alignment: 16)
         segments = try SegmentFiles.list(in: directory)
@@ -95,6 +103,7 @@ public final class FeedReader {
     /// the position without counting. Returns how many it handed out.
     public func read(durable: UInt64, synced: SyncedEnd, limit: Int,
                      _ body: (SequencedRecord) -> Void) throws(FeedReadError) -> Int {
+        precondition(!raw, "a raw reader hands out bytes (readRaw)")
         var handed = 0
         while handed < limit && next <= durable {
             if !skipped.isEmpty && skipped.remove(next) != nil {
@@ -111,6 +120,56 @@ public final class FeedReader {
             if pending.count + skipped.count > Self.maxPending { throw .missing(seq: next) }
         }
         return handed
+    }
+
+    /// `read` for a raw reader: hands `body` each record's framed bytes (length, checksum and all,
+    /// as the segment holds them; valid only during the call), in seq order, while at or below
+    /// `durable`, at most `limit` records and — past the first — `maxBytes` bytes.
+    public func readRaw(durable: UInt64, synced: SyncedEnd, limit: Int, maxBytes: Int,
+                        _ body: (UnsafeRawBufferPointer) -> Void) throws(FeedReadError) -> Int {
+        precondition(raw, "readRaw needs a reader made with raw: true")
+        var handed = 0
+        var bytes = 0
+        while handed < limit && next <= durable {
+            if !skipped.isEmpty && skipped.remove(next) != nil {
+                next += 1
+                continue
+            }
+            if let at = rawPending.removeValue(forKey: next) {
+                let n = rawArena.withUnsafeBytes { Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: at, as: UInt32.self))) + 4 }
+                if handed > 0 && bytes + n > maxBytes {
+                    rawPending[next] = at  // the next call starts with it
+                    break
+                }
+                rawArena.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[at..<(at + n)])) }
+                bytes += n
+                next += 1
+                handed += 1
+                continue
+            }
+            guard try readMore(synced) else { throw .missing(seq: next) }
+            if rawPending.count + skipped.count > Self.maxPending { throw .missing(seq: next) }
+        }
+        reclaimArena()
+        return handed
+    }
+
+    /// Bounds `rawArena`: emptied when nothing waits (the usual case after a read), otherwise
+    /// rewritten with only the records still waiting once it passes four chunks.
+    private func reclaimArena() {
+        if rawPending.isEmpty {
+            rawArena.removeAll(keepingCapacity: true)
+            return
+        }
+        guard rawArena.count > 4 * Self.chunkBytes else { return }
+        var kept: [UInt8] = []
+        for seq in Array(rawPending.keys) {
+            let at = rawPending[seq]!
+            let n = rawArena.withUnsafeBytes { Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: at, as: UInt32.self))) + 4 }
+            rawPending[seq] = kept.count
+            kept.append(contentsOf: rawArena[at..<(at + n)])
+        }
+        rawArena = kept
     }
 
     /// Reads the next chunk of the current segment (or moves to the next
@@ -151,10 +210,13 @@ public final class FeedReader {
             switch RecordCodec.frame(view) {
             case .frame(let bytes):
                 let record = UnsafeRawBufferPointer(rebasing: view[0..<bytes])
-                let seq = UInt64(littleEndian: record.loadUnaligned(fromByteOffset: 9, as: UInt64.self))
+                let seq = RecordCodec.seq(ofFrame: record)
                 if seq >= next {
                     if let filter, !filter(record[8], RecordCodec.skuBytes(record)) {
                         skipped.insert(seq)
+                    } else if raw {
+                        rawPending[seq] = rawArena.count
+                        rawArena.append(contentsOf: record)
                     } else {
                         do throws(RecordCorruption) { pending[seq] = try RecordCodec.decodeFramed(record) } catch {
                             throw .corrupt("\(segment.path) at byte \(fileOffset + Int64(used)): \(error)")

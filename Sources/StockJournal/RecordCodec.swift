@@ -198,6 +198,12 @@ public enum RecordCodec {
         return .frame(bytes: n)
     }
 
+    /// The seq of a framed record (`frame` accepted it): after length, checksum and kind.
+    @inline(__always)
+    public static func seq(ofFrame record: UnsafeRawBufferPointer) -> UInt64 {
+        UInt64(littleEndian: record.loadUnaligned(fromByteOffset: 9, as: UInt64.self))
+    }
+
     /// The SKU bytes of a framed record (empty for `extended` and
     /// `termStarted`, or if the record is too short to hold one:
     /// `decodeFramed` reports that).

@@ -109,6 +109,7 @@ final class ShadowApplier: @unchecked Sendable {
     // MARK: applier thread
 
     private func run() {
+        BackgroundPriority.lowerCurrentThread()  // off every commit's path: the receiver comes first
         pthread_mutex_lock(lock)
         while true {
             while queue.isEmpty && !stopping { pthread_cond_wait(changed, lock) }

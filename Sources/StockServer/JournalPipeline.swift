@@ -410,6 +410,7 @@ final class JournalPipeline: @unchecked Sendable {
         var thread = pthread_t()
         let job = Unmanaged.passRetained(CompactionJob {
             defer { done.store(false, ordering: .releasing) }
+            BackgroundPriority.lowerCurrentThread()  // the journal and worker threads come first
             let now = UInt64(Self.wallNanos() / 1_000_000)
             do {
                 let r = try Compaction.run(dataDirectory: dir, closedSegments: closed, nowWallMs: now,

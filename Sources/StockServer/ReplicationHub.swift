@@ -208,7 +208,7 @@ final class ReplicationHub: @unchecked Sendable {
     private func open(_ a: Adoption) {
         assert(hubThread.isCurrent, "link opened off the replication thread")
         let reader: FeedReader
-        do { reader = try FeedReader(directory: journal.directory, from: a.start) } catch {
+        do { reader = try FeedReader(directory: journal.directory, from: a.start, raw: true) } catch {
             logger.error("replication: cannot read the journal for \(a.node): \(error)")
             Glibc.close(a.fd)
             release(a.node)

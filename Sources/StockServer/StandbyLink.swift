@@ -91,9 +91,12 @@ final class StandbyLink {
         var n = 0
         var last = sentEnd
         do {
-            _ = try reader.read(durable: written, synced: end, limit: Self.roundRecords) { r in
-                RecordCodec.encode(r, into: scratch)
-                last = r.seq
+            // The segment's own bytes, checked (length, checksum) but not decoded: the standby
+            // decodes them anyway, and decoding and encoding each record here was most of this thread.
+            _ = try reader.readRaw(durable: written, synced: end, limit: Self.roundRecords,
+                                   maxBytes: Self.roundPayloadBytes) { frame in
+                scratch.append(frame)
+                last = RecordCodec.seq(ofFrame: frame)
                 n += 1
             }
         } catch {
