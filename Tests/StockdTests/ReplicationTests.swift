@@ -268,6 +268,49 @@ import TestSupport
         #expect(try admin.request(.isrSet(ISRSet(epoch: 3, nodes: []))).body == .failure(.staleEpoch, .staleEpoch(epoch: 2)))
     }
 
+    /// The standby's disk fails (its file-size limit lowered under it: EFBIG, as in DiskFaultTests)
+    /// while the primary streams to it: its receiver stops with one critical line and it acks
+    /// nothing more, so the primary answers nothing more; every change it did acknowledge is in
+    /// the standby's journal (restarted without the limit and promoted, every held token confirms).
+    @Test func aStandbyWhoseJournalFailsStopsAcking() throws {
+        let dir = try TempDirectory(prefix: "repl-efbig")
+        defer { dir.remove() }
+        let a = try Self.node("a", dataDir: dir.path("a"), catalog: "JACKET,1000000\n", extra: ["--segment-size", "64"])
+        let b = try Self.node("b", dataDir: dir.path("b"), extra: ["--segment-size", "64"])
+        let ca = try a.connect()
+        _ = try Self.role(ca, RoleChange(role: .primary, epoch: 2))
+        try Self.follow(b, a, epoch: 2, id: "b")
+        var held = [try ca.reserveOK("JACKET", 1, ttlMs: 600_000).token]
+        // b's journal holds the same records as a's, from seq 1: past a's end plus 4 KiB, b's writes fail.
+        let bytes = try #require(try ca.stats()["journal.bytes"])
+        try FileSizeLimit.set(pid: b.pid, bytes: bytes + 4096 + 37)
+        let shop = try RawClient(port: a.port, timeout: 3)
+        let deadline = monotonicSeconds() + 30
+        while monotonicSeconds() < deadline, let r = try? shop.reserve("JACKET", 1, ttlMs: 600_000) {
+            guard let reservation = r.reservation else {
+                Issue.record("a reserve answered \(r.status.name)")
+                break
+            }
+            held.append(reservation.token)
+        }
+        let stopped = "standby: cannot keep the primary's journal, replication stopped"
+        try Self.eventually(10, "b's journal failure logged: \(b.diagnostics)") { b.stderrText.contains(stopped) }
+        #expect(held.count > 20, "records were streamed before the failure: \(held.count)")
+        #expect(b.stderrText.components(separatedBy: stopped).count == 2, "one critical line: \(b.diagnostics)")
+        #expect((try? shop.reserve("JACKET", 1))?.reservation == nil, "no answer on the word of a standby that cannot write")
+
+        a.kill()
+        b.kill()
+        let b2 = try Self.node("b", dataDir: dir.path("b"), extra: ["--min-insync", "0"])
+        let sb = try b2.connect()
+        _ = try Self.role(sb, RoleChange(role: .primary, epoch: 3))
+        let info = try sb.info("JACKET")
+        #expect(info.reserved >= UInt64(held.count) && info.onHand == info.available + info.reserved + info.confirmed, "\(info)")
+        var confirmed = 0
+        for t in held where try sb.confirm(t).status == .ok { confirmed += 1 }
+        #expect(confirmed == held.count, "every acknowledged hold is in the standby's journal")
+    }
+
     @Test func aBadAckEndsTheStream() throws {
         let dir = try TempDirectory(prefix: "repl-badack")
         defer { dir.remove() }
