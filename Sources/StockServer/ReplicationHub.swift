@@ -176,6 +176,7 @@ final class ReplicationHub: @unchecked Sendable {
     private func run() {
         hubThread.claim("the replication thread runs once")
         var fds: [pollfd] = []
+        var drained = [UInt8](repeating: 0, count: 64)  // the wake pipe's bytes, read and dropped
         while true {
             pthread_mutex_lock(lock)
             let done = stopping
@@ -192,7 +193,6 @@ final class ReplicationHub: @unchecked Sendable {
                 fds.append(pollfd(fd: link.fd, events: Int16(POLLIN) | (link.hasOutput ? Int16(POLLOUT) : 0), revents: 0))
             }
             _ = poll(&fds, nfds_t(fds.count), Self.pollMs)
-            var drained = [UInt8](repeating: 0, count: 64)
             while Glibc.read(wakeRead, &drained, drained.count) > 0 {}
             for (i, link) in links.enumerated() where fds[i + 1].revents != 0 { link.onReady() }
             sweep()
@@ -217,7 +217,7 @@ final class ReplicationHub: @unchecked Sendable {
         let link = StandbyLink(hub: self, adoption: a, reader: reader)
         links.append(link)
         logger.info("replication: standby \(a.node) connected, streaming from seq \(a.start) (epoch \(epoch))")
-        link.takeInput(a.leftover)
+        a.leftover.withUnsafeBytes { link.takeInput($0) }
     }
 
     /// Drops closed links and publishes every link's ack for CLUSTER_STATUS.

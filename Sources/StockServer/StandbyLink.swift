@@ -20,6 +20,8 @@ final class StandbyLink {
     private var out = ByteWriter(capacity: 256 << 10)
     private var outSent = 0
     private var input: [UInt8] = []
+    /// What one recv takes (acks are 29 bytes each: one read holds every ack a poll finds).
+    private let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 16 << 10, alignment: 16)
     private let scratch = RecordBuffer(capacity: StandbyLink.roundPayloadBytes)
     /// The last seq sent (the standby held everything below its start).
     private(set) var sentEnd: UInt64
@@ -60,6 +62,8 @@ final class StandbyLink {
         var one: Int32 = 1
         _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
     }
+
+    deinit { readBuffer.deallocate() }
 
     var hasOutput: Bool { out.count > outSent }
 
@@ -127,11 +131,10 @@ final class StandbyLink {
     /// The socket is readable or writable (or failed).
     func onReady() {
         guard !closed else { return }
-        var buffer = [UInt8](repeating: 0, count: 16 << 10)
         while true {
-            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            let n = recv(fd, readBuffer.baseAddress, readBuffer.count, Int32(MSG_DONTWAIT))
             if n > 0 {
-                takeInput(Array(buffer[0..<n]))
+                takeInput(UnsafeRawBufferPointer(rebasing: readBuffer[0..<n]))
                 if closed { return }
                 continue
             }
@@ -144,7 +147,7 @@ final class StandbyLink {
     }
 
     /// Acks from the standby (the only frames it may send).
-    func takeInput(_ bytes: [UInt8]) {
+    func takeInput(_ bytes: UnsafeRawBufferPointer) {
         input.append(contentsOf: bytes)
         var used = 0
         while !closed {
