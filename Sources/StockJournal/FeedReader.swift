@@ -53,6 +53,8 @@ public final class FeedReader {
     public private(set) var next: UInt64
     /// Records read ahead of `next`.
     public var pendingCount: Int { raw ? rawPending.count : pending.count }
+    /// Bytes a raw reader holds for them (waiting records and, until a rewrite, handed-out ones).
+    public var rawBytesHeld: Int { rawArena.count }
 
     private let directory: String
     private var segments: [SegmentFile] = []
@@ -70,6 +72,8 @@ public final class FeedReader {
     private let raw: Bool
     private var rawPending: [UInt64: Int] = [:]
     private var rawArena: [UInt8] = []
+    /// Bytes of `rawArena` still waiting (the rest were handed out or replaced).
+    private var rawLiveBytes = 0
 
     /// Which records a reader decodes and hands out, judged on the raw
     /// record: its kind byte and its SKU's bytes (empty for `extended`).
@@ -136,12 +140,13 @@ public final class FeedReader {
                 continue
             }
             if let at = rawPending.removeValue(forKey: next) {
-                let n = rawArena.withUnsafeBytes { Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: at, as: UInt32.self))) + 4 }
+                let n = rawLength(at: at)
                 if handed > 0 && bytes + n > maxBytes {
                     rawPending[next] = at  // the next call starts with it
                     break
                 }
                 rawArena.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[at..<(at + n)])) }
+                rawLiveBytes -= n
                 bytes += n
                 next += 1
                 handed += 1
@@ -154,22 +159,31 @@ public final class FeedReader {
         return handed
     }
 
+    /// The size of the framed record kept at `at` in `rawArena` (its length field + 4).
+    private func rawLength(at: Int) -> Int {
+        rawArena.withUnsafeBytes { Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: at, as: UInt32.self))) + 4 }
+    }
+
     /// Bounds `rawArena`: emptied when nothing waits (the usual case after a read), otherwise
-    /// rewritten with only the records still waiting once it passes four chunks.
+    /// rewritten with only the records still waiting once it passes four chunks and is at least
+    /// half garbage (so a large backlog is not copied again on every read: amortised O(1)).
     private func reclaimArena() {
+        assert(rawLiveBytes >= 0 && rawLiveBytes <= rawArena.count, "live bytes \(rawLiveBytes) of \(rawArena.count)")
         if rawPending.isEmpty {
             rawArena.removeAll(keepingCapacity: true)
+            rawLiveBytes = 0
             return
         }
-        guard rawArena.count > 4 * Self.chunkBytes else { return }
+        guard rawArena.count > max(4 * Self.chunkBytes, 2 * rawLiveBytes) else { return }
         var kept: [UInt8] = []
         for seq in Array(rawPending.keys) {
             let at = rawPending[seq]!
-            let n = rawArena.withUnsafeBytes { Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: at, as: UInt32.self))) + 4 }
+            let n = rawLength(at: at)
             rawPending[seq] = kept.count
             kept.append(contentsOf: rawArena[at..<(at + n)])
         }
         rawArena = kept
+        rawLiveBytes = kept.count
     }
 
     /// Reads the next chunk of the current segment (or moves to the next
@@ -215,8 +229,11 @@ public final class FeedReader {
                     if let filter, !filter(record[8], RecordCodec.skuBytes(record)) {
                         skipped.insert(seq)
                     } else if raw {
-                        rawPending[seq] = rawArena.count
+                        if let replaced = rawPending.updateValue(rawArena.count, forKey: seq) {
+                            rawLiveBytes -= rawLength(at: replaced)
+                        }
                         rawArena.append(contentsOf: record)
+                        rawLiveBytes += record.count
                     } else {
                         do throws(RecordCorruption) { pending[seq] = try RecordCodec.decodeFramed(record) } catch {
                             throw .corrupt("\(segment.path) at byte \(fileOffset + Int64(used)): \(error)")

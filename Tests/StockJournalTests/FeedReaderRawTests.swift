@@ -49,8 +49,9 @@ struct FeedReaderRawTests {
         #expect(reader.next == 3001)
     }
 
-    /// Seq 1 written last: every other record waits (its bytes kept, more than the four chunks the
-    /// reader keeps before it rewrites them); handed out ten at a time they still come out whole.
+    /// Seq 1 written last: every other record waits (their bytes kept: more than the four chunks
+    /// the reader holds before it rewrites them, once half of them are handed out); handed out
+    /// ten, then 4,096 at a time, they come out whole across the rewrite.
     @Test func recordsWaitingBehindTheFirstSurviveTheArenaRewrite() throws {
         let dir = TempDirectory("feed-raw-wait")
         defer { dir.remove() }
@@ -60,14 +61,19 @@ struct FeedReaderRawTests {
         let reader = try FeedReader(directory: dir.path, from: 1, raw: true)
         var expected: UInt64 = 1
         var rounds = 0
+        var peak = 0, rewritten = false
         while expected <= 20_000 {
             _ = try reader.readRaw(durable: 20_000, synced: synced, limit: rounds < 5 ? 10 : 4096, maxBytes: 1 << 20) { frame in
                 #expect(Array(frame) == RecordCodec.encode(records[Int(expected) - 1]), "seq \(expected)")
                 expected += 1
             }
             if rounds == 0 { #expect(reader.pendingCount == 20_000 - 10, "all but the first ten wait") }
+            if reader.rawBytesHeld < peak && reader.pendingCount > 0 { rewritten = true }
+            peak = max(peak, reader.rawBytesHeld)
             rounds += 1
         }
+        #expect(peak > 4 * FeedReader.chunkBytes, "the backlog outgrew four chunks: \(peak) bytes")
+        #expect(rewritten, "the arena was rewritten while records still waited")
         #expect(reader.pendingCount == 0 && expected == 20_001)
     }
 
