@@ -110,20 +110,29 @@ public final class FeedReader {
         precondition(!raw, "a raw reader hands out bytes (readRaw)")
         var handed = 0
         while handed < limit && next <= durable {
-            if !skipped.isEmpty && skipped.remove(next) != nil {
-                next += 1
-                continue
-            }
+            if skipFiltered() { continue }
             if let r = pending.removeValue(forKey: next) {
                 body(r)
                 next += 1
                 handed += 1
                 continue
             }
-            guard try readMore(synced) else { throw .missing(seq: next) }
-            if pending.count + skipped.count > Self.maxPending { throw .missing(seq: next) }
+            try readAhead(synced)
         }
         return handed
+    }
+
+    /// Moves past `next` if the filter rejected it; whether it did.
+    private func skipFiltered() -> Bool {
+        guard !skipped.isEmpty && skipped.remove(next) != nil else { return false }
+        next += 1
+        return true
+    }
+
+    /// `next` is not read yet: reads on, within `maxPending` records read ahead.
+    private func readAhead(_ synced: SyncedEnd) throws(FeedReadError) {
+        guard try readMore(synced) else { throw .missing(seq: next) }
+        if pendingCount + skipped.count > Self.maxPending { throw .missing(seq: next) }
     }
 
     /// `read` for a raw reader: hands `body` each record's framed bytes (length, checksum and all,
@@ -135,10 +144,7 @@ public final class FeedReader {
         var handed = 0
         var bytes = 0
         while handed < limit && next <= durable {
-            if !skipped.isEmpty && skipped.remove(next) != nil {
-                next += 1
-                continue
-            }
+            if skipFiltered() { continue }
             if let at = rawPending.removeValue(forKey: next) {
                 let n = rawLength(at: at)
                 if handed > 0 && bytes + n > maxBytes {
@@ -152,8 +158,7 @@ public final class FeedReader {
                 handed += 1
                 continue
             }
-            guard try readMore(synced) else { throw .missing(seq: next) }
-            if rawPending.count + skipped.count > Self.maxPending { throw .missing(seq: next) }
+            try readAhead(synced)
         }
         reclaimArena()
         return handed
@@ -176,12 +181,13 @@ public final class FeedReader {
         }
         guard rawArena.count > max(4 * Self.chunkBytes, 2 * rawLiveBytes) else { return }
         var kept: [UInt8] = []
-        for seq in Array(rawPending.keys) {
-            let at = rawPending[seq]!
-            let n = rawLength(at: at)
-            rawPending[seq] = kept.count
-            kept.append(contentsOf: rawArena[at..<(at + n)])
+        kept.reserveCapacity(rawLiveBytes)
+        var moved = [UInt64: Int](minimumCapacity: rawPending.count)
+        for (seq, at) in rawPending {
+            moved[seq] = kept.count
+            kept.append(contentsOf: rawArena[at..<(at + rawLength(at: at))])
         }
+        rawPending = moved
         rawArena = kept
         rawLiveBytes = kept.count
     }

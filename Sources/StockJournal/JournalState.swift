@@ -231,21 +231,21 @@ public struct JournalState: Sendable, Equatable {
                                   key: ShortBytes, bundle: Bool) throws(Refusal) {
         guard line.quantity > 0 else { throw Refusal("reserved 0 units") }
         let i = try index(line.sku)
-        // One hash probe for the usual case (a new token): the table's slot is looked up once and
-        // filled in place (this runs per record in a standby's shadow state and in every snapshot).
-        let index = tokens.index(forKey: token)
-        if let index {
+        // The token is looked up once; a bundle's later line changes it in place through that
+        // index (this runs per record in a standby's shadow state and in every snapshot).
+        let existing = tokens.index(forKey: token)
+        if let existing {
             // Another line of the same bundle: the same request wrote them all.
-            let t = tokens.values[index]
+            let t = tokens.values[existing]
             guard t.bundle && bundle else { throw Refusal("token \(token) reserved twice") }
             guard t.customer == customer && t.idempotencyKey == key else {
                 throw Refusal("bundle token \(token): lines disagree on customer or key")
             }
         }
         try update(i) { $0.reserved += Int64(line.quantity) }
-        if let index {
-            tokens.values[index].lines.append(line)
-            tokens.values[index].deadlineWallMs = max(tokens.values[index].deadlineWallMs, deadlineWallMs)
+        if let existing {
+            tokens.values[existing].lines.append(line)
+            tokens.values[existing].deadlineWallMs = max(tokens.values[existing].deadlineWallMs, deadlineWallMs)
         } else {
             tokens[token] = LiveToken(token: token, lines: [line], deadlineWallMs: deadlineWallMs, customer: customer,
                                       idempotencyKey: key, bundle: bundle)

@@ -107,8 +107,8 @@ public final class ReplicaLog {
     public private(set) var durable: UInt64
     /// Highest seq such that every record up to it is appended (synced or not).
     public private(set) var received: UInt64
-    /// The shadow state: every record up to `received` applied, in seq order (batches appended
-    /// since the last `applyDeferred` are applied first).
+    /// The shadow state: every record up to `received` applied, in seq order (waits for the
+    /// applier to take every batch appended so far).
     public var state: JournalState {
         applier.drained { $0.state }.value  // a refusal is kept and thrown by the next append or sync
     }
@@ -156,8 +156,8 @@ public final class ReplicaLog {
     }
 
     /// Takes one batch: exactly `count` records filling `records`, in any seq
-    /// order. Checks them all, appends them (one write), and keeps them for
-    /// the shadow state (`applyDeferred`), holding those beyond a gap (top of this file).
+    /// order. Checks them all, appends them (one write), and queues them for
+    /// the shadow state (`ShadowApplier`), holding those beyond a gap (top of this file).
     public func append(records: UnsafeRawBufferPointer, count: Int) throws(ReplicaError) {
         precondition(!closed, "no appends after close: the directory may have another writer now")
         precondition(count >= 0, "a record count is never negative (REPL_ROUND's is a u16)")
@@ -173,7 +173,7 @@ public final class ReplicaLog {
             while beyond.remove(received + 1) != nil { received += 1 }
         }
         // Waits while the applier is `maxQueuedRecords` behind: the acks slow down, memory does not grow.
-        applier.enqueue(ShadowApplier.Batch(records: batch, path: writer.currentSegment?.path ?? writer.directory))
+        applier.enqueue(batch)
         assert(durable <= received, "nothing is durable that was not received")
     }
 

@@ -25,15 +25,9 @@ final class ShadowApplier: @unchecked Sendable {
     /// a quarter second of the bench's peak rate.
     static let defaultMaxQueuedRecords = 1 << 16
 
-    struct Batch {
-        let records: [SequencedRecord]
-        /// The segment the batch went to, for error messages only.
-        let path: String
-    }
-
     let maxQueuedRecords: Int
     private var replayer: Replayer
-    private var queue: [Batch] = []
+    private var queue: [[SequencedRecord]] = []
     private var queuedRecords = 0
     private var busy = false
     private var stopping = false
@@ -75,14 +69,14 @@ final class ShadowApplier: @unchecked Sendable {
     }
 
     /// Queues a batch; waits while the queue holds `maxQueuedRecords` or more.
-    func enqueue(_ batch: Batch) {
+    func enqueue(_ batch: [SequencedRecord]) {
         pthread_mutex_lock(lock)
         defer { pthread_mutex_unlock(lock) }
         precondition(running && !stopping, "a batch queued after stop")
         while queuedRecords >= maxQueuedRecords && refusal == nil { pthread_cond_wait(changed, lock) }
         guard refusal == nil else { return }  // nothing more applies; the next append throws
         queue.append(batch)
-        queuedRecords += batch.records.count
+        queuedRecords += batch.count
         pthread_cond_broadcast(changed)
     }
 
@@ -121,7 +115,7 @@ final class ShadowApplier: @unchecked Sendable {
             let outcome = apply(batches)
             pthread_mutex_lock(lock)
             busy = false
-            queuedRecords -= batches.reduce(0) { $0 + $1.records.count }
+            queuedRecords -= batches.reduce(0) { $0 + $1.count }
             assert(queuedRecords >= 0, "more records applied than queued")
             if let outcome { refusal = outcome }
             pthread_cond_broadcast(changed)
@@ -130,11 +124,12 @@ final class ShadowApplier: @unchecked Sendable {
     }
 
     /// Offers the batches in order; the refusal that stops them, if one does.
-    private func apply(_ batches: [Batch]) -> ReplicaError? {
+    private func apply(_ batches: [[SequencedRecord]]) -> ReplicaError? {
         for batch in batches {
-            for r in batch.records {
+            for r in batch {
                 do throws(JournalError) {
-                    try replayer.offer(r, path: batch.path, offset: 0)
+                    // The path and offset name a record only in errors a refusal drops (it keeps seq and reason).
+                    try replayer.offer(r, path: "", offset: 0)
                 } catch {
                     guard case let .replay(seq, reason) = error else {
                         preconditionFailure("seqs were checked new before the append, yet: \(error)")

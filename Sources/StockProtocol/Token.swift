@@ -23,10 +23,6 @@ public struct Token: Sendable, Hashable, CustomStringConvertible {
         hasher.combine((UInt64(slot) | UInt64(generation) << 32) ^ secret.byteSwapped)
     }
 
-    public static func == (a: Token, b: Token) -> Bool {
-        a.slot == b.slot && a.generation == b.generation && a.secret == b.secret
-    }
-
     /// A token from its parts.
     public init(slot: UInt32, generation: UInt32, secret: UInt64) {
         self.slot = slot
